@@ -1,0 +1,323 @@
+// IPC client - one persistent, pipelined connection to one server.
+//
+// Requests are written as soon as they are made and their replies read back in order. The
+// connection is opened on first use and again after the peer went away (e.g. restarted); a
+// request in flight when that happens fails, the next one reconnects. `store`-style requests
+// hold the write side until the server's go-ahead and the raw bytes are through.
+//
+// Timeout: a connection with requests outstanding that receives nothing for `timeoutMs` is
+// closed and every outstanding request fails with IpcTimeoutError.
+
+import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
+
+import { type IpcAddress, connectTo, formatAddress, parseAddress } from './address.js';
+import { CodecError, type Message, formatMessage, parseMessage } from './codec.js';
+import { FrameReader } from './frame-reader.js';
+import type { IpcReply } from './reply.js';
+
+export interface IpcClientOptions {
+  /** Silence allowed while requests are outstanding (default 30 s). */
+  timeoutMs?: number;
+  connectTimeoutMs?: number;
+  /** Shared secret sent as `hello: SECRET` on every new connection. */
+  secret?: string;
+}
+
+export class IpcTimeoutError extends Error {}
+export class IpcConnectionError extends Error {}
+
+type Receive<T> = (reader: FrameReader) => Promise<T>;
+
+interface Pending {
+  receive: Receive<unknown>;
+  resolve(value: unknown): void;
+  reject(err: Error): void;
+}
+
+export interface ListResult {
+  reply: IpcReply;
+  items: Message[];
+}
+
+export interface StreamResult {
+  reply: IpcReply;
+  size: number;
+  /** The raw bytes (present when reply.ok); must be consumed before the next reply is read. */
+  stream?: Readable;
+}
+
+/** Conn - one socket, its reader, and the queue of replies it still owes. */
+class Conn {
+  readonly reader: FrameReader;
+  private readonly queue: Pending[] = [];
+  private running = false;
+  dead = false;
+  private lastActivity = Date.now();
+  private readonly watchdog: NodeJS.Timeout;
+
+  constructor(
+    readonly socket: Socket,
+    private readonly timeoutMs: number,
+    private readonly label: string,
+  ) {
+    this.reader = new FrameReader(socket);
+    socket.on('data', () => (this.lastActivity = Date.now()));
+    socket.on('close', () => this.fail(new IpcConnectionError(`connection to ${label} closed`)));
+    socket.on('error', () => {});
+    this.watchdog = setInterval(() => this.check(), Math.max(50, Math.min(1000, timeoutMs / 4)));
+    this.watchdog.unref();
+  }
+
+  write(data: string | Buffer): boolean {
+    if (this.queue.length === 0) this.lastActivity = Date.now();
+    return this.socket.write(data);
+  }
+
+  expect<T>(receive: Receive<T>): Promise<T> {
+    if (this.dead) return Promise.reject(new IpcConnectionError(`connection to ${this.label} closed`));
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ receive, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.running) void this.loop();
+    });
+  }
+
+  private async loop(): Promise<void> {
+    this.running = true;
+    while (this.queue.length > 0 && !this.dead) {
+      const head = this.queue[0]!;
+      try {
+        const value = await head.receive(this.reader);
+        this.queue.shift();
+        head.resolve(value);
+      } catch (err) {
+        this.fail(err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+    this.running = false;
+  }
+
+  private check(): void {
+    if (this.queue.length > 0 && Date.now() - this.lastActivity > this.timeoutMs) {
+      this.fail(new IpcTimeoutError(`no reply from ${this.label} within ${this.timeoutMs} ms`));
+    }
+  }
+
+  fail(err: Error): void {
+    if (!this.dead) {
+      this.dead = true;
+      clearInterval(this.watchdog);
+      this.socket.destroy();
+    }
+    const pending = this.queue.splice(0);
+    for (const p of pending) p.reject(err);
+  }
+
+  get outstanding(): number {
+    return this.queue.length;
+  }
+}
+
+export class IpcClient {
+  readonly address: IpcAddress;
+  private conn: Conn | null = null;
+  private connecting: Promise<Conn> | null = null;
+  private writeGate: Promise<void> | null = null;
+  private closed = false;
+  private readonly timeoutMs: number;
+
+  constructor(
+    address: string | IpcAddress,
+    private readonly opts: IpcClientOptions = {},
+  ) {
+    this.address = typeof address === 'string' ? parseAddress(address) : address;
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+  }
+
+  /** request - one message, one `ok`/`error` reply. */
+  request(name: string, params: string[] = []): Promise<IpcReply> {
+    return this.exchange(name, params, readReply);
+  }
+
+  /** requestList - a `list`-style exchange: `ok: COUNT`, COUNT lines, `ok`. */
+  requestList(name: string, params: string[] = []): Promise<ListResult> {
+    return this.exchange(name, params, async (reader) => {
+      const reply = await readReply(reader);
+      if (!reply.ok) return { reply, items: [] };
+      const count = Number(reply.params[0]);
+      if (!Number.isSafeInteger(count) || count < 0) throw new CodecError(`bad list count ${reply.params[0]}`);
+      const items: Message[] = [];
+      for (let i = 0; i < count; i++) items.push(parseMessage(await readLine(reader)));
+      const end = await readReply(reader);
+      if (!end.ok) throw new CodecError('list did not end with ok');
+      return { reply, items };
+    });
+  }
+
+  /** requestRaw - a `retr`-style exchange, the bytes gathered in memory. */
+  async requestRaw(name: string, params: string[] = []): Promise<{ reply: IpcReply; data?: Buffer }> {
+    const res = await this.requestStream(name, params);
+    if (!res.stream) return { reply: res.reply };
+    const chunks: Buffer[] = [];
+    for await (const c of res.stream) chunks.push(c as Buffer);
+    return { reply: res.reply, data: Buffer.concat(chunks, res.size) };
+  }
+
+  /** requestStream - a `retr`-style exchange; the bytes arrive as a stream (constant memory). */
+  requestStream(name: string, params: string[] = []): Promise<StreamResult> {
+    return new Promise<StreamResult>((resolve, reject) => {
+      this.exchange(name, params, async (reader) => {
+        const reply = await readReply(reader);
+        if (!reply.ok) {
+          resolve({ reply, size: 0 });
+          return;
+        }
+        const size = Number(reply.params[0]);
+        if (!Number.isSafeInteger(size) || size < 0) throw new CodecError(`bad raw size ${reply.params[0]}`);
+        const stream = reader.readRaw(size);
+        resolve({ reply, size, stream });
+        // The connection reads nothing else until these bytes are through.
+        await new Promise<void>((done, fail) => {
+          stream.once('end', done);
+          stream.once('error', fail);
+          stream.once('close', () => (stream.readableEnded ? done() : fail(new Error('raw stream closed early'))));
+        });
+      }).catch(reject);
+    });
+  }
+
+  /**
+   * store - a `store`-style exchange: the header, the server's go-ahead, exactly `length` raw
+   * bytes, then the final reply. A refused header returns its error and sends no data.
+   */
+  async store(name: string, params: string[], body: Buffer | Readable, length?: number): Promise<IpcReply> {
+    const size = Buffer.isBuffer(body) ? body.length : length;
+    if (size === undefined) throw new Error('store: a stream body needs its length');
+    while (this.writeGate) await this.writeGate;
+    let release!: () => void;
+    this.writeGate = new Promise<void>((r) => (release = r));
+    let final: Promise<IpcReply>;
+    try {
+      const conn = await this.connection();
+      conn.write(formatMessage(name, params));
+      const go = await conn.expect(readReply);
+      if (!go.ok) return go;
+      try {
+        await writeBody(conn, body, size);
+      } catch (err) {
+        conn.fail(err instanceof Error ? err : new Error(String(err)));
+        throw err;
+      }
+      final = conn.expect(readReply);
+    } finally {
+      this.writeGate = null;
+      release();
+    }
+    return final;
+  }
+
+  /** close - end the connection (outstanding requests fail). */
+  close(): void {
+    this.closed = true;
+    this.conn?.socket.end();
+    this.conn?.fail(new IpcConnectionError('client closed'));
+    this.conn = null;
+  }
+
+  private async exchange<T>(name: string, params: string[], receive: Receive<T>): Promise<T> {
+    while (this.writeGate) await this.writeGate;
+    let conn = this.conn;
+    if (!conn || conn.dead) {
+      conn = await this.connection();
+      while (this.writeGate) await this.writeGate;
+      if (conn.dead) conn = await this.connection();
+    }
+    conn.write(formatMessage(name, params));
+    return conn.expect(receive);
+  }
+
+  private async connection(): Promise<Conn> {
+    if (this.closed) throw new IpcConnectionError('client closed');
+    if (this.conn && !this.conn.dead) return this.conn;
+    if (!this.connecting) {
+      this.connecting = (async () => {
+        try {
+          const socket = await connectTo(this.address, this.opts.connectTimeoutMs ?? 5000);
+          const conn = new Conn(socket, this.timeoutMs, formatAddress(this.address));
+          if (this.opts.secret !== undefined) {
+            conn.write(formatMessage('hello', [this.opts.secret]));
+            void conn
+              .expect(readReply)
+              .then((r) => {
+                if (!r.ok) conn.fail(new IpcConnectionError(`IPC handshake refused: ${r.params[0] ?? ''}`));
+              })
+              .catch(() => {});
+          }
+          this.conn = conn;
+          return conn;
+        } catch (err) {
+          throw new IpcConnectionError(`cannot connect to ${formatAddress(this.address)}: ${(err as Error).message}`);
+        } finally {
+          this.connecting = null;
+        }
+      })();
+    }
+    return this.connecting;
+  }
+}
+
+async function readLine(reader: FrameReader): Promise<string> {
+  const line = await reader.readLine();
+  if (line === null) throw new IpcConnectionError('connection closed before the reply');
+  return line;
+}
+
+/** readReply - one `ok`/`error` line; anything else counts as an error reply. */
+export async function readReply(reader: FrameReader): Promise<IpcReply> {
+  const line = await readLine(reader);
+  let msg: Message;
+  try {
+    msg = parseMessage(line);
+  } catch {
+    return { ok: false, params: [`malformed reply: ${line.slice(0, 200)}`] };
+  }
+  if (msg.name === 'ok') return { ok: true, params: msg.params };
+  if (msg.name === 'error') return { ok: false, params: msg.params };
+  return { ok: false, params: [`unexpected reply: ${line.slice(0, 200)}`] };
+}
+
+async function writeBody(conn: Conn, body: Buffer | Readable, size: number): Promise<void> {
+  if (Buffer.isBuffer(body)) {
+    if (body.length > 0 && !conn.write(body)) await drained(conn.socket);
+    return;
+  }
+  let sent = 0;
+  for await (const chunk of body) {
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
+    sent += buf.length;
+    if (sent > size) throw new Error('store body longer than its length');
+    if (!conn.write(buf)) await drained(conn.socket);
+  }
+  if (sent !== size) throw new Error(`store body is ${sent} bytes, announced ${size}`);
+}
+
+function drained(socket: Socket): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (): void => {
+      socket.off('drain', done);
+      socket.off('close', closed);
+      resolve();
+    };
+    const closed = (): void => {
+      socket.off('drain', done);
+      reject(new IpcConnectionError('connection closed while sending'));
+    };
+    socket.on('drain', done);
+    socket.on('close', closed);
+  });
+}
+
+/** toReadable - wrap a Buffer as a stream (for APIs that take either). */
+export function toReadable(data: Buffer): Readable {
+  return Readable.from([data]);
+}

@@ -1,0 +1,399 @@
+// IPC server - a table of handlers keyed by message name, served over TCP or Unix sockets.
+//
+// Strategy: requests on one connection run as they arrive (so a pipelining client gets
+// concurrency, e.g. group commit in queued) but replies are written strictly in request order.
+// A handler that reads raw data (`store` style) runs alone: the connection reads nothing else
+// until its bytes are consumed. Built in: `ping`, `quit`, and `hello` (the shared-secret
+// handshake, required first when a secret is set).
+//
+// Limits: 64 KiB lines (longer: `error: line too long`, connection closed), idle timeout, a
+// cap on connections and on replies pending per connection. A handler that throws answers
+// `error: internal error`; nothing a client sends can stop the server.
+
+import { timingSafeEqual } from 'node:crypto';
+import net from 'node:net';
+import type { Readable } from 'node:stream';
+
+import type { Logger } from 'pino';
+
+import { type IpcAddress, formatAddress, listenOn, parseAddress } from './address.js';
+import { CodecError, type Message, formatMessage, parseMessage } from './codec.js';
+import { FrameReader, LineTooLongError } from './frame-reader.js';
+import { type Reply, error, ok } from './reply.js';
+
+/** Per-connection state a handler may keep (e.g. mailboxd's message numbering). */
+export interface IpcConnection {
+  readonly id: number;
+  readonly remote: string;
+  readonly data: Map<string, unknown>;
+}
+
+export interface RequestContext {
+  readonly name: string;
+  readonly params: string[];
+  readonly conn: IpcConnection;
+  /** Raw-input handlers only: write a line now (e.g. the `ok` go-ahead before raw data). */
+  send(name: string, params?: string[]): void;
+  /** Raw-input handlers only: a stream of exactly `length` bytes that follow the go-ahead. */
+  receiveRaw(length: number): Readable;
+}
+
+export interface HandlerSpec {
+  /** Allowed parameter count: exact, or [min, max]. */
+  params: number | [number, number];
+  /** True when the handler reads raw bytes after its go-ahead (`store`). */
+  rawInput?: boolean;
+  handle(ctx: RequestContext): Reply | Promise<Reply>;
+}
+
+export interface IpcServerOptions {
+  /** Name answered by `ping` (e.g. `queued`). */
+  serverName: string;
+  version: string;
+  logger: Logger;
+  idleTimeoutMs?: number;
+  maxConnections?: number;
+  /** Replies queued on one connection before it stops reading (bounds memory). */
+  maxPending?: number;
+  /** When set, every connection must open with `hello: SECRET`. */
+  secret?: string;
+}
+
+interface ConnState extends IpcConnection {
+  socket: net.Socket;
+  authed: boolean;
+  busy: number;
+}
+
+export class IpcServer {
+  private readonly handlers = new Map<string, HandlerSpec>();
+  private readonly servers: net.Server[] = [];
+  private readonly conns = new Set<ConnState>();
+  private nextConnId = 1;
+  private closing = false;
+  readonly bound: IpcAddress[] = [];
+
+  constructor(private readonly opts: IpcServerOptions) {
+    this.on('ping', { params: 0, handle: () => ok(`${opts.serverName} ${opts.version}`) });
+  }
+
+  /** on - register the handler for one message name. */
+  on(name: string, spec: HandlerSpec): this {
+    this.handlers.set(name, spec);
+    return this;
+  }
+
+  /** listen - start serving on an address (string or parsed); resolves with the bound address. */
+  async listen(address: string | IpcAddress): Promise<string> {
+    const addr = typeof address === 'string' ? parseAddress(address) : address;
+    const server = net.createServer((socket) => this.accept(socket));
+    const bound = await listenOn(server, addr);
+    this.servers.push(server);
+    this.bound.push(bound);
+    this.opts.logger.info({ event: 'ipc.listen', address: formatAddress(bound) }, 'listening');
+    return formatAddress(bound);
+  }
+
+  get connectionCount(): number {
+    return this.conns.size;
+  }
+
+  /** close - stop listening, let requests in progress finish (bounded), then drop connections. */
+  async close(graceMs = 5000): Promise<void> {
+    this.closing = true;
+    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    const deadline = Date.now() + graceMs;
+    while ([...this.conns].some((c) => c.busy > 0) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    for (const c of this.conns) c.socket.destroy();
+    this.conns.clear();
+  }
+
+  private accept(socket: net.Socket): void {
+    const max = this.opts.maxConnections ?? 1000;
+    if (this.closing || this.conns.size >= max) {
+      socket.end(formatMessage('error', [this.closing ? 'server shutting down' : 'too many connections']));
+      socket.on('error', () => {});
+      return;
+    }
+    socket.setNoDelay(true);
+    const conn: ConnState = {
+      id: this.nextConnId++,
+      remote: socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix',
+      data: new Map(),
+      socket,
+      authed: !this.opts.secret,
+      busy: 0,
+    };
+    this.conns.add(conn);
+    socket.setTimeout(this.opts.idleTimeoutMs ?? 300_000, () => socket.destroy());
+    socket.on('error', () => {});
+    socket.on('close', () => this.conns.delete(conn));
+    this.serve(conn).catch((err: unknown) => {
+      this.opts.logger.warn({ event: 'ipc.conn_error', err: String(err) }, 'connection failed');
+      socket.destroy();
+    });
+  }
+
+  private async serve(conn: ConnState): Promise<void> {
+    const { socket } = conn;
+    const reader = new FrameReader(socket);
+    const writer = new OrderedWriter(socket);
+    const maxPending = this.opts.maxPending ?? 1024;
+    for (;;) {
+      let line: string | null | undefined;
+      try {
+        line = reader.tryLine();
+        if (line === undefined) line = await reader.readLine();
+      } catch (err) {
+        if (err instanceof LineTooLongError) {
+          writer.push(error('line too long'));
+          await writer.idle();
+          socket.end();
+          return;
+        }
+        throw err;
+      }
+      if (line === null) break;
+      if (line.length === 0 || line === '\r') continue;
+
+      let msg: Message;
+      try {
+        msg = parseMessage(line);
+      } catch (err) {
+        writer.push(error(err instanceof CodecError ? err.message : 'malformed request'));
+        continue;
+      }
+
+      if (msg.name === 'quit') {
+        writer.push(ok());
+        await writer.idle();
+        socket.end();
+        return;
+      }
+      if (msg.name === 'hello') {
+        writer.push(this.hello(conn, msg));
+        continue;
+      }
+      if (!conn.authed) {
+        writer.push(error('authentication required: send hello: SECRET first'));
+        await writer.idle();
+        socket.end();
+        return;
+      }
+      const spec = this.handlers.get(msg.name);
+      if (!spec) {
+        writer.push(error(`unknown message ${msg.name}`));
+        continue;
+      }
+      const [min, max] = typeof spec.params === 'number' ? [spec.params, spec.params] : spec.params;
+      if (msg.params.length < min || msg.params.length > max) {
+        const want = min === max ? `${min}` : `${min} to ${max}`;
+        writer.push(error(`${msg.name} takes ${want} parameter${max === 1 ? '' : 's'}, got ${msg.params.length}`));
+        continue;
+      }
+
+      if (spec.rawInput) {
+        await writer.idle();
+        await this.runRawHandler(conn, spec, msg, reader, writer);
+      } else {
+        conn.busy++;
+        const ctx = this.context(conn, msg, null, null);
+        const result = runHandler(spec, ctx, this.opts.logger).finally(() => conn.busy--);
+        writer.push(result);
+        if (writer.pending >= maxPending) await writer.idle();
+      }
+    }
+    await writer.idle();
+  }
+
+  private async runRawHandler(
+    conn: ConnState,
+    spec: HandlerSpec,
+    msg: Message,
+    reader: FrameReader,
+    writer: OrderedWriter,
+  ): Promise<void> {
+    let rawLength = 0;
+    let rawStream: Readable | null = null;
+    const ctx = this.context(conn, msg, reader, (len, stream) => {
+      rawLength = len;
+      rawStream = stream;
+    });
+    conn.busy++;
+    try {
+      const reply = await runHandler(spec, ctx, this.opts.logger);
+      // A handler that gave up before reading everything: skip the rest so framing stays right.
+      const stream = rawStream as Readable | null;
+      if (stream && !stream.readableEnded && !stream.destroyed) {
+        stream.resume();
+        await new Promise<void>((resolve) => {
+          stream.once('end', resolve);
+          stream.once('close', resolve);
+          stream.once('error', () => resolve());
+        });
+      } else if (stream === null && rawLength > 0) {
+        await reader.skipRaw(rawLength);
+      }
+      writer.push(reply);
+      await writer.idle();
+    } finally {
+      conn.busy--;
+    }
+  }
+
+  private context(
+    conn: ConnState,
+    msg: Message,
+    reader: FrameReader | null,
+    onRaw: ((len: number, stream: Readable) => void) | null,
+  ): RequestContext {
+    return {
+      name: msg.name,
+      params: msg.params,
+      conn,
+      send: (name, params = []) => {
+        if (!reader) throw new Error('send() is only for raw-input handlers');
+        conn.socket.write(formatMessage(name, params));
+      },
+      receiveRaw: (length) => {
+        if (!reader || !onRaw) throw new Error('receiveRaw() is only for raw-input handlers');
+        const stream = reader.readRaw(length);
+        onRaw(length, stream);
+        return stream;
+      },
+    };
+  }
+
+  private hello(conn: ConnState, msg: Message): Reply {
+    const secret = this.opts.secret;
+    if (!secret) {
+      conn.authed = true;
+      return ok();
+    }
+    const given = Buffer.from(msg.params[0] ?? '');
+    const want = Buffer.from(secret);
+    if (given.length === want.length && timingSafeEqual(given, want)) {
+      conn.authed = true;
+      return ok();
+    }
+    return error('bad secret');
+  }
+}
+
+async function runHandler(spec: HandlerSpec, ctx: RequestContext, logger: Logger): Promise<Reply> {
+  try {
+    return await spec.handle(ctx);
+  } catch (err) {
+    logger.error({ event: 'ipc.handler_error', message: ctx.name, err: String(err) }, 'handler failed');
+    return error('internal error');
+  }
+}
+
+/** OrderedWriter - writes replies in request order, whatever order their handlers finish in. */
+class OrderedWriter {
+  private readonly queue: Array<Reply | Promise<Reply>> = [];
+  private running: Promise<void> | null = null;
+
+  constructor(private readonly socket: net.Socket) {}
+
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  push(reply: Reply | Promise<Reply>): void {
+    this.queue.push(reply);
+    if (!this.running) {
+      this.running = this.pump()
+        .catch(() => {
+          this.queue.length = 0;
+          this.socket.destroy();
+        })
+        .finally(() => (this.running = null));
+    }
+  }
+
+  /** idle - resolves when every queued reply has been written. */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  private async pump(): Promise<void> {
+    this.socket.cork();
+    try {
+      while (this.queue.length > 0) {
+        const head = this.queue[0]!;
+        let reply: Reply;
+        if (head instanceof Promise) {
+          // Flush what is ready before waiting on a slow handler.
+          this.socket.uncork();
+          reply = await head;
+          this.socket.cork();
+        } else {
+          reply = head;
+        }
+        this.queue.shift();
+        if (this.socket.destroyed) continue;
+        await writeReply(this.socket, reply);
+      }
+    } finally {
+      this.socket.uncork();
+    }
+  }
+}
+
+async function writeReply(socket: net.Socket, reply: Reply): Promise<void> {
+  switch (reply.kind) {
+    case 'ok':
+      socket.write(formatMessage('ok', reply.values));
+      return;
+    case 'error':
+      socket.write(formatMessage('error', reply.message === undefined ? [] : [reply.message]));
+      return;
+    case 'lines': {
+      let text = '';
+      for (const l of reply.lines) text += formatMessage(l.name, l.params);
+      socket.write(text);
+      return;
+    }
+    case 'raw': {
+      socket.write(formatMessage('ok', [String(reply.size)]));
+      if (Buffer.isBuffer(reply.body)) {
+        if (reply.body.length > 0) socket.write(reply.body);
+        return;
+      }
+      socket.uncork();
+      await pipeExact(reply.body, socket, reply.size);
+      socket.cork();
+      return;
+    }
+  }
+}
+
+// Streams a body to the socket with back-pressure; a body that ends short breaks the
+// connection rather than leave the client waiting for bytes that never come.
+async function pipeExact(body: Readable, socket: net.Socket, size: number): Promise<void> {
+  let sent = 0;
+  for await (const chunk of body) {
+    const buf = chunk as Buffer;
+    sent += buf.length;
+    if (sent > size) throw new Error('raw body longer than announced');
+    if (!socket.write(buf)) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          socket.off('drain', done);
+          socket.off('close', done);
+          resolve();
+        };
+        socket.on('drain', done);
+        socket.on('close', done);
+      });
+      if (socket.destroyed) throw new Error('peer went away');
+    }
+  }
+  if (sent !== size) {
+    socket.destroy();
+    throw new Error('raw body shorter than announced');
+  }
+}
