@@ -66,7 +66,7 @@ export function registerStart(program: Command): void {
       const logger = createLogger(config);
       const system = await startSystem(config, logger, names as ServerName[]);
       for (const s of system.servers) {
-        for (const e of s.endpoints) process.stdout.write(`${s.name.padEnd(9)} ${e}\n`);
+        for (const [role, addr] of Object.entries(s.addresses)) process.stdout.write(`${s.name.padEnd(9)} ${role.padEnd(11)} ${addr}\n`);
       }
       process.stdout.write(`FancyMail running (data in ${config.data_dir}); Ctrl-C to stop\n`);
       logger.info({ event: 'system.started', servers: system.servers.map((s) => s.name) }, 'started');

@@ -101,20 +101,23 @@ export class IpcServer {
   /** close - stop listening, let requests in progress finish (bounded), then drop connections. */
   async close(graceMs = 5000): Promise<void> {
     this.closing = true;
-    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    // net.Server.close() only calls back once every connection is gone, so ask first, wait after.
+    const closed = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     const deadline = Date.now() + graceMs;
     while ([...this.conns].some((c) => c.busy > 0) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 10));
     }
     for (const c of this.conns) c.socket.destroy();
     this.conns.clear();
+    await closed;
   }
 
   private accept(socket: net.Socket): void {
     const max = this.opts.maxConnections ?? 1000;
     if (this.closing || this.conns.size >= max) {
-      socket.end(formatMessage('error', [this.closing ? 'server shutting down' : 'too many connections']));
       socket.on('error', () => {});
+      socket.write(formatMessage('error', [this.closing ? 'server shutting down' : 'too many connections']));
+      closeGracefully(socket);
       return;
     }
     socket.setNoDelay(true);
@@ -150,7 +153,7 @@ export class IpcServer {
         if (err instanceof LineTooLongError) {
           writer.push(error('line too long'));
           await writer.idle();
-          socket.end();
+          closeGracefully(socket);
           return;
         }
         throw err;
@@ -169,7 +172,7 @@ export class IpcServer {
       if (msg.name === 'quit') {
         writer.push(ok());
         await writer.idle();
-        socket.end();
+        closeGracefully(socket);
         return;
       }
       if (msg.name === 'hello') {
@@ -179,7 +182,7 @@ export class IpcServer {
       if (!conn.authed) {
         writer.push(error('authentication required: send hello: SECRET first'));
         await writer.idle();
-        socket.end();
+        closeGracefully(socket);
         return;
       }
       const spec = this.handlers.get(msg.name);
@@ -280,6 +283,16 @@ export class IpcServer {
     }
     return error('bad secret');
   }
+}
+
+// Ends our side and discards what the peer still sends until it closes too (a socket nobody
+// reads never sees the peer's FIN), then forces the close if the peer lingers.
+function closeGracefully(socket: net.Socket): void {
+  socket.removeAllListeners('data');
+  socket.on('data', () => {});
+  socket.end();
+  socket.resume();
+  setTimeout(() => socket.destroy(), 2000).unref();
 }
 
 async function runHandler(spec: HandlerSpec, ctx: RequestContext, logger: Logger): Promise<Reply> {

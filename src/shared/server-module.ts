@@ -14,8 +14,11 @@ export interface ServerContext {
 
 export interface RunningServer {
   name: ServerName;
-  /** Human-readable listening endpoints, e.g. "ipc socket://127.0.0.1:14100", "smtp 0.0.0.0:2525". */
-  endpoints: string[];
+  /**
+   * What it listens on, by role, with ports as actually bound (port 0 in config = ephemeral):
+   * e.g. { ipc: "socket://127.0.0.1:14100" } or { smtp: "127.0.0.1:2525", submission: "127.0.0.1:2587" }.
+   */
+  addresses: Record<string, string>;
   /** Stop accepting, let work in progress finish (bounded), release everything. */
   close(): Promise<void>;
   /** Apply a re-read configuration (SIGHUP), where the server supports it. */

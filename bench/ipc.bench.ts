@@ -1,0 +1,55 @@
+// IPC round trips: `ping` requests/s over TCP and a Unix socket, 1 and 16 concurrent clients,
+// pipelined (many in flight per connection) and strictly sequential (one at a time).
+
+import path from 'node:path';
+
+import { IpcClient, IpcServer } from '../src/ipc/index.js';
+import { silentLogger } from '../src/shared/log.js';
+import { tempDir } from '../test/helpers/tmp.js';
+
+const DURATION_MS = Number(process.env.BENCH_MS ?? 2000);
+
+async function sequential(client: IpcClient, until: number): Promise<number> {
+  let n = 0;
+  while (Date.now() < until) {
+    await client.request('ping');
+    n++;
+  }
+  return n;
+}
+
+async function pipelined(client: IpcClient, until: number, depth = 64): Promise<number> {
+  let n = 0;
+  while (Date.now() < until) {
+    await Promise.all(Array.from({ length: depth }, () => client.request('ping')));
+    n += depth;
+  }
+  return n;
+}
+
+async function run(address: string, clients: number, mode: 'sequential' | 'pipelined'): Promise<number> {
+  const cs = Array.from({ length: clients }, () => new IpcClient(address));
+  await Promise.all(cs.map((c) => c.request('ping')));
+  const start = Date.now();
+  const until = start + DURATION_MS;
+  const counts = await Promise.all(cs.map((c) => (mode === 'sequential' ? sequential(c, until) : pipelined(c, until))));
+  const elapsed = (Date.now() - start) / 1000;
+  cs.forEach((c) => c.close());
+  return counts.reduce((a, b) => a + b, 0) / elapsed;
+}
+
+const tmp = tempDir('fmail-bench-');
+const server = new IpcServer({ serverName: 'bench', version: '0', logger: silentLogger(), maxConnections: 100 });
+const tcp = await server.listen('socket://127.0.0.1:0');
+const unix = await server.listen(`unix://${path.join(tmp.dir, 'bench.sock')}`);
+console.log('ping round trips (server and clients in one process, 2-core machine)');
+for (const [label, addr] of [['tcp ', tcp], ['unix', unix]] as const) {
+  for (const clients of [1, 16]) {
+    for (const mode of ['sequential', 'pipelined'] as const) {
+      const rate = await run(addr, clients, mode);
+      console.log(`  ${label} clients=${String(clients).padStart(2)} ${mode.padEnd(10)} ${Math.round(rate).toLocaleString('en-US').padStart(9)} req/s`);
+    }
+  }
+}
+await server.close(100);
+tmp.cleanup();

@@ -1,0 +1,21 @@
+// Queue ids: short, unique, roughly time-ordered (like Postfix's long queue ids), safe in file
+// names and log lines. 8 base-32 characters of milliseconds + 6 of randomness.
+
+import { randomBytes } from 'node:crypto';
+
+const ALPHABET = '0123456789BCDFGHJKLMNPQRSTVWXYZ';
+
+function base(n: number, width: number): string {
+  let s = '';
+  for (let i = 0; i < width; i++) {
+    s = ALPHABET[n % ALPHABET.length]! + s;
+    n = Math.floor(n / ALPHABET.length);
+  }
+  return s;
+}
+
+/** newQueueId - e.g. `1K9TQ4ZBX7RMQ2`. */
+export function newQueueId(now = Date.now()): string {
+  const r = randomBytes(4).readUInt32BE(0);
+  return base(now, 9) + base(r, 6);
+}

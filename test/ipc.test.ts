@@ -1,0 +1,225 @@
+// IPC server + client over TCP and Unix sockets, with real sockets on loopback.
+
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
+
+import { IpcClient, IpcServer, error, multiLine, ok, rawData } from '../src/ipc/index.js';
+import { silentLogger } from '../src/shared/log.js';
+import { tempDir } from './helpers/tmp.js';
+
+const tmp = tempDir();
+after(() => tmp.cleanup());
+
+function makeServer(opts: { secret?: string; maxConnections?: number; idleTimeoutMs?: number } = {}): IpcServer {
+  const server = new IpcServer({ serverName: 'testd', version: '0.1.0', logger: silentLogger(), ...opts });
+  server.on('echo', { params: [0, 10], handle: (ctx) => ok(...ctx.params) });
+  server.on('slow', {
+    params: 1,
+    handle: async (ctx) => {
+      await new Promise((r) => setTimeout(r, Number(ctx.params[0])));
+      return ok(ctx.params[0]!);
+    },
+  });
+  server.on('list', {
+    params: 1,
+    handle: (ctx) =>
+      multiLine(
+        Array.from({ length: Number(ctx.params[0]) }, (_, i) => ({ name: 'mailinfo', params: [String(i + 1), String(100 * (i + 1))] })),
+      ),
+  });
+  // store-style: go-ahead, then LENGTH raw bytes; keeps the bytes for retr.
+  server.on('store', {
+    params: 2,
+    rawInput: true,
+    handle: async (ctx) => {
+      const length = Number(ctx.params[1]);
+      if (!Number.isSafeInteger(length) || length < 0) return error('bad length');
+      if (length > 20 * 1024 * 1024) return error('too big');
+      ctx.send('ok');
+      const chunks: Buffer[] = [];
+      for await (const c of ctx.receiveRaw(length)) chunks.push(c as Buffer);
+      ctx.conn.data.set(ctx.params[0]!, Buffer.concat(chunks));
+      return ok(String(length));
+    },
+  });
+  server.on('retr', {
+    params: 1,
+    handle: (ctx) => {
+      const data = ctx.conn.data.get(ctx.params[0]!) as Buffer | undefined;
+      return data ? rawData(data) : error('no such message');
+    },
+  });
+  server.on('boom', {
+    params: 0,
+    handle: () => {
+      throw new Error('handler bug');
+    },
+  });
+  return server;
+}
+
+/** rawExchange - send bytes on a fresh socket, collect what comes back until close or timeout. */
+async function rawExchange(address: string, payload: Buffer | string, waitMs = 300): Promise<string> {
+  const [, rest] = address.split('://');
+  const sock = address.startsWith('unix://') ? net.connect(rest!) : net.connect(Number(rest!.split(':')[1]), rest!.split(':')[0]);
+  const chunks: Buffer[] = [];
+  sock.on('data', (c) => chunks.push(c));
+  await new Promise<void>((resolve, reject) => {
+    sock.once('connect', () => resolve());
+    sock.once('error', reject);
+  });
+  sock.on('error', () => {});
+  sock.write(payload);
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, waitMs);
+    sock.once('close', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+  sock.destroy();
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+for (const kind of ['tcp', 'unix'] as const) {
+  describe(`IPC over ${kind}`, () => {
+    const server = makeServer();
+    let address = '';
+    let client: IpcClient;
+
+    test('listens and answers ping', async () => {
+      address = await server.listen(kind === 'tcp' ? 'socket://127.0.0.1:0' : `unix://${path.join(tmp.dir, 'ipc.sock')}`);
+      client = new IpcClient(address, { timeoutMs: 5000 });
+      assert.deepEqual(await client.request('ping'), { ok: true, params: ['testd 0.1.0'] });
+    });
+
+    test('parameters with reserved characters round-trip', async () => {
+      const params = ['a;b', '100%', ' lead', 'trail ', 'multi\r\nline', 'ünï😀'];
+      assert.deepEqual(await client.request('echo', params), { ok: true, params });
+    });
+
+    test('unknown message, wrong parameter count, handler error all answer error', async () => {
+      const unknown = await client.request('nosuch', ['x']);
+      assert.equal(unknown.ok, false);
+      assert.equal(unknown.params[0], 'unknown message nosuch');
+      assert.equal((await client.request('slow', [])).ok, false);
+      assert.deepEqual(await client.request('boom'), { ok: false, params: ['internal error'] });
+      assert.equal((await client.request('ping')).ok, true);
+    });
+
+    test('multi-line reply', async () => {
+      const res = await client.requestList('list', ['3']);
+      assert.deepEqual(res.reply, { ok: true, params: ['3'] });
+      assert.deepEqual(
+        res.items.map((m) => m.params),
+        [
+          ['1', '100'],
+          ['2', '200'],
+          ['3', '300'],
+        ],
+      );
+      const empty = await client.requestList('list', ['0']);
+      assert.equal(empty.items.length, 0);
+    });
+
+    test('raw data both ways: 0 bytes, 1 byte, 10 MiB', async () => {
+      for (const size of [0, 1, 10 * 1024 * 1024]) {
+        const body = randomBytes(size);
+        const stored = await client.store('store', [`m${size}`, String(size)], body);
+        assert.deepEqual(stored, { ok: true, params: [String(size)] });
+        const back = await client.requestRaw('retr', [`m${size}`]);
+        assert.equal(back.reply.ok, true);
+        assert.ok(back.data!.equals(body), `bytes differ for size ${size}`);
+      }
+      const refused = await client.store('store', ['big', String(30 * 1024 * 1024)], Buffer.alloc(0), 0).catch((e: Error) => e);
+      assert.ok(!(refused instanceof Error) && !refused.ok, 'refused header sends no data');
+      assert.equal((await client.request('ping')).ok, true);
+    });
+
+    test('1,000 pipelined requests are answered in order', async () => {
+      const replies = await Promise.all(
+        Array.from({ length: 1000 }, (_, i) => (i % 100 === 0 ? client.request('slow', [String(i % 7)]) : client.request('echo', [String(i)]))),
+      );
+      replies.forEach((r, i) => assert.deepEqual(r.params, [i % 100 === 0 ? String(i % 7) : String(i)]));
+    });
+
+    test('garbage and a 100 KiB line get error; other connections keep working', async () => {
+      const garbage = await rawExchange(address, Buffer.from([0x00, 0xff, 0xfe, 0x0d, 0x0a, 0x3a, 0x3b, 0x0a]));
+      assert.match(garbage, /^error/);
+      const long = await rawExchange(address, 'echo: ' + 'x'.repeat(100 * 1024) + '\r\n', 2000);
+      assert.equal(long, 'error: line too long\r\n');
+      assert.equal((await client.request('ping')).ok, true);
+      const other = new IpcClient(address);
+      assert.equal((await other.request('ping')).ok, true);
+      other.close();
+    });
+
+    test('quit answers ok and closes', async () => {
+      const out = await rawExchange(address, 'quit\r\nping\r\n', 2000);
+      assert.equal(out, 'ok\r\n');
+    });
+
+    test('client reconnects after the server restarts', async () => {
+      await server.close(100);
+      const failed = await client.request('ping').catch((e: Error) => e);
+      assert.ok(failed instanceof Error);
+      const again = makeServer();
+      await again.listen(address);
+      assert.equal((await client.request('ping')).ok, true);
+      client.close();
+      await again.close(100);
+    });
+  });
+}
+
+describe('IPC limits and secret', () => {
+  test('connections beyond the cap are refused with error', async () => {
+    const server = makeServer({ maxConnections: 2 });
+    const address = await server.listen('socket://127.0.0.1:0');
+    const a = new IpcClient(address);
+    const b = new IpcClient(address);
+    await a.request('ping');
+    await b.request("ping");
+    const third = await rawExchange(address, 'ping\r\n', 1000);
+    assert.match(third, /^error: too many connections/);
+    a.close();
+    b.close();
+    await server.close(100);
+  });
+
+  test('idle connections are closed', async () => {
+    const server = makeServer({ idleTimeoutMs: 200 });
+    const address = await server.listen('socket://127.0.0.1:0');
+    const started = Date.now();
+    await rawExchange(address, '', 3000);
+    assert.ok(Date.now() - started < 2500, 'server closed the idle connection');
+    await server.close(100);
+  });
+
+  test('with a secret, requests need hello first', async () => {
+    const server = makeServer({ secret: 's3cret;%' });
+    const address = await server.listen('socket://127.0.0.1:0');
+    assert.match(await rawExchange(address, 'ping\r\n', 1000), /^error: authentication required/);
+    const bad = new IpcClient(address, { secret: 'wrong' });
+    assert.equal((await bad.request('ping').catch((e: Error) => ({ ok: false, params: [e.message] }))).ok, false);
+    bad.close();
+    const good = new IpcClient(address, { secret: 's3cret;%' });
+    assert.deepEqual(await good.request('ping'), { ok: true, params: ['testd 0.1.0'] });
+    good.close();
+    await server.close(100);
+  });
+
+  test('request timeout fails the request instead of hanging', async () => {
+    const server = makeServer();
+    const address = await server.listen('socket://127.0.0.1:0');
+    const client = new IpcClient(address, { timeoutMs: 200 });
+    const res = await client.request('slow', ['2000']).catch((e: Error) => e);
+    assert.ok(res instanceof Error && /no reply/.test(res.message));
+    assert.equal((await client.request('ping')).ok, true);
+    client.close();
+    await server.close(100);
+  });
+});
