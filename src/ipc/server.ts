@@ -57,6 +57,8 @@ export interface IpcServerOptions {
   maxPending?: number;
   /** When set, every connection must open with `hello: SECRET`. */
   secret?: string;
+  /** Called after each handled request with its handling time (for metrics). */
+  onRequest?(name: string, seconds: number): void;
 }
 
 interface ConnState extends IpcConnection {
@@ -203,7 +205,7 @@ export class IpcServer {
       } else {
         conn.busy++;
         const ctx = this.context(conn, msg, null, null);
-        const result = runHandler(spec, ctx, this.opts.logger).finally(() => conn.busy--);
+        const result = runHandler(spec, ctx, this.opts).finally(() => conn.busy--);
         writer.push(result);
         if (writer.pending >= maxPending) await writer.idle();
       }
@@ -226,7 +228,7 @@ export class IpcServer {
     });
     conn.busy++;
     try {
-      const reply = await runHandler(spec, ctx, this.opts.logger);
+      const reply = await runHandler(spec, ctx, this.opts);
       // A handler that gave up before reading everything: skip the rest so framing stays right.
       const stream = rawStream as Readable | null;
       if (stream && !stream.readableEnded && !stream.destroyed) {
@@ -295,12 +297,15 @@ function closeGracefully(socket: net.Socket): void {
   setTimeout(() => socket.destroy(), 2000).unref();
 }
 
-async function runHandler(spec: HandlerSpec, ctx: RequestContext, logger: Logger): Promise<Reply> {
+async function runHandler(spec: HandlerSpec, ctx: RequestContext, opts: IpcServerOptions): Promise<Reply> {
+  const started = opts.onRequest ? process.hrtime.bigint() : 0n;
   try {
     return await spec.handle(ctx);
   } catch (err) {
-    logger.error({ event: 'ipc.handler_error', message: ctx.name, err: String(err) }, 'handler failed');
+    opts.logger.error({ event: 'ipc.handler_error', message: ctx.name, err: String(err) }, 'handler failed');
     return error('internal error');
+  } finally {
+    if (opts.onRequest) opts.onRequest(ctx.name, Number(process.hrtime.bigint() - started) / 1e9);
   }
 }
 

@@ -4,6 +4,7 @@
 import { IpcClient, IpcServer } from '../ipc/index.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from './log.js';
+import { ipcLatency } from './metrics.js';
 import { VERSION } from './version.js';
 
 export type IpcPeer = 'authd' | 'queued' | 'smtp_out' | 'mailboxd' | 'router';
@@ -17,6 +18,7 @@ export function createIpcServer(config: Config, serverName: string, logger: Logg
     idleTimeoutMs: config.ipc.idle_timeout_s * 1000,
     maxConnections: config.ipc.max_connections,
     secret: config.ipc.secret || undefined,
+    onRequest: (message, seconds) => ipcLatency.observe({ server: serverName, message }, seconds),
   });
 }
 
