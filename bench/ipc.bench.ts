@@ -1,7 +1,11 @@
 // IPC round trips: `ping` requests/s over TCP and a Unix socket, 1 and 16 concurrent clients,
 // pipelined (many in flight per connection) and strictly sequential (one at a time).
 
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 
 import { IpcClient, IpcServer } from '../src/ipc/index.js';
 import { silentLogger } from '../src/shared/log.js';
@@ -38,18 +42,28 @@ async function run(address: string, clients: number, mode: 'sequential' | 'pipel
   return counts.reduce((a, b) => a + b, 0) / elapsed;
 }
 
-const tmp = tempDir('fmail-bench-');
-const server = new IpcServer({ serverName: 'bench', version: '0', logger: silentLogger(), maxConnections: 100 });
-const tcp = await server.listen('socket://127.0.0.1:0');
-const unix = await server.listen(`unix://${path.join(tmp.dir, 'bench.sock')}`);
-console.log('ping round trips (server and clients in one process, 2-core machine)');
-for (const [label, addr] of [['tcp ', tcp], ['unix', unix]] as const) {
-  for (const clients of [1, 16]) {
-    for (const mode of ['sequential', 'pipelined'] as const) {
-      const rate = await run(addr, clients, mode);
-      console.log(`  ${label} clients=${String(clients).padStart(2)} ${mode.padEnd(10)} ${Math.round(rate).toLocaleString('en-US').padStart(9)} req/s`);
+// The server runs in its own process, as in production, so client and server do not share a core.
+if (process.argv[2] === '--serve') {
+  const server = new IpcServer({ serverName: 'bench', version: '0', logger: silentLogger(), maxConnections: 100 });
+  const tcp = await server.listen('socket://127.0.0.1:0');
+  const unix = await server.listen(`unix://${process.argv[3]}`);
+  process.stdout.write(JSON.stringify({ tcp, unix }) + '\n');
+} else {
+  const tmp = tempDir('fmail-bench-');
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve', path.join(tmp.dir, 'bench.sock')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
+  const { tcp, unix } = JSON.parse(line) as { tcp: string; unix: string };
+  console.log(`ping round trips, server in its own process, ${DURATION_MS} ms per figure`);
+  for (const [label, addr] of [['tcp ', tcp], ['unix', unix]] as const) {
+    for (const clients of [1, 16]) {
+      for (const mode of ['sequential', 'pipelined'] as const) {
+        const rate = await run(addr, clients, mode);
+        console.log(`  ${label} clients=${String(clients).padStart(2)} ${mode.padEnd(10)} ${Math.round(rate).toLocaleString('en-US').padStart(9)} req/s`);
+      }
     }
   }
+  child.kill();
+  tmp.cleanup();
 }
-await server.close(100);
-tmp.cleanup();

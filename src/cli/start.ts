@@ -6,12 +6,16 @@ import type { Command } from 'commander';
 
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
+import { isLoopback, parseAddress } from '../ipc/index.js';
 import { createLogger, type Logger } from '../shared/log.js';
+import { startMetricsServer } from '../shared/metrics-http.js';
 import type { RunningServer } from '../shared/server-module.js';
+import { VERSION } from '../shared/version.js';
 import { type ServerName, START_ORDER, isServerName, loadServer } from './servers.js';
 
 export interface System {
   servers: RunningServer[];
+  metricsAddress: string | null;
   stop(): Promise<void>;
   reload(config: Config): Promise<void>;
 }
@@ -20,8 +24,11 @@ export interface System {
 export async function startSystem(config: Config, logger: Logger, names: ServerName[] = []): Promise<System> {
   mkdirSync(config.data_dir, { recursive: true });
   const wanted = names.length ? START_ORDER.filter((n) => names.includes(n)) : START_ORDER;
+  checkIpcExposure(config, wanted);
   const servers: RunningServer[] = [];
+  const metrics = await startMetricsServer(config.metrics.listen, logger);
   const stop = async (): Promise<void> => {
+    await metrics?.close();
     for (const s of [...servers].reverse()) {
       try {
         await s.close();
@@ -45,11 +52,32 @@ export async function startSystem(config: Config, logger: Logger, names: ServerN
   }
   return {
     servers,
+    metricsAddress: metrics?.address ?? null,
     stop,
     reload: async (next) => {
       for (const s of servers) await s.reload?.(next);
     },
   };
+}
+
+const IPC_LISTENERS: Partial<Record<ServerName, keyof Config['ipc']>> = {
+  authd: 'authd',
+  queued: 'queued',
+  mailboxd: 'mailboxd',
+  'smtp-out': 'smtp_out',
+  router: 'router',
+};
+
+/** checkIpcExposure - IPC beyond loopback only with a shared secret (DESIGN.md: never exposed unasked). */
+export function checkIpcExposure(config: Config, servers: readonly ServerName[]): void {
+  for (const name of servers) {
+    const key = IPC_LISTENERS[name];
+    if (!key) continue;
+    const addr = parseAddress(config.ipc[key] as string);
+    if (!isLoopback(addr) && !config.ipc.secret) {
+      throw new Error(`ipc.${key} = ${config.ipc[key]} listens beyond loopback: set ipc.secret (every IPC connection must then present it)`);
+    }
+  }
 }
 
 export function registerStart(program: Command): void {
@@ -68,7 +96,9 @@ export function registerStart(program: Command): void {
       for (const s of system.servers) {
         for (const [role, addr] of Object.entries(s.addresses)) process.stdout.write(`${s.name.padEnd(9)} ${role.padEnd(11)} ${addr}\n`);
       }
-      process.stdout.write(`FancyMail running (data in ${config.data_dir}); Ctrl-C to stop\n`);
+      if (system.metricsAddress) process.stdout.write(`metrics   http        ${system.metricsAddress}\n`);
+      const logWhere = config.log.file === '-' ? 'standard output' : config.log.file;
+      process.stdout.write(`FancyMail ${VERSION} running: data in ${config.data_dir}, logs in ${logWhere}; Ctrl-C to stop\n`);
       logger.info({ event: 'system.started', servers: system.servers.map((s) => s.name) }, 'started');
 
       let stopping = false;

@@ -36,6 +36,7 @@ export function parseConfig(raw: unknown, baseDir = process.cwd(), label = 'conf
   if (!result.success) throw new ConfigError(formatIssues(result.error, label));
   const cfg = result.data;
   cfg.data_dir = path.resolve(baseDir, cfg.data_dir);
+  if (cfg.log.file !== '-') cfg.log.file = path.resolve(cfg.data_dir, cfg.log.file);
   return cfg;
 }
 

@@ -37,8 +37,8 @@ export const IpcConfig = z
 export const LogConfig = z
   .object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    /** Log file ("" = standard output). `fmail trace` reads it. */
-    file: z.string().default(''),
+    /** Log file, relative to data_dir unless absolute; "-" = standard output. `fmail trace` reads it. */
+    file: z.string().default('fmail.log'),
   })
   .strict();
 

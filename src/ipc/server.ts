@@ -3,8 +3,8 @@
 // Strategy: requests on one connection run as they arrive (so a pipelining client gets
 // concurrency, e.g. group commit in queued) but replies are written strictly in request order.
 // A handler that reads raw data (`store` style) runs alone: the connection reads nothing else
-// until its bytes are consumed. Built in: `ping`, `quit`, and `hello` (the shared-secret
-// handshake, required first when a secret is set).
+// until its bytes are consumed. Built in: `ping`, `quit`, `status` (name, version, uptime,
+// connections) and `hello` (the shared-secret handshake, required first when a secret is set).
 //
 // Limits: 64 KiB lines (longer: `error: line too long`, connection closed), idle timeout, a
 // cap on connections and on replies pending per connection. A handler that throws answers
@@ -76,7 +76,13 @@ export class IpcServer {
   readonly bound: IpcAddress[] = [];
 
   constructor(private readonly opts: IpcServerOptions) {
+    const startedAt = Date.now();
     this.on('ping', { params: 0, handle: () => ok(`${opts.serverName} ${opts.version}`) });
+    // Extension for `fmail status`: name ; version ; uptime seconds ; open connections.
+    this.on('status', {
+      params: 0,
+      handle: () => ok(opts.serverName, opts.version, String(Math.floor((Date.now() - startedAt) / 1000)), String(this.conns.size)),
+    });
   }
 
   /** on - register the handler for one message name. */

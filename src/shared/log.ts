@@ -11,7 +11,8 @@ export type { Logger };
 export function createLogger(cfg: Pick<Config, 'log'>): Logger {
   const level = cfg.log.level;
   if (level === 'silent') return pino({ level });
-  const dest = cfg.log.file ? pino.destination({ dest: cfg.log.file, mkdir: true, sync: false }) : pino.destination({ dest: 1, sync: false });
+  const toStdout = cfg.log.file === '-' || cfg.log.file === '';
+  const dest = toStdout ? pino.destination({ dest: 1, sync: false }) : pino.destination({ dest: cfg.log.file, mkdir: true, sync: false });
   return pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, dest);
 }
 
