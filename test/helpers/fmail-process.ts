@@ -1,0 +1,110 @@
+// Runs the real `fmail` command as child processes, the way an administrator does: a config
+// file in a temp folder, IPC on Unix sockets in it, SMTP/POP3 on free loopback ports.
+
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+import { freePort } from './tmp.js';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const FMAIL = path.join(ROOT, 'bin/fmail.js');
+
+export interface FmailPorts {
+  smtp: number;
+  submission: number;
+  submissions: number;
+  pop3: number;
+  pop3s: number;
+}
+
+export interface FmailSetup {
+  dir: string;
+  configFile: string;
+  ports: FmailPorts;
+}
+
+/** writeFmailConfig - a config file for `fmail start -c`, extra TOML appended verbatim. */
+export async function writeFmailConfig(dir: string, extraToml = ''): Promise<FmailSetup> {
+  mkdirSync(dir, { recursive: true });
+  const ports: FmailPorts = {
+    smtp: await freePort(),
+    submission: await freePort(),
+    submissions: await freePort(),
+    pop3: await freePort(),
+    pop3s: await freePort(),
+  };
+  const toml = [
+    `data_dir = ${JSON.stringify(dir)}`,
+    'hostname = "mx.fancymail.test"',
+    '[log]',
+    `level = "${process.env.FMAIL_TEST_LOG ?? 'info'}"`,
+    '[metrics]',
+    'listen = ""',
+    '[ipc]',
+    ...['authd', 'queued', 'smtp_out', 'mailboxd', 'router'].map((k) => `${k} = "unix://${dir}/${k}.sock"`),
+    '[smtpd]',
+    'host = "127.0.0.1"',
+    `port = ${ports.smtp}`,
+    `submission_port = ${ports.submission}`,
+    `submissions_port = ${ports.submissions}`,
+    '[pop3d]',
+    'host = "127.0.0.1"',
+    `port = ${ports.pop3}`,
+    `pop3s_port = ${ports.pop3s}`,
+    extraToml,
+  ].join('\n');
+  const configFile = path.join(dir, 'fmail.toml');
+  writeFileSync(configFile, toml + '\n');
+  return { dir, configFile, ports };
+}
+
+/** fmailSync - run one fmail command to completion (e.g. `user add`). */
+export function fmailSync(args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
+  const res = spawnSync(process.execPath, [FMAIL, ...args], { input, encoding: 'utf8', timeout: 60_000 });
+  return { status: res.status, stdout: res.stdout, stderr: res.stderr };
+}
+
+export interface FmailProcess {
+  child: ChildProcess;
+  output: string[];
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** startFmail - `fmail start [servers] -c CONFIG`; resolves once it says it is running. */
+export async function startFmail(setup: FmailSetup, servers: string[] = [], timeoutMs = 30_000): Promise<FmailProcess> {
+  const child = spawn(process.execPath, [FMAIL, 'start', ...servers, '-c', setup.configFile], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  child.stderr!.on('data', (d: Buffer) => output.push(d.toString()));
+  const lines = createInterface({ input: child.stdout! });
+  const ready = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`fmail start did not come up: ${output.join('')}`)), timeoutMs);
+    lines.on('line', (line) => {
+      output.push(line);
+      if (line.includes('running')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`fmail start exited with ${code}: ${output.join('\n')}`));
+    });
+  });
+  await ready;
+  return {
+    child,
+    output,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill(signal);
+      const [code] = (await once(child, 'exit')) as [number | null];
+      return code;
+    },
+  };
+}
