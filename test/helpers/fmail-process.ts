@@ -68,6 +68,20 @@ export function fmailSync(args: string[], input?: string): { status: number | nu
   return { status: res.status, stdout: res.stdout, stderr: res.stderr };
 }
 
+/** fmailAsync - like fmailSync, without blocking this process (for servers running in it). */
+export async function fmailAsync(args: string[], input?: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [FMAIL, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdin!.end(input ?? '');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const [status] = (await once(child, 'close')) as [number | null];
+  clearTimeout(timer);
+  return { status, stdout, stderr };
+}
+
 export interface FmailProcess {
   child: ChildProcess;
   output: string[];
