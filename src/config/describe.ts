@@ -84,3 +84,18 @@ export function sampleConfig(): string {
   }
   return lines.join('\n') + '\n';
 }
+
+/** configReference - the README's configuration reference, one table per section. */
+export function configReference(): string {
+  const out: string[] = [];
+  let current: string | null = null;
+  for (const s of settings()) {
+    if (s.section !== current) {
+      current = s.section;
+      out.push('', current ? `### [${current}]` : '### Top level', '', '| key | default | meaning |', '|---|---|---|');
+    }
+    const def = s.section === '' && s.key === 'hostname' ? 'the machine\'s host name' : `\`${tomlValue(s.defaultValue)}\``;
+    out.push(`| \`${s.key}\` | ${def} | ${s.description.replace(/\|/g, '\\|').replace(/\n/g, ' ')} |`);
+  }
+  return out.join('\n').trim() + '\n';
+}

@@ -17,52 +17,42 @@ const ipcAddress = z.string().regex(/^(socket:\/\/.+:\d+|unix:\/\/\/.+)$/, 'an I
 
 export const IpcConfig = z
   .object({
-    authd: ipcAddress.default('socket://127.0.0.1:14100'),
-    queued: ipcAddress.default('socket://127.0.0.1:14101'),
-    smtp_out: ipcAddress.default('socket://127.0.0.1:14102'),
-    mailboxd: ipcAddress.default('socket://127.0.0.1:14103'),
-    /** Where the router listens for `alert` callbacks from queued. */
-    router: ipcAddress.default('socket://127.0.0.1:14104'),
-    /** Shared secret every IPC connection presents (`hello: SECRET`); required off loopback. */
-    secret: z.string().default(''),
-    /** Client side: silence allowed while waiting for a reply. */
-    timeout_ms: z.number().int().positive().default(30_000),
-    /** Server side: idle connections are closed after this. */
-    idle_timeout_s: z.number().positive().default(300),
-    /** Server side: connections accepted at once, per server. */
-    max_connections: z.number().int().positive().default(1000),
+    authd: ipcAddress.default('socket://127.0.0.1:14100').describe('IPC address of authd (socket://HOST:PORT or unix:///path).'),
+    queued: ipcAddress.default('socket://127.0.0.1:14101').describe('IPC address of queued.'),
+    smtp_out: ipcAddress.default('socket://127.0.0.1:14102').describe('IPC address of smtp-out.'),
+    mailboxd: ipcAddress.default('socket://127.0.0.1:14103').describe('IPC address of mailboxd.'),
+    router: ipcAddress.default('socket://127.0.0.1:14104').describe('Where the router listens for `alert` callbacks from queued.'),
+    secret: z.string().default('').describe('Shared secret every IPC connection presents (`hello: SECRET`); required off loopback.'),
+    timeout_ms: z.number().int().positive().default(30_000).describe('Client side: silence allowed while waiting for a reply.'),
+    idle_timeout_s: z.number().positive().default(300).describe('Server side: idle connections are closed after this.'),
+    max_connections: z.number().int().positive().default(1000).describe('Server side: connections accepted at once, per server.'),
   })
   .strict();
 
 export const LogConfig = z
   .object({
-    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    /** Log file, relative to data_dir unless absolute; "-" = standard output. `fmail trace` reads it. */
-    file: z.string().default('fmail.log'),
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Log level: fatal, error, warn, info, debug, trace or silent.'),
+    file: z.string().default('fmail.log').describe('Log file, relative to data_dir unless absolute; "-" = standard output. `fmail trace` reads it.'),
   })
   .strict();
 
 export const TlsConfig = z
   .object({
-    /** PEM certificate and key; empty = a self-signed pair made in DATA/tls on first start. */
-    cert: z.string().default(''),
-    key: z.string().default(''),
+    cert: z.string().default('').describe('PEM certificate and key; empty = a self-signed pair made in DATA/tls on first start.'),
+    key: z.string().default('').describe('PEM private key for `cert`.'),
   })
   .strict();
 
 export const MetricsConfig = z
   .object({
-    /** Prometheus endpoint ("" = off). */
-    listen: z.string().default('127.0.0.1:9925'),
+    listen: z.string().default('127.0.0.1:9925').describe('Prometheus endpoint ("" = off).'),
   })
   .strict();
 
 export const ConfigSchema = z
   .object({
-    /** Spool, Maildirs, users and keys live here. FMAIL_DATA overrides the default. */
-    data_dir: z.string().default('./data'),
-    /** Name used in SMTP greetings, Received headers and bounces. */
-    hostname: z.string().default(os.hostname()),
+    data_dir: z.string().default('./data').describe('Spool, Maildirs, users and keys live here. FMAIL_DATA overrides the default.'),
+    hostname: z.string().default(os.hostname()).describe('Name used in SMTP greetings, Received headers and bounces.'),
     log: LogConfig.prefault({}),
     ipc: IpcConfig.prefault({}),
     tls: TlsConfig.prefault({}),
