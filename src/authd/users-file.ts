@@ -1,0 +1,92 @@
+// users file - Dovecot's passwd-file format, one user a line:
+//   user:password:uid:gid:gecos:home:shell:extra_fields
+// We write `alice@example.test:{ARGON2ID}$argon2id$...::::::` and read any passwd-file line;
+// fields after the password are kept as they are but not used. `#` comments and blank lines
+// are allowed. A malformed line is reported with its number and skipped, never fatal.
+
+import { canonicalUser, isSafeUserName } from '../mail/address.js';
+
+export interface UserEntry {
+  /** canonical (lower-case) full address */
+  user: string;
+  /** `{SCHEME}value`, or '' for a user that cannot log in */
+  password: string;
+  /** 1-based line number */
+  line: number;
+}
+
+export interface LineProblem {
+  line: number;
+  reason: string;
+}
+
+/** parseUsers - entries in file order (first of duplicates wins) and the lines skipped. */
+export function parseUsers(text: string): { users: UserEntry[]; problems: LineProblem[] } {
+  const users: UserEntry[] = [];
+  const problems: LineProblem[] = [];
+  const seen = new Set<string>();
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const raw = lines[i]!.replace(/\r$/, '');
+    if (raw.trim() === '' || raw.trimStart().startsWith('#')) continue;
+    const r = parseUserLine(raw);
+    if ('reason' in r) {
+      problems.push({ line: i + 1, reason: r.reason });
+      continue;
+    }
+    if (seen.has(r.user)) {
+      problems.push({ line: i + 1, reason: `duplicate user ${r.user} (the first one is used)` });
+      continue;
+    }
+    seen.add(r.user);
+    users.push({ ...r, line: i + 1 });
+  }
+  return { users, problems };
+}
+
+/** parseUserLine - one non-comment line: its user and password, or why it is malformed. */
+export function parseUserLine(raw: string): { user: string; password: string } | { reason: string } {
+  const fields = raw.split(':');
+  if (fields.length < 2) return { reason: 'expected user:password[:uid:gid:gecos:home:shell:extra]' };
+  const user = canonicalUser(fields[0]!);
+  if (!isSafeUserName(user)) return { reason: `bad user name ${JSON.stringify(fields[0])} (a full address is expected)` };
+  return { user, password: fields[1]!.trim() };
+}
+
+/** formatUserLine - the line we write for a user. */
+export function formatUserLine(user: string, password: string): string {
+  return `${user}:${password}::::::`;
+}
+
+/** lineUser - the canonical user a raw line is about, or null (comment, blank, malformed). */
+function lineUser(raw: string): string | null {
+  if (raw.trim() === '' || raw.trimStart().startsWith('#')) return null;
+  const r = parseUserLine(raw.replace(/\r$/, ''));
+  return 'user' in r ? r.user : null;
+}
+
+/** setUser - the file text with USER's line replaced (or appended); other lines untouched. */
+export function setUser(text: string, user: string, password: string): string {
+  const lines = splitLines(text);
+  const line = formatUserLine(user, password);
+  const at = lines.findIndex((l) => lineUser(l) === user);
+  if (at >= 0) lines[at] = line;
+  else lines.push(line);
+  return lines.join('\n') + '\n';
+}
+
+/** deleteUser - the file text without USER's lines; null when USER was not there. */
+export function deleteUser(text: string, user: string): string | null {
+  const lines = splitLines(text);
+  const kept = lines.filter((l) => lineUser(l) !== user);
+  if (kept.length === lines.length) return null;
+  return kept.length ? kept.join('\n') + '\n' : '';
+}
+
+/** splitLines - lines of a file without the final empty one. */
+export function splitLines(text: string): string[] {
+  if (text === '') return [];
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  return lines;
+}
