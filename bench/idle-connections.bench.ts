@@ -38,7 +38,7 @@ const cfgText = readFileSync(setup.configFile, 'utf8')
   .replace('level = "info"', 'level = "warn"');
 writeFileSync(setup.configFile, cfgText);
 
-const child = spawn(process.execPath, ['--max-semi-space-size=1', FMAIL, 'start', '-c', setup.configFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+const child = spawn(process.execPath, [FMAIL, 'start', '-c', setup.configFile], { stdio: ['ignore', 'pipe', 'inherit'] });
 for await (const line of createInterface({ input: child.stdout! })) if (line.includes('running')) break;
 await new Promise((r) => setTimeout(r, 1000));
 const before = rssMb(child.pid!);
