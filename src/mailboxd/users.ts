@@ -1,0 +1,39 @@
+// The trust boundary for user names: a name becomes a folder only if it is safe as one and
+// authd knows the user. Everything that builds a Maildir path goes through here.
+
+import path from 'node:path';
+
+import type { IpcClient } from '../ipc/index.js';
+import { canonicalUser, isSafeUserName } from '../mail/address.js';
+
+/** A bare local name (no domain), e.g. the seed's `user_john`: letters, digits, `._+-`. */
+const BARE_USER_RE = /^[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,63}$/;
+
+/** safeUser - the canonical folder name for USER, or null if it could escape or is malformed. */
+export function safeUser(raw: string): string | null {
+  const user = canonicalUser(raw);
+  const ok = isSafeUserName(user) || (BARE_USER_RE.test(user) && !user.includes('..'));
+  return ok ? user : null;
+}
+
+/** userDir - the user's Maildir under `root`; throws if it would not be inside it. */
+export function userDir(root: string, user: string): string {
+  const dir = path.resolve(root, user);
+  if (path.dirname(dir) !== path.resolve(root)) throw new Error(`user folder outside the mail root: ${user}`);
+  return dir;
+}
+
+export type UserCheck = { ok: true; user: string } | { ok: false; message: string };
+
+/** checkUser - safe name and known to authd (`verify`); the error text is what the client sees. */
+export async function checkUser(authd: IpcClient, raw: string): Promise<UserCheck> {
+  const user = safeUser(raw);
+  if (!user) return { ok: false, message: 'bad user name' };
+  let known: boolean;
+  try {
+    known = (await authd.request('verify', [user])).ok;
+  } catch {
+    return { ok: false, message: 'user database unavailable, try again later' };
+  }
+  return known ? { ok: true, user } : { ok: false, message: `unknown user ${user}` };
+}
