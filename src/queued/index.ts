@@ -1,0 +1,205 @@
+// queued - the Mail Queue Server (seed: "Mail Queue Server"; DESIGN.md "queued").
+//
+// Named queues of files in the spool (DATA/queue/NAME/, created on first use). A client asks
+// for a slot, writes the file, pushes it; a consumer pops the oldest ready message and holds a
+// lease on it until `done` (removed) or `defer` (back after SECONDS). Layout, recovery and
+// the group commit are described in queue.ts and dir-sync.ts.
+//
+// IPC messages answered:
+//   slot: QUEUE                         -> ok: PATH (DATA/queue/QUEUE/tmp/QID)
+//   push: QUEUE ; PATH                  -> ok once file and folder are fsynced (group commit)
+//   pop: QUEUE                          -> ok: PATH (DATA/queue/QUEUE/msg/QID), leased; or `error`
+//   done: QUEUE ; PATH                  -> ok; the file is removed (leased paths only)
+//   defer: QUEUE ; PATH ; SECONDS [; REASON] -> ok; ready again after SECONDS (persisted)
+//   subscribe: QUEUE ; CALLBACK         -> ok; CALLBACK (socket:// or unix://) gets `alert: QUEUE`
+//   unsubscribe / unsuscribe: QUEUE ; CALLBACK -> ok, or error when not subscribed
+//   admin (fmail queue): qstats (multi-line `queue: NAME ; ready=N ; leased=N ; deferred=N ;
+//     slots=N`), qlist: [QUEUE] (multi-line `msg: QID ; QUEUE ; STATE ; AGE_S ; SIZE ;
+//     NEXT_ATTEMPT ; ATTEMPTS ; LAST_ERROR`), qshow: QID (raw file), qflush: [QUEUE] (ok: COUNT),
+//     qrequeue: QID, qdelete: QID
+// Servers called: none; only subscribers' callbacks (`alert`).
+// Config [queued]: spool, lease_s, slot_grace_s, alert_backoff_s, alert_max_failures, list_limit.
+// Alerts: when a queue goes from empty to non-empty, and on the next new mail after a `pop`
+// answered `error` (deferred messages coming due and expired leases count as new mail).
+// Security: every QUEUE is checked against [a-z0-9][a-z0-9_-]*; every PATH must be exactly one
+// this server handed out (slot for push, leased message for done/defer), so `..`, other folders
+// and symlinks are refused with `error` and nothing changes. Callbacks are whatever a trusted IPC
+// peer subscribes (IPC itself is loopback or secret-protected).
+
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+
+import { error, ok } from '../ipc/index.js';
+import { dataPath } from '../config/load.js';
+import { createIpcServer } from '../shared/ipc-setup.js';
+import { queueSize } from '../shared/metrics.js';
+import type { RunningServer, ServerContext } from '../shared/server-module.js';
+import { registerAdmin } from './admin.js';
+import { Alerter } from './alerts.js';
+import { isQueueName } from './names.js';
+import { QueueError } from './queue.js';
+import { Spool } from './spool.js';
+
+const MAX_DEFER_S = 10 * 365 * 86400;
+
+export async function start(ctx: ServerContext): Promise<RunningServer> {
+  const { config, logger } = ctx;
+  const qc = config.queued;
+  const spoolDir = dataPath(config, qc.spool);
+  await fsp.mkdir(spoolDir, { recursive: true });
+
+  const alerter = new Alerter({
+    file: path.join(spoolDir, 'subscriptions.json'),
+    backoffMs: qc.alert_backoff_s * 1000,
+    maxFailures: qc.alert_max_failures,
+    secret: config.ipc.secret || undefined,
+    logger,
+  });
+  const spool = new Spool(spoolDir, {
+    leaseMs: qc.lease_s * 1000,
+    slotGraceMs: qc.slot_grace_s * 1000,
+    logger,
+    onNewMail: (q) => {
+      logger.debug({ event: 'queued.new_mail', queue: q.name }, 'alerting subscribers');
+      alerter.alert(q.name);
+    },
+  });
+  const t0 = Date.now();
+  await spool.recoverAll();
+  logger.info({ event: 'queued.started', queues: spool.all().length, ms: Date.now() - t0 }, 'spool recovered');
+
+  const server = createIpcServer(config, 'queued', logger);
+  const badName = (name: string) => error(`bad queue name: ${name.slice(0, 100)}`);
+  const fail = (err: unknown) => {
+    if (err instanceof QueueError) return error(err.message);
+    throw err;
+  };
+
+  server.on('slot', {
+    params: 1,
+    handle: async (c) => {
+      const name = c.params[0]!;
+      if (!isQueueName(name)) return badName(name);
+      const q = (await spool.get(name, true))!;
+      return ok(q.slot());
+    },
+  });
+
+  server.on('push', {
+    params: 2,
+    handle: async (c) => {
+      const [name, p] = c.params as [string, string];
+      if (!isQueueName(name)) return badName(name);
+      const q = spool.peek(name);
+      if (!q) return error(`not an open slot of queue ${name}: ${p}`);
+      try {
+        const qid = await q.push(p);
+        logger.info({ event: 'queued.push', qid, queue: name }, 'message queued');
+        return ok();
+      } catch (err) {
+        return fail(err);
+      }
+    },
+  });
+
+  server.on('pop', {
+    params: 1,
+    handle: (c) => {
+      const name = c.params[0]!;
+      if (!isQueueName(name)) return badName(name);
+      const p = spool.peek(name)?.pop() ?? null;
+      if (p === null) return error();
+      logger.debug({ event: 'queued.pop', qid: path.basename(p), queue: name }, 'message leased');
+      return ok(p);
+    },
+  });
+
+  server.on('done', {
+    params: 2,
+    handle: async (c) => {
+      const [name, p] = c.params as [string, string];
+      if (!isQueueName(name)) return badName(name);
+      const q = spool.peek(name);
+      if (!q) return error(`not a leased message of queue ${name}: ${p}`);
+      try {
+        const qid = await q.done(p);
+        logger.info({ event: 'queued.done', qid, queue: name }, 'message removed');
+        return ok();
+      } catch (err) {
+        return fail(err);
+      }
+    },
+  });
+
+  server.on('defer', {
+    params: [3, 4],
+    handle: async (c) => {
+      const [name, p, secs, reason = ''] = c.params as [string, string, string, string?];
+      if (!isQueueName(name)) return badName(name);
+      const seconds = Number(secs);
+      if (!/^\d+(\.\d+)?$/.test(secs) || !(seconds <= MAX_DEFER_S)) return error(`bad SECONDS: ${secs.slice(0, 40)}`);
+      const q = spool.peek(name);
+      if (!q) return error(`not a leased message of queue ${name}: ${p}`);
+      try {
+        const m = await q.defer(p, seconds, reason.slice(0, 1000));
+        logger.info({ event: 'queued.defer', qid: path.basename(p), queue: name, seconds, attempts: m.attempts, reason }, 'message deferred');
+        return ok();
+      } catch (err) {
+        return fail(err);
+      }
+    },
+  });
+
+  server.on('subscribe', {
+    params: 2,
+    handle: async (c) => {
+      const [name, cb] = c.params as [string, string];
+      if (!isQueueName(name)) return badName(name);
+      try {
+        await alerter.subscribe(name, cb);
+      } catch (err) {
+        return error(`bad callback: ${(err as Error).message}`);
+      }
+      logger.info({ event: 'queued.subscribe', queue: name, callback: cb }, 'subscribed');
+      // A new subscriber of a queue with mail waiting hears about it at once.
+      if ((spool.peek(name)?.readyCount ?? 0) > 0) setImmediate(() => alerter.alert(name, cb));
+      return ok();
+    },
+  });
+
+  for (const verb of ['unsubscribe', 'unsuscribe']) {
+    server.on(verb, {
+      params: 2,
+      handle: async (c) => {
+        const [name, cb] = c.params as [string, string];
+        if (!isQueueName(name)) return badName(name);
+        if (!(await alerter.unsubscribe(name, cb))) return error(`not subscribed: ${name} ; ${cb}`);
+        logger.info({ event: 'queued.unsubscribe', queue: name, callback: cb }, 'unsubscribed');
+        return ok();
+      },
+    });
+  }
+
+  registerAdmin(server, spool, qc.list_limit, logger);
+
+  const tickMs = Math.max(20, Math.min(1000, (qc.lease_s * 1000) / 4));
+  const ticker = setInterval(() => {
+    const now = Date.now();
+    for (const q of spool.all()) {
+      q.tick(now);
+      for (const [state, n] of Object.entries(q.counts())) queueSize.set({ queue: q.name, state }, n);
+    }
+  }, tickMs);
+  ticker.unref();
+
+  const ipc = await server.listen(config.ipc.queued);
+  return {
+    name: 'queued',
+    addresses: { ipc },
+    close: async () => {
+      clearInterval(ticker);
+      await server.close();
+      alerter.close();
+    },
+  };
+}

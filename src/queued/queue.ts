@@ -1,0 +1,386 @@
+// Queue - one named queue: its folders, its in-memory index, and the moves between states.
+//
+// On disk (DATA/queue/NAME/):
+//   tmp/QID    a slot handed out by `slot`; the client writes it. Never popped.
+//   msg/QID    a pushed message (ready, leased or deferred). `push` fsyncs the file, stamps its
+//              mtime with the push time (the FIFO order a restart recovers), renames it here and
+//              fsyncs msg/ — shared by every push in flight (group commit, see dir-sync.ts).
+//   meta/QID   only for messages deferred at least once: {attempts, reason, notBefore}, written
+//              atomically. No meta = plain ready message.
+// Leases live only in memory: a restart makes every leased message ready again, which is what
+// an expired lease does too (at-least-once delivery).
+//
+// In memory: a FIFO deque of ready ids (pop is O(1) whatever the length), with tombstones for
+// ids an administrator removed from its middle; maps for slots, leases, and deferred ids.
+
+import { existsSync, lstatSync, promises as fsp, readFileSync, readdirSync, statSync, unlinkSync } from 'node:fs';
+import path from 'node:path';
+
+import { writeFileAtomic } from '../shared/fsutil.js';
+import type { Logger } from '../shared/log.js';
+import { newQueueId } from '../mail/queue-id.js';
+import { Deque } from './deque.js';
+import { DirSyncer } from './dir-sync.js';
+import { isQid } from './names.js';
+
+export type MsgState = 'slot' | 'ready' | 'leased' | 'deferred';
+
+/** Meta - what a deferral leaves behind (persisted in meta/QID). */
+export interface Meta {
+  attempts: number;
+  reason: string;
+  /** Epoch ms before which the message is not handed out. */
+  notBefore: number;
+}
+
+export interface ListedMessage {
+  qid: string;
+  queue: string;
+  state: MsgState;
+  /** Push time (epoch ms), or slot write time; NaN if the file is gone. */
+  time: number;
+  size: number;
+  meta?: Meta;
+}
+
+export class QueueError extends Error {}
+
+export interface QueueOptions {
+  leaseMs: number;
+  slotGraceMs: number;
+  logger: Logger;
+  /** Called when messages became ready and the queue was empty or a pop had found it empty. */
+  onNewMail(queue: Queue): void;
+}
+
+export class Queue {
+  readonly dir: string;
+  readonly tmpDir: string;
+  readonly msgDir: string;
+  readonly metaDir: string;
+  private readonly msgSync: DirSyncer;
+  private readonly slots = new Map<string, number>();
+  private readonly ready = new Deque<string>();
+  private readonly tombstones = new Set<string>();
+  private readonly leased = new Map<string, number>();
+  private readonly deferred = new Set<string>();
+  private readonly meta = new Map<string, Meta>();
+  /** Armed: the next mail that becomes ready triggers an alert (a pop found the queue empty). */
+  private armed = true;
+
+  private constructor(
+    readonly name: string,
+    spool: string,
+    private readonly opts: QueueOptions,
+  ) {
+    this.dir = path.join(spool, name);
+    this.tmpDir = path.join(this.dir, 'tmp');
+    this.msgDir = path.join(this.dir, 'msg');
+    this.metaDir = path.join(this.dir, 'meta');
+    this.msgSync = new DirSyncer(this.msgDir);
+  }
+
+  /** open - create the folders if needed and rebuild the index from them (recovery). */
+  static async open(spool: string, name: string, opts: QueueOptions): Promise<Queue> {
+    const q = new Queue(name, spool, opts);
+    for (const d of [q.tmpDir, q.msgDir, q.metaDir]) await fsp.mkdir(d, { recursive: true });
+    q.recover();
+    return q;
+  }
+
+  get readyCount(): number {
+    return this.ready.length - this.tombstones.size;
+  }
+
+  counts(): Record<'ready' | 'leased' | 'deferred' | 'slots', number> {
+    return { ready: this.readyCount, leased: this.leased.size, deferred: this.deferred.size, slots: this.slots.size };
+  }
+
+  msgPath(qid: string): string {
+    return path.join(this.msgDir, qid);
+  }
+
+  /** slot - a fresh file name in tmp/ for the client to write. */
+  slot(now = Date.now()): string {
+    const qid = newQueueId(now);
+    this.slots.set(qid, now);
+    return path.join(this.tmpDir, qid);
+  }
+
+  /** push - make a written slot durable and ready; resolves once file and folder are fsynced. */
+  async push(p: string): Promise<string> {
+    const qid = this.qidIn(p, this.tmpDir);
+    if (!qid || !this.slots.has(qid)) throw new QueueError(`not an open slot of queue ${this.name}: ${p}`);
+    const issued = this.slots.get(qid)!;
+    // Taken out at once, so a second push of the same slot fails even while this one runs.
+    this.slots.delete(qid);
+    const tmp = path.join(this.tmpDir, qid);
+    let renamed = false;
+    try {
+      const st = await fsp.lstat(tmp).catch(() => null);
+      if (!st || !st.isFile()) throw new QueueError(`slot file missing or not a regular file: ${p}`);
+      const fh = await fsp.open(tmp, 'r');
+      try {
+        const now = new Date();
+        await fh.utimes(now, now);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fsp.rename(tmp, this.msgPath(qid));
+      renamed = true;
+      await this.msgSync.sync();
+    } catch (err) {
+      if (!renamed) {
+        this.slots.set(qid, issued);
+        throw err instanceof QueueError ? err : new QueueError(`push failed: ${(err as Error).message}`);
+      }
+      // Renamed but the folder flush failed: the message is queued, just not known durable.
+      this.makeReady([qid]);
+      throw new QueueError(`push not durable: ${(err as Error).message}`);
+    }
+    this.makeReady([qid]);
+    return qid;
+  }
+
+  /** pop - lease the oldest ready message; null (and alerts armed) when there is none. */
+  pop(now = Date.now()): string | null {
+    for (;;) {
+      const qid = this.ready.shift();
+      if (qid === undefined) {
+        this.armed = true;
+        return null;
+      }
+      if (this.tombstones.delete(qid)) continue;
+      this.leased.set(qid, now + this.opts.leaseMs);
+      return this.msgPath(qid);
+    }
+  }
+
+  /** done - the popper finished: remove the message for good. */
+  async done(p: string): Promise<string> {
+    const qid = this.leasedQid(p);
+    this.leased.delete(qid);
+    this.meta.delete(qid);
+    await fsp.rm(path.join(this.metaDir, qid), { force: true });
+    await fsp.rm(this.msgPath(qid), { force: true });
+    await this.msgSync.sync();
+    return qid;
+  }
+
+  /** defer - back to the queue after SECONDS, keeping REASON and counting the attempt. */
+  async defer(p: string, seconds: number, reason: string, now = Date.now()): Promise<Meta> {
+    const qid = this.leasedQid(p);
+    this.leased.delete(qid);
+    const m: Meta = { attempts: (this.meta.get(qid)?.attempts ?? 0) + 1, reason, notBefore: now + Math.round(seconds * 1000) };
+    try {
+      await writeFileAtomic(path.join(this.metaDir, qid), JSON.stringify(m));
+    } catch (err) {
+      this.makeReady([], [qid]);
+      throw new QueueError(`defer failed: ${(err as Error).message}`);
+    }
+    this.meta.set(qid, m);
+    this.deferred.add(qid);
+    return m;
+  }
+
+  /** tick - expire leases and deferrals, remove stale slots. */
+  tick(now = Date.now()): void {
+    const back: string[] = [];
+    for (const [qid, until] of this.leased) {
+      if (until > now) continue;
+      this.leased.delete(qid);
+      if (existsSync(this.msgPath(qid))) {
+        back.push(qid);
+        this.opts.logger.warn({ event: 'queued.lease_expired', qid, queue: this.name }, 'lease expired; message ready again');
+      }
+    }
+    const due: string[] = [];
+    for (const qid of this.deferred) {
+      if ((this.meta.get(qid)?.notBefore ?? 0) <= now) due.push(qid);
+    }
+    for (const qid of due) this.deferred.delete(qid);
+    // A message whose popper vanished goes back to the head of the line; due ones to the tail.
+    this.makeReady(due, back);
+    for (const [qid, issued] of this.slots) {
+      if (now - issued < this.opts.slotGraceMs) continue;
+      this.slots.delete(qid);
+      try {
+        unlinkSync(path.join(this.tmpDir, qid));
+      } catch {
+        // Never written: nothing to remove.
+      }
+      this.opts.logger.info({ event: 'queued.slot_expired', qid, queue: this.name }, 'stale slot removed');
+    }
+  }
+
+  /** state - where a message is, or null if this queue does not hold it. */
+  state(qid: string): MsgState | null {
+    if (this.slots.has(qid)) return 'slot';
+    if (this.leased.has(qid)) return 'leased';
+    if (this.deferred.has(qid)) return 'deferred';
+    if (!this.tombstones.has(qid) && existsSync(this.msgPath(qid))) return 'ready';
+    return null;
+  }
+
+  /** flush - every deferred message ready now (persisted); returns how many. */
+  async flush(): Promise<number> {
+    const ids = [...this.deferred];
+    await Promise.all(ids.map((qid) => this.release(qid)));
+    return ids.length;
+  }
+
+  /** requeue - a deferred or leased message ready now; a ready one stays as it is. */
+  async requeue(qid: string): Promise<boolean> {
+    const st = this.state(qid);
+    if (st === 'deferred') await this.release(qid);
+    else if (st === 'leased') {
+      this.leased.delete(qid);
+      this.makeReady([], [qid]);
+    } else if (st !== 'ready') return false;
+    return true;
+  }
+
+  /** remove - delete a message whatever its state (the administrator's `delete`). */
+  async remove(qid: string): Promise<boolean> {
+    const st = this.state(qid);
+    if (st === null) return false;
+    if (st === 'slot') {
+      this.slots.delete(qid);
+      await fsp.rm(path.join(this.tmpDir, qid), { force: true });
+      return true;
+    }
+    if (st === 'ready') this.tombstones.add(qid);
+    this.leased.delete(qid);
+    this.deferred.delete(qid);
+    this.meta.delete(qid);
+    await fsp.rm(path.join(this.metaDir, qid), { force: true });
+    await fsp.rm(this.msgPath(qid), { force: true });
+    await this.msgSync.sync();
+    return true;
+  }
+
+  /** list - up to LIMIT messages (ready in pop order, then leased, deferred, slots), with sizes. */
+  async list(limit: number): Promise<ListedMessage[]> {
+    const picked: Array<[string, MsgState]> = [];
+    const take = (qid: string, state: MsgState): boolean => {
+      if (picked.length >= limit) return false;
+      picked.push([qid, state]);
+      return true;
+    };
+    for (const qid of this.ready) if (!this.tombstones.has(qid) && !take(qid, 'ready')) break;
+    for (const qid of this.leased.keys()) if (!take(qid, 'leased')) break;
+    for (const qid of this.deferred) if (!take(qid, 'deferred')) break;
+    for (const qid of this.slots.keys()) if (!take(qid, 'slot')) break;
+    return Promise.all(
+      picked.map(async ([qid, state]) => {
+        const file = state === 'slot' ? path.join(this.tmpDir, qid) : this.msgPath(qid);
+        const st = await fsp.stat(file).catch(() => null);
+        return { qid, queue: this.name, state, time: st ? st.mtimeMs : NaN, size: st ? st.size : 0, meta: this.meta.get(qid) };
+      }),
+    );
+  }
+
+  /** filePath - the file behind a message in any state. */
+  filePath(qid: string): string {
+    return this.slots.has(qid) ? path.join(this.tmpDir, qid) : this.msgPath(qid);
+  }
+
+  // A deferred message ready now, on disk too (so a restart does not defer it again).
+  private async release(qid: string): Promise<void> {
+    const m = this.meta.get(qid);
+    if (m) {
+      m.notBefore = 0;
+      await writeFileAtomic(path.join(this.metaDir, qid), JSON.stringify(m));
+    }
+    if (this.deferred.delete(qid)) this.makeReady([qid]);
+  }
+
+  // makeReady - TAIL ids at the end of the line, HEAD ids at its front; alert if it was empty.
+  private makeReady(tail: string[], head: string[] = []): void {
+    const wasEmpty = this.readyCount <= 0;
+    for (let i = head.length - 1; i >= 0; i--) this.ready.unshift(head[i]!);
+    for (const qid of tail) this.ready.push(qid);
+    if (tail.length + head.length > 0 && (wasEmpty || this.armed)) {
+      this.armed = false;
+      this.opts.onNewMail(this);
+    }
+  }
+
+  private leasedQid(p: string): string {
+    const qid = this.qidIn(p, this.msgDir);
+    if (!qid || !this.leased.has(qid)) throw new QueueError(`not a leased message of queue ${this.name}: ${p}`);
+    return qid;
+  }
+
+  // The queue id in PATH if PATH is exactly DIR/QID as we hand it out; anything else is null.
+  private qidIn(p: string, dir: string): string | null {
+    if (path.dirname(p) !== dir) return null;
+    const qid = path.basename(p);
+    return isQid(qid) && path.join(dir, qid) === p ? qid : null;
+  }
+
+  // recover - rebuild the index from the folders after a start (clean or not).
+  private recover(): void {
+    const now = Date.now();
+    const names = readdirSync(this.msgDir).filter(isQid);
+    const times = new Float64Array(names.length);
+    for (let i = 0; i < names.length; i++) {
+      try {
+        times[i] = statSync(path.join(this.msgDir, names[i]!)).mtimeMs;
+      } catch {
+        times[i] = NaN;
+      }
+    }
+    for (const f of readdirSync(this.metaDir)) {
+      const full = path.join(this.metaDir, f);
+      if (!isQid(f)) {
+        // A leftover temp file of an interrupted atomic write.
+        if (f.startsWith('.')) unlinkSync(full);
+        continue;
+      }
+      if (!existsSync(this.msgPath(f))) {
+        unlinkSync(full);
+        continue;
+      }
+      try {
+        const m = JSON.parse(readFileSync(full, 'utf8')) as Meta;
+        this.meta.set(f, { attempts: Number(m.attempts) || 0, reason: String(m.reason ?? ''), notBefore: Number(m.notBefore) || 0 });
+        if ((Number(m.notBefore) || 0) > now) this.deferred.add(f);
+      } catch {
+        // Unreadable meta: treat the message as plain ready rather than lose it.
+      }
+    }
+    const order = new Uint32Array(names.length);
+    for (let i = 0; i < order.length; i++) order[i] = i;
+    order.sort((a, b) => times[a]! - times[b]! || (names[a]! < names[b]! ? -1 : 1));
+    for (const i of order) {
+      if (Number.isNaN(times[i]!)) continue;
+      const qid = names[i]!;
+      if (!this.deferred.has(qid)) this.ready.push(qid);
+    }
+    for (const f of readdirSync(this.tmpDir)) {
+      const full = path.join(this.tmpDir, f);
+      if (!isQid(f)) continue;
+      if (existsSync(this.msgPath(f))) {
+        // Both names survived a crash mid-rename: the pushed one wins.
+        unlinkSync(full);
+        continue;
+      }
+      // A slot written before the restart may still be pushed; its grace runs from its mtime.
+      let since = now;
+      try {
+        const st = lstatSync(full);
+        since = Math.min(now, st.mtimeMs);
+      } catch {
+        continue;
+      }
+      this.slots.set(f, since);
+    }
+    this.armed = true;
+    this.opts.logger.info(
+      { event: 'queued.recovered', queue: this.name, ...this.counts(), ms: Date.now() - now },
+      'queue recovered',
+    );
+  }
+}

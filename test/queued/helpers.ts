@@ -1,0 +1,101 @@
+// Helpers for queued tests: a raw line socket (to check bytes on the wire), a started queued,
+// and a tiny subscriber that records the alerts it receives.
+
+import net from 'node:net';
+import { writeFileSync } from 'node:fs';
+
+import { IpcServer, ok } from '../../src/ipc/index.js';
+import type { Config } from '../../src/config/schema.js';
+import { silentLogger } from '../../src/shared/log.js';
+import type { RunningServer } from '../../src/shared/server-module.js';
+import { start } from '../../src/queued/index.js';
+
+/** RawLine - a plain socket: write exact bytes, read exact CRLF-terminated lines. */
+export class RawLine {
+  private buf = '';
+  private waiters: Array<() => void> = [];
+  private closed = false;
+
+  private constructor(readonly socket: net.Socket) {
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => {
+      this.buf += d;
+      this.wake();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+    socket.on('error', () => {});
+  }
+
+  static connect(address: string): Promise<RawLine> {
+    const p = address.replace(/^unix:\/\//, '');
+    return new Promise((resolve, reject) => {
+      const s = net.connect(p, () => resolve(new RawLine(s)));
+      s.once('error', reject);
+    });
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  send(text: string): void {
+    this.socket.write(text);
+  }
+
+  /** line - the next line, CRLF included, exactly as received (10 s at most). */
+  async line(timeoutMs = 10_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.buf.indexOf('\n');
+      if (i >= 0) {
+        const l = this.buf.slice(0, i + 1);
+        this.buf = this.buf.slice(i + 1);
+        return l;
+      }
+      if (this.closed) throw new Error('connection closed');
+      if (Date.now() > deadline) throw new Error('no line within timeout');
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 100);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+  }
+
+  async exchange(text: string): Promise<string> {
+    this.send(text);
+    return this.line();
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+export async function startQueued(config: Config): Promise<RunningServer> {
+  return start({ config, logger: silentLogger() });
+}
+
+/** Subscriber - an IPC server answering `alert` with ok and counting what it got. */
+export async function startSubscriber(address: string): Promise<{ alerts: string[]; server: IpcServer; address: string }> {
+  const alerts: string[] = [];
+  const server = new IpcServer({ serverName: 'sub', version: '0', logger: silentLogger() });
+  server.on('alert', {
+    params: 1,
+    handle: (c) => {
+      alerts.push(c.params[0]!);
+      return ok();
+    },
+  });
+  const bound = await server.listen(address);
+  return { alerts, server, address: bound };
+}
+
+export function writeSlot(p: string, data: string | Buffer): void {
+  writeFileSync(p, data);
+}
