@@ -1,0 +1,149 @@
+// smtpd - the SMTP receiver (MX and submission).
+//
+// SEED: implied by the seed's mail flow (DESIGN.md "smtpd"): the ESMTP server (RFC 5321) that
+//   writes each accepted message into a slot of queue `incoming`.
+// IPC ANSWERED: none (smtpd is a client only).
+// CALLS: authd `auth` (AUTH PLAIN/LOGIN), `domain` + `verify` (RCPT), `resolve` (MAIL FROM
+//   ownership); queued `slot: incoming`, `push: incoming ; PATH`.
+// LISTENERS: [smtpd] port (MX, STARTTLS offered), submission_port (STARTTLS, AUTH required),
+//   submissions_port (implicit TLS, AUTH required); -1 disables one, 0 picks a free port.
+// CONFIG: [smtpd] max_message_size, max_recipients, max_line_length, max_command_length,
+//   max_connections, max_connections_per_ip, connection_limit_exempt, command_timeout_s,
+//   data_timeout_s, max_errors, auth_failure_delay_ms, allow_plaintext_auth_loopback,
+//   enforce_sender_ownership, bare_newline, greet_pause_ms, close_grace_s; [tls] cert/key.
+// QUEUE FILE: envelope block (src/mail/envelope.ts), then our Received: header
+//   (src/mail/received.ts), then the message as received (dot-unstuffed). 250 is sent only
+//   after queued answered `ok` to `push` (file and directory fsynced); otherwise 451 4.3.0.
+// SECURITY: never an open relay (non-local RCPT only when authenticated: 554 5.7.1); AUTH only
+//   under TLS (503 5.5.1 before); DATA ends only at <CRLF>.<CRLF> (smtp-server's parser), bare
+//   LF normalised or refused, so `<LF>.<LF>`-style smuggling cannot split a message; plaintext
+//   pipelined behind STARTTLS is discarded by the library; envelope values are percent-encoded
+//   and HELO is reduced to host-name characters in Received, so no header can be injected.
+//   Every per-connection resource is bounded (see CONFIG).
+// DIAGNOSTICS: log events smtpd.connect, smtpd.auth, smtpd.reject (reason), smtpd.queued (qid,
+//   from, nrcpt, size, client); metrics fmail_messages_received_total, ..._rejected_total,
+//   fmail_connections{server="smtpd"}.
+
+import type { AddressInfo } from 'node:net';
+
+import type { SMTPServerOptions } from 'smtp-server';
+
+import { isLoopback } from '../ipc/index.js';
+import { ipcClient } from '../shared/ipc-setup.js';
+import type { RunningServer, ServerContext } from '../shared/server-module.js';
+import { ensureTls } from '../shared/tls.js';
+import { ConnectionLimits } from './limits.js';
+import { FancySmtpServer, type ProtocolLimits } from './protocol.js';
+import { type Role, sessionHandlers } from './session.js';
+
+interface Listener {
+  role: Role;
+  port: number;
+  secure: boolean;
+}
+
+/** start - bind the configured listeners; resolves once all are listening. */
+export async function start(ctx: ServerContext): Promise<RunningServer> {
+  const { config, logger } = ctx;
+  const cfg = config.smtpd;
+  const tls = await ensureTls(config);
+  const authd = ipcClient(config, 'authd');
+  const queued = ipcClient(config, 'queued');
+  const limits = new ConnectionLimits(cfg);
+  const deps = { config, logger, authd, queued, limits };
+
+  const protocolLimits: ProtocolLimits = {
+    commandTimeoutMs: cfg.command_timeout_s * 1000,
+    dataTimeoutMs: cfg.data_timeout_s * 1000,
+    maxErrors: cfg.max_errors,
+    greetPauseMs: cfg.greet_pause_ms,
+    plaintextAuthAllowed: (ip) => cfg.allow_plaintext_auth_loopback && isLoopback({ kind: 'tcp', host: ip.replace(/^::ffff:/, ''), port: 0 }),
+    onTooManyErrors: (ip) => logger.info({ event: 'smtpd.reject', reason: 'too_many_errors', client: ip }, 'rejected: too many errors'),
+  };
+
+  const listeners: Listener[] = (
+    [
+      { role: 'smtp', port: cfg.port, secure: false },
+      { role: 'submission', port: cfg.submission_port, secure: false },
+      { role: 'submissions', port: cfg.submissions_port, secure: true },
+    ] as Listener[]
+  ).filter((l) => l.port >= 0);
+
+  const servers: FancySmtpServer[] = [];
+  const addresses: Record<string, string> = {};
+  try {
+    for (const l of listeners) {
+      const options: SMTPServerOptions = {
+        ...sessionHandlers(l.role, deps),
+        name: config.hostname,
+        secure: l.secure,
+        key: tls.key,
+        cert: tls.cert,
+        size: cfg.max_message_size,
+        rejectOversized: true,
+        maxRecipients: cfg.max_recipients,
+        maxCommandLength: cfg.max_command_length,
+        maxClients: cfg.max_connections,
+        socketTimeout: cfg.command_timeout_s * 1000,
+        closeTimeout: cfg.close_grace_s * 1000,
+        authMethods: ['PLAIN', 'LOGIN'],
+        // Every AUTH/TLS rule is ours (protocol.ts, session.ts): the library must not add its own.
+        authOptional: true,
+        allowInsecureAuth: true,
+        disableReverseLookup: true,
+        hideENHANCEDSTATUSCODES: false,
+        hideDSN: true,
+        hideREQUIRETLS: true,
+        logger: false,
+      };
+      const server = new FancySmtpServer(options, protocolLimits);
+      server.on('error', (err: Error) => logger.debug({ event: 'smtpd.conn_error', err: err.message }, 'connection error'));
+      servers.push(server);
+      const port = await new Promise<number>((resolve, reject) => {
+        server.server.once('error', reject);
+        server.listen(l.port, cfg.host, () => {
+          server.server.off('error', reject);
+          resolve((server.server.address() as AddressInfo).port);
+        });
+      });
+      addresses[l.role] = `${cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host}:${port}`;
+      logger.info({ event: 'smtpd.listen', role: l.role, address: addresses[l.role] }, 'listening');
+    }
+  } catch (err) {
+    await closeAll(servers, 0);
+    authd.close();
+    queued.close();
+    throw err;
+  }
+
+  return {
+    name: 'smtpd',
+    addresses,
+    async close() {
+      await closeAll(servers, cfg.close_grace_s * 1000);
+      authd.close();
+      queued.close();
+    },
+  };
+}
+
+/**
+ * closeAll - graceful stop: no new connections; idle sessions get 421 now; sessions in a
+ * transaction may finish it (new commands get 421) until the grace period ends.
+ */
+async function closeAll(servers: FancySmtpServer[], graceMs: number): Promise<void> {
+  const closed = servers.map(
+    (s) =>
+      new Promise<void>((resolve) => {
+        if (!s.server.listening) return resolve();
+        s.close(() => resolve());
+      }),
+  );
+  for (const s of servers) {
+    for (const c of [...s.connections]) {
+      if (graceMs === 0 || !FancySmtpServer.isBusy(c)) c.send(421, '4.3.2 Service shutting down', false);
+    }
+  }
+  // Bounded: the library cuts remaining sessions at closeTimeout; this is the backstop.
+  await Promise.race([Promise.all(closed), new Promise((r) => setTimeout(r, graceMs + 6000).unref())]);
+}

@@ -1,0 +1,189 @@
+// spool-writer - streams one message from DATA into a slot of the `incoming` queue.
+//
+// Strategy ("write behind the wire"): the slot is asked for as DATA starts, the message bytes
+// (already dot-unstuffed by smtp-server, which ends DATA only on <CRLF>.<CRLF>) go through a
+// small scanner and into the file in 64 KiB writes, so memory stays flat whatever the size.
+// Then fsync, close, `push`. The caller answers 250 only after push said `ok`.
+//
+// The scanner enforces the line-length limit and bare-LF policy: "normalize" writes a CR before
+// each bare LF (Postfix's default; the stored message has clean CRLF lines), "reject" refuses
+// the message (Postfix's 550 5.5.2). Once a message is refused or a write fails, the rest of
+// DATA is read and dropped, so the reply still comes after the client's final dot.
+
+import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+
+import type { SMTPServerDataStream } from 'smtp-server';
+
+import type { IpcClient } from '../ipc/index.js';
+
+export type SpoolOutcome =
+  | { kind: 'queued'; qid: string; path: string; size: number }
+  | { kind: 'too-big' }
+  | { kind: 'bare-lf' }
+  | { kind: 'line-too-long' }
+  | { kind: 'failed'; error: string };
+
+export interface SpoolOptions {
+  queued: IpcClient;
+  /** The envelope block and Received header that go before the message, given the qid. */
+  head(qid: string): Buffer;
+  bareNewline: 'normalize' | 'reject';
+  maxLineLength: number;
+}
+
+const FLUSH_BYTES = 64 * 1024;
+const CR = Buffer.from('\r');
+
+/** spoolMessage - write DATA to a new `incoming` slot and push it; never throws. */
+export async function spoolMessage(data: SMTPServerDataStream, opts: SpoolOptions): Promise<SpoolOutcome> {
+  const sink = new SpoolSink(data, opts);
+  data.pipe(sink);
+  await finished(sink).catch(() => {});
+  return sink.conclude();
+}
+
+async function writeAll(fh: FileHandle, buf: Buffer): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesWritten } = await fh.write(buf, off, buf.length - off);
+    if (bytesWritten <= 0) throw new Error('short write');
+    off += bytesWritten;
+  }
+}
+
+class SpoolSink extends Writable {
+  private fh: FileHandle | null = null;
+  private file = '';
+  private qid = '';
+  private readonly ready: Promise<void>;
+  private failure: string | null = null;
+  private refused: 'too-big' | 'bare-lf' | 'line-too-long' | null = null;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private written = 0;
+  private lastByte = -1;
+  private lineLen = 0;
+
+  constructor(
+    private readonly data: SMTPServerDataStream,
+    private readonly opts: SpoolOptions,
+  ) {
+    super({ highWaterMark: FLUSH_BYTES });
+    this.ready = this.open().catch((err: unknown) => {
+      this.failure ??= `slot: ${String((err as Error).message ?? err)}`;
+    });
+  }
+
+  private async open(): Promise<void> {
+    const r = await this.opts.queued.request('slot', ['incoming']);
+    if (!r.ok) throw new Error(r.params[0] ?? 'slot refused');
+    this.file = r.params[0] ?? '';
+    if (!path.isAbsolute(this.file)) throw new Error(`slot path not absolute: ${this.file}`);
+    this.qid = path.basename(this.file);
+    this.fh = await fsp.open(this.file, 'w', 0o600);
+    // Written before any flush can run (flush awaits `ready`), so it heads the file.
+    await writeAll(this.fh, this.opts.head(this.qid));
+  }
+
+  private get stopped(): boolean {
+    return this.failure !== null || this.refused !== null;
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.data.sizeExceeded) this.refused ??= 'too-big';
+    if (this.stopped) return cb();
+    this.scan(chunk);
+    if (this.stopped || this.pendingBytes < FLUSH_BYTES) return cb();
+    this.flush().then(() => cb(), () => cb());
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    if (this.data.sizeExceeded) this.refused ??= 'too-big';
+    this.flush().then(() => cb(), () => cb());
+  }
+
+  // Line length and bare LF, in one pass over the chunk's LFs.
+  private scan(chunk: Buffer): void {
+    let start = 0;
+    let from = 0;
+    for (;;) {
+      const lf = chunk.indexOf(10, from);
+      if (lf < 0) break;
+      const prev = lf > 0 ? chunk[lf - 1] : this.lastByte;
+      this.lineLen += lf - from;
+      if (this.lineLen > this.opts.maxLineLength + 1) this.refused ??= 'line-too-long';
+      this.lineLen = 0;
+      if (prev !== 13) {
+        if (this.opts.bareNewline === 'reject') {
+          this.refused ??= 'bare-lf';
+          return;
+        }
+        this.queue(chunk.subarray(start, lf));
+        this.queue(CR);
+        start = lf;
+      }
+      from = lf + 1;
+    }
+    this.lineLen += chunk.length - from;
+    if (this.lineLen > this.opts.maxLineLength + 1) this.refused ??= 'line-too-long';
+    if (chunk.length > 0) this.lastByte = chunk[chunk.length - 1]!;
+    this.queue(chunk.subarray(start));
+  }
+
+  private queue(b: Buffer): void {
+    if (b.length === 0) return;
+    this.pending.push(b);
+    this.pendingBytes += b.length;
+  }
+
+  private async flush(): Promise<void> {
+    await this.ready;
+    if (this.stopped || !this.fh) {
+      this.pending = [];
+      this.pendingBytes = 0;
+      return;
+    }
+    const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    try {
+      await writeAll(this.fh, buf);
+      this.written += buf.length;
+    } catch (err) {
+      this.failure ??= `write: ${(err as Error).message}`;
+    }
+  }
+
+  /** conclude - after DATA: fsync, close and push, or clean up and say why not. */
+  async conclude(): Promise<SpoolOutcome> {
+    await this.ready;
+    if (this.data.sizeExceeded) this.refused ??= 'too-big';
+    let keepFile = false;
+    if (!this.stopped && this.fh) {
+      try {
+        await this.fh.sync();
+        await this.fh.close();
+        this.fh = null;
+        // A push whose answer never came may still have queued the file: keep it then (the
+        // client retries after our 451, so at worst the message arrives twice, never zero times).
+        keepFile = true;
+        const r = await this.opts.queued.request('push', ['incoming', this.file]);
+        keepFile = false;
+        if (!r.ok) throw new Error(`push: ${r.params[0] ?? 'refused'}`);
+        return { kind: 'queued', qid: this.qid, path: this.file, size: this.written };
+      } catch (err) {
+        this.failure ??= (err as Error).message;
+      }
+    }
+    await this.fh?.close().catch(() => {});
+    this.fh = null;
+    // Never pushed, so never acknowledged: the partial file can go (queued also expires slots).
+    if (this.file && !keepFile) await fsp.rm(this.file, { force: true }).catch(() => {});
+    if (this.refused) return { kind: this.refused };
+    return { kind: 'failed', error: this.failure ?? 'no slot' };
+  }
+}
