@@ -4,7 +4,7 @@
 // Attempts in flight count too: a key with failures + in-flight >= N waits until one of its
 // attempts finishes before it may start another, so a burst of pipelined guesses cannot slip
 // past the limit while the first hashes are still being computed. Honest parallel logins
-// only queue briefly, and only once a key has room for fewer than N more failures.
+// of one user queue beyond N at a time (more would not run faster on a few cores anyway).
 
 interface Entry {
   failures: number[]; // timestamps (ms), oldest first, at most N kept

@@ -139,6 +139,20 @@ describe('authd files', () => {
       await a.stop();
     }
   });
+  test('reload(config): new settings apply without a restart', async () => {
+    const a = await startAuthd({ 'alice@example.test': 'pw', 'bob@example.test': 'pw' });
+    try {
+      assert.equal((await a.client.request('domain', ['new.test'])).ok, false);
+      assert.deepEqual((await a.client.request('resolve', ['postmaster@example.test'])).params, ['alice@example.test']);
+      const next = { ...a.config, authd: { ...a.config.authd, local_domains: ['new.test'], postmaster: 'bob@example.test', recipient_delimiter: '' } };
+      await a.server.reload!(next);
+      assert.equal((await a.client.request('domain', ['new.test'])).ok, true);
+      assert.deepEqual((await a.client.request('resolve', ['postmaster@example.test'])).params, ['bob@example.test']);
+      assert.equal((await a.client.request('verify', ['alice+x@example.test'])).ok, false);
+    } finally {
+      await a.stop();
+    }
+  });
 });
 
 describe('authd rate limiting', () => {
