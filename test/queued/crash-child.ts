@@ -1,0 +1,43 @@
+// Child process for crash.test.ts (not a test itself).
+//   push DIR   - start queued on DIR's config and push from 16 concurrent clients forever,
+//                printing `OK <path> <sha256>` after every push answered ok.
+//   consume ADDRESS QUEUE - pop one message, print `POPPED <path>`, then hang (never done).
+
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+
+import { IpcClient } from '../../src/ipc/index.js';
+import { silentLogger } from '../../src/shared/log.js';
+import { start } from '../../src/queued/index.js';
+import { testConfig } from '../helpers/config.js';
+
+const [mode, a1, a2] = process.argv.slice(2);
+
+/** body - random bytes followed by their sha256, so a reader can tell an intact message. */
+export function body(): { data: Buffer; sum: string } {
+  const payload = randomBytes(200 + Math.floor(Math.random() * 8000));
+  const sum = createHash('sha256').update(payload).digest('hex');
+  return { data: Buffer.concat([payload, Buffer.from(sum)]), sum };
+}
+
+if (mode === 'push') {
+  const cfg = testConfig(a1!);
+  const q = await start({ config: cfg, logger: silentLogger() });
+  process.stdout.write('READY\n');
+  const worker = async (): Promise<void> => {
+    const c = new IpcClient(q.addresses.ipc!);
+    for (;;) {
+      const s = await c.request('slot', ['crash']);
+      const { data, sum } = body();
+      writeFileSync(s.params[0]!, data);
+      const r = await c.request('push', ['crash', s.params[0]!]);
+      if (r.ok) process.stdout.write(`OK ${s.params[0]} ${sum}\n`);
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, worker));
+} else if (mode === 'consume') {
+  const c = new IpcClient(a1!);
+  const r = await c.request('pop', [a2!]);
+  process.stdout.write(r.ok ? `POPPED ${r.params[0]}\n` : 'EMPTY\n');
+  setInterval(() => {}, 1000);
+}
