@@ -46,7 +46,20 @@ export function cryptVerify(password: string, hash: string): Promise<boolean> {
   });
 }
 
-/** stopCryptPool - end the worker (server close). */
+let users = 0;
+
+/** useCryptPool - a server that may verify SHA-crypt hashes; call the result when it closes. */
+export function useCryptPool(): () => Promise<void> {
+  users++;
+  let released = false;
+  return async () => {
+    if (released) return;
+    released = true;
+    if (--users <= 0) await stopCryptPool();
+  };
+}
+
+/** stopCryptPool - end the worker (when no server uses it any more). */
 export async function stopCryptPool(): Promise<void> {
   const w = worker;
   if (!w) return;

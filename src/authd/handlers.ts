@@ -59,7 +59,8 @@ async function auth(st: AuthdState, rawUser: string, password: string, clientIp?
     authAttempts.inc({ result: 'invalid' });
     return error(AUTH_FAILED);
   }
-  const ip = clientIp?.trim().toLowerCase();
+  // IPv4 seen through an IPv6 socket (::ffff:192.0.2.7) is the same client as 192.0.2.7.
+  const ip = clientIp?.trim().toLowerCase().replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
   const keys = ip ? [`u:${user}`, `ip:${ip}`] : [`u:${user}`];
   if (!(await st.limiter.acquire(keys))) {
     authAttempts.inc({ result: 'limited' });

@@ -31,7 +31,7 @@ import type { Config } from '../config/schema.js';
 import { createIpcServer } from '../shared/ipc-setup.js';
 import type { Logger } from '../shared/log.js';
 import type { RunningServer, ServerContext } from '../shared/server-module.js';
-import { stopCryptPool } from './crypt-pool.js';
+import { useCryptPool } from './crypt-pool.js';
 import { Directory, type DirectoryOptions } from './directory.js';
 import { argon2Params, usersFiles } from './files.js';
 import { type AuthdState, registerHandlers } from './handlers.js';
@@ -54,6 +54,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
     dummyHash: await hashPassword(randomBytes(18).toString('base64'), argon2Params(config)),
     logger,
   };
+  const releaseCrypt = useCryptPool();
   const server = createIpcServer(config, 'authd', logger);
   registerHandlers(server, state);
   const ipc = await server.listen(config.ipc.authd);
@@ -68,7 +69,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
       for (const w of watchers) w.close();
       limiter.close();
       await server.close();
-      await stopCryptPool();
+      await releaseCrypt();
     },
     async reload(next: Config) {
       config = next;

@@ -179,6 +179,7 @@ describe('authd rate limiting', () => {
         assert.equal((await a.client.request('auth', [u, 'guess', '192.0.2.7'])).params[0], 'authentication failed');
       }
       assert.equal((await a.client.request('auth', ['alice@example.test', 'pw', '192.0.2.7'])).params[0], 'too many attempts');
+      assert.equal((await a.client.request('auth', ['alice@example.test', 'pw', '::FFFF:192.0.2.7'])).params[0], 'too many attempts');
       assert.equal((await a.client.request('auth', ['alice@example.test', 'pw', '192.0.2.8'])).ok, true);
       await waitFor(async () => (await a.client.request('auth', ['alice@example.test', 'pw', '192.0.2.7'])).ok, 15_000, 200);
     } finally {
