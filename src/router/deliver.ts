@@ -1,0 +1,221 @@
+// deliverMessage - one popped `incoming` file: every recipient handed over, bounced, or the
+// message deferred. Outcomes per recipient:
+//   ok   - stored in every mailbox it resolves to, or accepted by smtp-out
+//   temp - try again later (a server unreachable, a 4xx-like answer)
+//   perm - bounce (unknown user of a local domain, quota, too big)
+
+import path from 'node:path';
+import { Readable } from 'node:stream';
+
+import type { IpcClient } from '../ipc/index.js';
+import type { Config } from '../config/schema.js';
+import { domainOf } from '../mail/address.js';
+import { queueBounce } from '../mail/bounce.js';
+import type { DsnRecipient } from '../mail/dsn.js';
+import { type Envelope, readEnvelopeFile } from '../mail/envelope.js';
+import { fileBody, spoolMessage } from '../mail/spool.js';
+import type { Logger } from '../shared/log.js';
+import { messagesBounced, messagesDeferred, messagesDelivered } from '../shared/metrics.js';
+
+export interface Clients {
+  queued: IpcClient;
+  authd: IpcClient;
+  smtpOut: IpcClient;
+  mailboxd(): IpcClient;
+  all(): IpcClient[];
+}
+
+type Outcome = { rcpt: string; kind: 'ok' } | { rcpt: string; kind: 'temp' | 'perm'; status: string; diagnostic: string };
+
+interface Job {
+  config: Config;
+  logger: Logger;
+  clients: Clients;
+  file: string;
+  qid: string;
+  env: Envelope;
+  bodyOffset: number;
+  size: number;
+}
+
+/** deliverMessage - hand over, bounce or defer everything in one queue file. */
+export async function deliverMessage(config: Config, logger: Logger, clients: Clients, file: string): Promise<void> {
+  const qid = path.basename(file);
+  let parsed;
+  try {
+    parsed = await readEnvelopeFile(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      logger.warn({ event: 'router.vanished', qid, file }, 'queue file vanished');
+      await clients.queued.request('done', ['incoming', file]).catch(() => undefined);
+      return;
+    }
+    // Not ours to delete: keep it where an administrator sees it (`fmail queue list`).
+    logger.error({ event: 'router.bad_file', qid, err: String(err) }, 'unreadable queue file; deferred');
+    await clients.queued.request('defer', ['incoming', file, '3600', `unreadable queue file: ${String(err)}`]).catch(() => undefined);
+    return;
+  }
+  const job: Job = { config, logger, clients, file, qid: parsed.envelope.qid || qid, env: parsed.envelope, bodyOffset: parsed.bodyOffset, size: parsed.size };
+  const { env } = job;
+
+  // A requeued remainder waits out its back-off here (see requeue()).
+  const notBefore = Date.parse(env.extra?.['not-before'] ?? '');
+  if (notBefore > Date.now()) {
+    const wait = Math.ceil((notBefore - Date.now()) / 1000);
+    await defer(job, wait, env.extra?.reason ?? 'waiting for retry');
+    return;
+  }
+
+  const outcomes: Outcome[] = [];
+  for (const rcpt of env.rcpt) outcomes.push(await deliverRecipient(job, rcpt));
+
+  const temp = outcomes.filter((o) => o.kind === 'temp') as Extract<Outcome, { kind: 'temp' | 'perm' }>[];
+  const perm = outcomes.filter((o) => o.kind === 'perm') as Extract<Outcome, { kind: 'temp' | 'perm' }>[];
+  const age = (Date.now() - Date.parse(env.time || new Date().toISOString())) / 1000;
+  const expired = temp.length > 0 && age >= config.router.max_age_s;
+  const failed: DsnRecipient[] = perm.map((o) => ({ rcpt: o.rcpt, status: o.status, diagnostic: o.diagnostic }));
+  if (expired) {
+    for (const o of temp) failed.push({ rcpt: o.rcpt, status: '5.4.7', diagnostic: `delivery time expired; last error: ${o.diagnostic}` });
+  }
+  let retry = temp;
+  if (failed.length > 0) {
+    if (!(await bounce(job, failed))) retry = [...temp, ...perm]; // they fail again and bounce then
+    else if (expired) retry = [];
+  }
+
+  if (retry.length === 0) {
+    await finish(job);
+    return;
+  }
+  const delay = Math.ceil(Math.min(config.router.max_retry_s, Math.max(config.router.retry_s, age)));
+  const reason = retry[0]!.diagnostic;
+  if (retry.length === env.rcpt.length) {
+    await defer(job, delay, reason);
+    return;
+  }
+  await requeue(job, retry.map((o) => o.rcpt), delay, reason);
+}
+
+/** deliverRecipient - resolve one recipient and hand it to mailboxd or smtp-out. */
+async function deliverRecipient(job: Job, rcpt: string): Promise<Outcome> {
+  const { clients, logger, qid } = job;
+  const domain = domainOf(rcpt);
+  if (!domain) return { rcpt, kind: 'perm', status: '5.1.3', diagnostic: `bad recipient address syntax: ${rcpt}` };
+  let resolved;
+  try {
+    resolved = await clients.authd.request('resolve', [rcpt]);
+  } catch (err) {
+    return { rcpt, kind: 'temp', status: '4.4.3', diagnostic: `authd unavailable: ${(err as Error).message}` };
+  }
+  if (resolved.ok) {
+    const users = resolved.params.filter((u) => u !== '');
+    if (users.length === 0) return { rcpt, kind: 'perm', status: '5.1.1', diagnostic: `${rcpt}: no mailbox` };
+    for (const user of users) {
+      const r = await storeLocal(job, user, rcpt);
+      if (r.kind !== 'ok') return r;
+      logger.info({ event: 'router.delivered', qid, rcpt, user }, 'delivered to mailbox');
+      messagesDelivered.inc({ kind: 'local' });
+    }
+    return { rcpt, kind: 'ok' };
+  }
+  let local;
+  try {
+    local = await clients.authd.request('domain', [domain]);
+  } catch (err) {
+    return { rcpt, kind: 'temp', status: '4.4.3', diagnostic: `authd unavailable: ${(err as Error).message}` };
+  }
+  if (local.ok) return { rcpt, kind: 'perm', status: '5.1.1', diagnostic: `550 5.1.1 <${rcpt}>: Recipient address rejected: User unknown` };
+  try {
+    const r = await clients.smtpOut.request('send', [job.env.from, rcpt, job.file]);
+    if (!r.ok) return { rcpt, kind: 'temp', status: '4.3.0', diagnostic: `smtp-out: ${r.params[0] ?? 'refused'}` };
+  } catch (err) {
+    return { rcpt, kind: 'temp', status: '4.4.3', diagnostic: `smtp-out unavailable: ${(err as Error).message}` };
+  }
+  logger.info({ event: 'router.relayed', qid, rcpt }, 'handed to smtp-out');
+  return { rcpt, kind: 'ok' };
+}
+
+/** storeLocal - mailboxd `store` of Return-Path + the message, streamed from the queue file. */
+async function storeLocal(job: Job, user: string, rcpt: string): Promise<Outcome> {
+  const head = Buffer.from(`Return-Path: <${job.env.from}>\r\n`, 'utf8');
+  const length = head.length + job.size - job.bodyOffset;
+  const file = job.file;
+  const offset = job.bodyOffset;
+  const body = Readable.from(
+    (async function* () {
+      yield head;
+      yield* fileBody(file, offset);
+    })(),
+  );
+  try {
+    const r = await job.clients.mailboxd().store('store', [user, rcpt, String(length)], body, length);
+    if (r.ok) return { rcpt, kind: 'ok' };
+    const text = r.params[0] ?? 'refused';
+    return classifyMailboxError(rcpt, text);
+  } catch (err) {
+    body.destroy();
+    return { rcpt, kind: 'temp', status: '4.4.3', diagnostic: `mailboxd unavailable: ${(err as Error).message}` };
+  }
+}
+
+/** classifyMailboxError - mailboxd's refusals that retrying cannot fix are permanent. */
+export function classifyMailboxError(rcpt: string, text: string): Outcome {
+  if (/quota|full/i.test(text)) return { rcpt, kind: 'perm', status: '5.2.2', diagnostic: `552 5.2.2 mailbox full: ${text}` };
+  if (/too (big|large)|size/i.test(text)) return { rcpt, kind: 'perm', status: '5.3.4', diagnostic: `552 5.3.4 message too big: ${text}` };
+  if (/unknown|no such|not exist|invalid user|bad user/i.test(text)) return { rcpt, kind: 'perm', status: '5.1.1', diagnostic: `550 5.1.1 ${text}` };
+  return { rcpt, kind: 'temp', status: '4.3.0', diagnostic: `mailboxd: ${text}` };
+}
+
+async function bounce(job: Job, failed: DsnRecipient[]): Promise<boolean> {
+  const { config, clients, logger, qid } = job;
+  try {
+    const out = await queueBounce(
+      { queued: clients.queued, authd: clients.authd, hostname: config.hostname, postmaster: config.router.postmaster, localDomains: config.authd.local_domains },
+      job.file,
+      job.env,
+      job.bodyOffset,
+      failed,
+    );
+    for (const f of failed) {
+      messagesBounced.inc();
+      logger.info({ event: 'router.bounced', qid, rcpt: f.rcpt, status: f.status, reason: f.diagnostic, dsn: out.kind === 'dropped' ? null : out.qid, notify: out.kind === 'dropped' ? null : out.to }, out.kind === 'dropped' ? `undeliverable, no bounce (${out.reason})` : 'bounced');
+    }
+    return true;
+  } catch (err) {
+    logger.warn({ event: 'router.bounce_failed', qid, err: String(err) }, 'could not queue the bounce; retrying later');
+    return false;
+  }
+}
+
+async function finish(job: Job): Promise<void> {
+  const r = await job.clients.queued.request('done', ['incoming', job.file]);
+  if (!r.ok) job.logger.warn({ event: 'router.done_failed', qid: job.qid, reason: r.params[0] }, 'done refused');
+}
+
+async function defer(job: Job, seconds: number, reason: string): Promise<void> {
+  messagesDeferred.inc({ kind: 'local' });
+  job.logger.info({ event: 'router.deferred', qid: job.qid, reason, seconds }, 'deferred');
+  const r = await job.clients.queued.request('defer', ['incoming', job.file, String(seconds), reason.slice(0, 500)]);
+  if (!r.ok) job.logger.warn({ event: 'router.defer_failed', qid: job.qid, reason: r.params[0] }, 'defer refused');
+}
+
+// Some recipients went, others must wait: the rest move to a new slot (same qid in the
+// envelope, for tracing) that waits until `not-before`; the old file is then done. If that
+// fails the whole message is deferred instead (the done ones may get a duplicate, never zero).
+async function requeue(job: Job, remaining: string[], delay: number, reason: string): Promise<void> {
+  const env: Envelope = {
+    ...job.env,
+    rcpt: remaining,
+    extra: { ...job.env.extra, 'not-before': new Date(Date.now() + delay * 1000).toISOString(), reason: reason.slice(0, 500) },
+  };
+  try {
+    const next = await spoolMessage(job.clients.queued, 'incoming', env, fileBody(job.file, job.bodyOffset));
+    job.logger.info({ event: 'router.requeued', qid: job.qid, slot: next.qid, remaining, seconds: delay, reason }, 'remaining recipients requeued');
+    messagesDeferred.inc({ kind: 'local' });
+    await finish(job);
+  } catch (err) {
+    job.logger.warn({ event: 'router.requeue_failed', qid: job.qid, err: String(err) }, 'requeue failed; deferring the whole message');
+    await defer(job, delay, reason);
+  }
+}
+

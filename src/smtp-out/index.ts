@@ -1,0 +1,56 @@
+// smtp-out - the SMTP Out Server: delivers mail for remote recipients.
+//
+// Seed: "SMTP Out Server" (`send`); DESIGN.md "smtp-out".
+// Answers (IPC, config.ipc.smtp_out): `send: FROM ; TO ; SLOT` -> `ok` once a copy for TO is
+//   durably in queued's `outgoing` queue (responsibility taken, not yet delivered);
+//   `alert: outgoing` (queued's callback); `ping`.
+// Calls: queued (`slot`, `push`, `subscribe`, `pop`, `done`, `defer`), authd (`domain`, to find
+//   postmaster for double bounces), remote SMTP servers (nodemailer's SMTP client).
+// Strategy: see outbound.ts (destinations, connection cache, back-off, bounces) and
+//   nexthop.ts (routes, relay host, MX with null-MX and A/AAAA fallback).
+// Config: [smtp_out] routes, relay_host, relay_user, relay_password, port, first_retry_s,
+//   max_backoff_s, max_age_s, poll_s, concurrency, destination_concurrency,
+//   connection_cache_s, connect_timeout_s, command_timeout_s; hostname (EHLO, bounces).
+// Security: `send` reads only files inside the queued spool; STARTTLS is used whenever
+//   offered (certificates not verified: opportunistic, like Postfix's default `may`);
+//   AUTH credentials go only to the relay host, and never over a failed STARTTLS.
+
+import path from 'node:path';
+
+import { error, ok } from '../ipc/index.js';
+import { dataPath } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { createIpcServer } from '../shared/ipc-setup.js';
+import type { RunningServer, ServerContext } from '../shared/server-module.js';
+import { acceptSend } from './accept.js';
+import { Outbound } from './outbound.js';
+
+/** start - answer `send`, and deliver what is in `outgoing`. */
+export async function start(ctx: ServerContext): Promise<RunningServer> {
+  const { config, logger } = ctx;
+  const outbound = new Outbound(config, logger);
+  const deps = { queued: outbound.queued, spoolDir: path.resolve(dataPath(config, config.queued.spool)), logger };
+  const server = createIpcServer(config, 'smtp-out', logger);
+  server.on('send', { params: 3, handle: (c) => acceptSend(deps, c.params[0]!, c.params[1]!, c.params[2]!) });
+  server.on('alert', {
+    params: 1,
+    handle: (c) => {
+      if (c.params[0] !== 'outgoing') return error(`not subscribed to ${c.params[0]}`);
+      outbound.kick();
+      return ok();
+    },
+  });
+  const address = await server.listen(config.ipc.smtp_out);
+  outbound.start(address);
+  return {
+    name: 'smtp-out',
+    addresses: { ipc: address },
+    async close() {
+      await server.close(1000);
+      await outbound.close();
+    },
+    reload(next: Config) {
+      outbound.reload(next);
+    },
+  };
+}
