@@ -36,30 +36,52 @@ export function newBaseName(host: string): string {
 
 /** parseName - the entry for a file name in `dir` (`new` or `cur`), or null for dot files. */
 export function parseName(dir: 'new' | 'cur', name: string): MaildirEntry | null {
-  if (name.length === 0 || name.startsWith('.')) return null;
-  const colon = name.indexOf(':');
-  const stem = colon >= 0 ? name.slice(0, colon) : name;
-  const comma = stem.indexOf(',');
-  const uid = comma >= 0 ? stem.slice(0, comma) : stem;
+  // Hand-rolled scanning rather than regular expressions: `list` parses every name every time.
+  if (name.length === 0 || name.charCodeAt(0) === 0x2e) return null;
+  let end = name.indexOf(':');
+  if (end < 0) end = name.length;
+  const comma = name.indexOf(',');
+  const uidEnd = comma >= 0 && comma < end ? comma : end;
+  const uid = name.slice(0, uidEnd);
   let size = -1;
-  if (comma >= 0) {
-    for (const field of stem.slice(comma + 1).split(',')) {
-      if (field.startsWith('S=') && /^\d+$/.test(field.slice(2))) size = Number(field.slice(2));
+  if (uidEnd < end) {
+    const at = name.indexOf(',S=', uidEnd);
+    if (at >= 0 && at < end) {
+      const [v, next] = digitsAt(name, at + 3, end);
+      if (next > at + 3 && (next === end || name.charCodeAt(next) === 0x2c)) size = v;
     }
   }
-  const dot = uid.indexOf('.');
-  const secs = Number(dot >= 0 ? uid.slice(0, dot) : uid);
-  const middle = dot >= 0 ? uid.slice(dot + 1, uid.indexOf('.', dot + 1) >= 0 ? uid.indexOf('.', dot + 1) : undefined) : '';
-  const m = /M(\d+)/.exec(middle);
-  const q = /Q(\d+)/.exec(middle);
-  return {
-    uid,
-    rel: `${dir}/${name}`,
-    size,
-    secs: Number.isFinite(secs) ? secs : Number.MAX_SAFE_INTEGER,
-    usecs: m ? Number(m[1]) : 0,
-    seq: q ? Number(q[1]) : 0,
-  };
+  const [secs, dot] = digitsAt(name, 0, uidEnd);
+  let usecs = 0;
+  let seq = 0;
+  if (dot < uidEnd && name.charCodeAt(dot) === 0x2e) {
+    let midEnd = name.indexOf('.', dot + 1);
+    if (midEnd < 0 || midEnd > uidEnd) midEnd = uidEnd;
+    for (let i = dot + 1; i < midEnd; i++) {
+      const c = name.charCodeAt(i);
+      if (c === 0x4d /* M */ || c === 0x51 /* Q */) {
+        const [v, next] = digitsAt(name, i + 1, midEnd);
+        if (next > i + 1) {
+          if (c === 0x4d) usecs = v;
+          else seq = v;
+          i = next - 1;
+        }
+      }
+    }
+  }
+  return { uid, rel: `${dir}/${name}`, size, secs: dot > 0 ? secs : Number.MAX_SAFE_INTEGER, usecs, seq };
+}
+
+/** digitsAt - the decimal number starting at `from` (before `end`) and the offset after it. */
+function digitsAt(s: string, from: number, end: number): [number, number] {
+  let v = 0;
+  let i = from;
+  for (; i < end && i - from < 15; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) break;
+    v = v * 10 + (c - 0x30);
+  }
+  return [v, i];
 }
 
 /** compareArrival - arrival order: time, then microseconds, then counter, then name. */
