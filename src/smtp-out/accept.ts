@@ -53,7 +53,7 @@ export async function acceptSend(deps: AcceptDeps, fromParam: string, toParam: s
     deps.logger.warn({ event: 'smtp-out.accept_failed', qid: src.qid, rcpt: to, err: String(err) }, 'cannot queue for delivery');
     return error(`cannot queue: ${(err as Error).message}`);
   }
-  deps.logger.info({ event: 'smtp-out.queued', qid: src.qid, rcpt: to, from, slot: copy.qid }, 'queued for remote delivery');
+  deps.logger.info({ event: 'smtp-out.queued', qid: src.qid, rcpt: to, from, slot: path.basename(copy.file) }, 'queued for remote delivery');
   return ok();
 }
 

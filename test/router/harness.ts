@@ -40,10 +40,11 @@ export const USERS = ['alice@example.test', 'bob@example.test', 'postmaster@exam
 export async function startFancy(overrides: Overrides = {}): Promise<Fancy> {
   const tmp = tempDir('fmail-router-');
   writeFileSync(path.join(tmp.dir, 'users'), USERS.map((u) => `${u}:{PLAIN}secret::::::`).join('\n') + '\n');
+  const o = (overrides ?? {}) as Record<string, Record<string, unknown> | undefined>;
   const config = testConfig(tmp.dir, {
-    router: { poll_s: 0.3, retry_s: 1, max_retry_s: 2 },
-    smtp_out: { poll_s: 0.3, first_retry_s: 1, max_backoff_s: 2, connection_cache_s: 5, connect_timeout_s: 5, command_timeout_s: 20 },
     ...overrides,
+    router: { poll_s: 0.3, retry_s: 1, max_retry_s: 2, ...o.router },
+    smtp_out: { poll_s: 0.3, first_retry_s: 1, max_backoff_s: 2, connection_cache_s: 5, connect_timeout_s: 5, command_timeout_s: 20, ...o.smtp_out },
   } as Overrides);
   const logs: LogLine[] = [];
   const sink = new Writable({
