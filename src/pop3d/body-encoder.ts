@@ -16,29 +16,28 @@ export class BodyEncoder extends Transform {
   private atLineStart = true;
   private lastWasCR = false;
 
+  // Only the places that change are cut out; runs of ordinary lines pass as one slice.
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    const out: Buffer[] = [];
-    let start = 0;
     const n = chunk.length;
-    while (start < n) {
-      if (this.atLineStart && chunk[start] === 0x2e) out.push(DOT);
-      this.atLineStart = false;
-      const lf = chunk.indexOf(10, start);
-      if (lf < 0) {
-        out.push(start === 0 ? chunk : chunk.subarray(start));
-        this.lastWasCR = chunk[n - 1] === 13;
-        break;
+    if (n === 0) return cb();
+    const out: Buffer[] = [];
+    let seg = 0;
+    if (this.atLineStart && chunk[0] === 0x2e) out.push(DOT);
+    for (let lf = chunk.indexOf(10); lf >= 0; lf = chunk.indexOf(10, lf + 1)) {
+      const hasCR = lf > 0 ? chunk[lf - 1] === 13 : this.lastWasCR;
+      if (!hasCR) {
+        out.push(chunk.subarray(seg, lf), CRLF);
+        seg = lf + 1;
       }
-      const hasCR = lf > start ? chunk[lf - 1] === 13 : this.lastWasCR;
-      if (hasCR) {
-        out.push(chunk.subarray(start, lf + 1));
-      } else {
-        out.push(chunk.subarray(start, lf), CRLF);
+      if (lf + 1 < n && chunk[lf + 1] === 0x2e) {
+        if (lf + 1 > seg) out.push(chunk.subarray(seg, lf + 1));
+        out.push(DOT);
+        seg = lf + 1;
       }
-      this.atLineStart = true;
-      this.lastWasCR = false;
-      start = lf + 1;
     }
+    if (seg < n) out.push(seg === 0 ? chunk : chunk.subarray(seg));
+    this.atLineStart = chunk[n - 1] === 10;
+    this.lastWasCR = chunk[n - 1] === 13;
     cb(null, out.length === 1 ? out[0] : Buffer.concat(out));
   }
 
