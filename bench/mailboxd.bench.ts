@@ -40,6 +40,7 @@ async function main(): Promise<void> {
   const config = parseConfig({ data_dir: dir, log: { level: 'silent' }, metrics: { listen: '' }, ipc: { authd: sock('authd'), mailboxd: sock('mailboxd') }, mailboxd: { max_message_size: 64 * 1024 * 1024 } });
   const authd = new IpcServer({ serverName: 'authd', version: 'bench', logger: silentLogger() });
   authd.on('verify', { params: 1, handle: () => ok() });
+  authd.on('resolve', { params: 1, handle: (ctx) => ok(ctx.params[0]!) });
   await authd.listen(config.ipc.authd);
   const server = await start({ config, logger: silentLogger() });
   const addr = server.addresses.ipc!;

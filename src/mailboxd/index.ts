@@ -8,7 +8,8 @@
 //   retr: USER ; N                  `ok: SIZE` + SIZE raw bytes (streamed from the file)
 //   dele: USER ; N                  `ok`, or `error` when N is unknown or already deleted
 //
-// CALLS: authd `verify: USER` (is TO / USER a real user?).
+// CALLS: authd `resolve: USER` (USER must be a mailbox user itself, not an alias), or
+//   `verify: USER` when that authd has no `resolve`.
 //
 // STORAGE: DATA/<maildirs>/<user>/{tmp,new,cur}, names `<secs>.M<usecs>P<pid>Q<n>.<host>,S=<size>`
 // as Dovecot writes them, so Dovecot, mutt and other Maildir tools read our mailboxes and we

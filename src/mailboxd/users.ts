@@ -25,15 +25,22 @@ export function userDir(root: string, user: string): string {
 
 export type UserCheck = { ok: true; user: string } | { ok: false; message: string };
 
-/** checkUser - safe name and known to authd (`verify`); the error text is what the client sees. */
+/**
+ * checkUser - safe name, and a mailbox user of its own in authd: `resolve: USER` must list USER
+ * itself, so an alias or `user+tag` address never gets a Maildir of its own (the router resolves
+ * those first). An authd without `resolve` is asked `verify` instead. The error text is what
+ * the client sees.
+ */
 export async function checkUser(authd: IpcClient, raw: string): Promise<UserCheck> {
   const user = safeUser(raw);
   if (!user) return { ok: false, message: 'bad user name' };
-  let known: boolean;
   try {
-    known = (await authd.request('verify', [user])).ok;
+    const r = await authd.request('resolve', [user]);
+    if (r.ok) return r.params.some((u) => canonicalUser(u) === user) ? { ok: true, user } : { ok: false, message: `${user} is not a mailbox (an alias)` };
+    if (!/^unknown message/.test(r.params[0] ?? '')) return { ok: false, message: `unknown user ${user}` };
+    const v = await authd.request('verify', [user]);
+    return v.ok ? { ok: true, user } : { ok: false, message: `unknown user ${user}` };
   } catch {
     return { ok: false, message: 'user database unavailable, try again later' };
   }
-  return known ? { ok: true, user } : { ok: false, message: `unknown user ${user}` };
 }

@@ -9,11 +9,12 @@ import type { RunningServer } from '../../src/shared/server-module.js';
 import { testConfig } from '../helpers/config.js';
 import { tempDir } from '../helpers/tmp.js';
 
-/** fakeAuthd - `verify: USER` is ok for the given users (lower case). */
-export async function fakeAuthd(config: Config, users: string[]): Promise<IpcServer> {
+/** fakeAuthd - `verify: USER` and `resolve: USER` (-> USER) for the given users (lower case). */
+export async function fakeAuthd(config: Config, users: string[], opts: { verifyOnly?: boolean } = {}): Promise<IpcServer> {
   const known = new Set(users.map((u) => u.toLowerCase()));
   const server = new IpcServer({ serverName: 'authd', version: 'test', logger: silentLogger() });
   server.on('verify', { params: 1, handle: (ctx) => (known.has(ctx.params[0]!.toLowerCase()) ? ok() : error()) });
+  if (!opts.verifyOnly) server.on('resolve', { params: 1, handle: (ctx) => (known.has(ctx.params[0]!.toLowerCase()) ? ok(ctx.params[0]!.toLowerCase()) : error('no such user')) });
   await server.listen(config.ipc.authd);
   return server;
 }
@@ -34,7 +35,7 @@ export async function harness(users: string[], overrides: Parameters<typeof test
   const authd = await fakeAuthd(config, users);
   const mailboxd = await start({ config, logger: silentLogger() });
   const clients: IpcClient[] = [];
-  return {
+  const self: Harness = {
     dir: tmp.dir,
     config,
     mailboxd,
@@ -47,8 +48,9 @@ export async function harness(users: string[], overrides: Parameters<typeof test
     close: async () => {
       for (const c of clients) c.close();
       await mailboxd.close();
-      await authd.close();
+      await self.authd.close();
       tmp.cleanup();
     },
   };
+  return self;
 }

@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { IpcClient, parseAddress } from '../../src/ipc/index.js';
 import { waitFor } from '../helpers/tmp.js';
-import { type Harness, harness } from './helpers.js';
+import { type Harness, fakeAuthd, harness } from './helpers.js';
 
 const ALICE = 'alice@example.com';
 const dt = (rcpt: string): Buffer => Buffer.from(`Delivered-To: ${rcpt}\r\n`);
@@ -264,5 +264,14 @@ describe('mailboxd', () => {
     } finally {
       c.close();
     }
+  });
+
+  test('an authd without resolve is asked verify', async () => {
+    await h.authd.close();
+    h.authd = await fakeAuthd(h.config, ['dave@example.com'], { verifyOnly: true });
+    const c = h.client();
+    const b = Buffer.from('Subject: v\r\n\r\n');
+    assert.equal((await c.store('store', ['dave@example.com', 'd@example.com', String(b.length)], b)).ok, true);
+    assert.equal((await c.store('store', ['alice@example.com', 'd@example.com', String(b.length)], b)).ok, false);
   });
 });
