@@ -80,7 +80,16 @@ export class Maildir {
     const base = newBaseName(this.host);
     const tmpPath = path.join(this.dir, 'tmp', base);
     const name = `${base},S=${size}`;
-    const fh = await fsp.open(tmpPath, 'wx', 0o600);
+    let fh: FileHandle;
+    try {
+      fh = await fsp.open(tmpPath, 'wx', 0o600);
+    } catch (err) {
+      // The Maildir was removed under us (e.g. by an administrator): make it again, once.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      this.ready = false;
+      await this.ensure();
+      fh = await fsp.open(tmpPath, 'wx', 0o600);
+    }
     let written = 0;
     try {
       try {
