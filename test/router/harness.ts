@@ -164,7 +164,7 @@ export async function startSink(opts: Partial<SMTPServerOptions> = {}): Promise<
 /** message - a small RFC 5322 message with CRLF line ends. */
 export function message(subject: string, body = 'Hello.\r\n', extraHeaders = ''): Buffer {
   return Buffer.from(
-    `From: <alice@example.test>\r\nTo: <someone@example.test>\r\nSubject: ${subject}\r\nMessage-ID: <${newQueueId()}@test>\r\n${extraHeaders}\r\n${body}`,
+    `From: <alice@example.test>\r\nTo: <someone@example.test>\r\nSubject: ${subject}\r\nDate: Wed, 25 Nov 2026 12:00:00 +0000\r\nMessage-ID: <${newQueueId()}@test>\r\n${extraHeaders}\r\n${body}`,
     'utf8',
   );
 }
