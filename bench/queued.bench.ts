@@ -1,0 +1,161 @@
+// queued: durable pushes/s (slot + write 4 KiB + fsync file + push) with 1 and 32 concurrent
+// clients, against a plain loop of write+fsync+rename+dir-fsync per message on the same disk;
+// then recovery time, RSS and pop latency for a large queue (BENCH_RECOVERY_N, default 50,000,
+// extrapolated to 1,000,000). queued runs in its own process, as in production.
+
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, fsyncSync, mkdirSync, openSync, promises as fsp, renameSync, writeFileSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+import { IpcClient } from '../src/ipc/index.js';
+import { newQueueId } from '../src/mail/queue-id.js';
+import { silentLogger } from '../src/shared/log.js';
+import { start } from '../src/queued/index.js';
+import { testConfig } from '../test/helpers/config.js';
+import { tempDir } from '../test/helpers/tmp.js';
+
+// libuv's pool runs the fsyncs; 4 threads (the default) would cap parallel file flushes at 4.
+const THREADS = process.env.UV_THREADPOOL_SIZE ?? '16';
+process.env.UV_THREADPOOL_SIZE = THREADS;
+const DURATION_MS = Number(process.env.BENCH_MS ?? 4000);
+const RECOVERY_N = Number(process.env.BENCH_RECOVERY_N ?? 50_000);
+const BODY = Buffer.alloc(4096, 'x');
+const SELF = fileURLToPath(import.meta.url);
+
+// Clients write their slots concurrently, as 32 smtpd sessions would (file fsyncs in parallel).
+async function writeDurableAsync(file: string): Promise<void> {
+  const fh = await fsp.open(file, 'w');
+  try {
+    await fh.write(BODY);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+function writeDurable(file: string): void {
+  const fd = openSync(file, 'w');
+  writeSync(fd, BODY);
+  fsyncSync(fd);
+  closeSync(fd);
+}
+
+async function serve(dir: string, recover: boolean): Promise<void> {
+  const t0 = process.hrtime.bigint();
+  const q = await start({ config: testConfig(dir), logger: silentLogger() });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  process.stdout.write(JSON.stringify({ ipc: q.addresses.ipc, recoveryMs: ms, rssMB: process.memoryUsage().rss / 1e6, recover }) + '\n');
+}
+
+async function spawnQueued(dir: string): Promise<{ info: { ipc: string; recoveryMs: number; rssMB: number }; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, [SELF, '--serve', dir], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, UV_THREADPOOL_SIZE: THREADS } });
+  const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
+  return {
+    info: JSON.parse(line),
+    stop: async () => {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    },
+  };
+}
+
+async function pushes(ipc: string, clients: number): Promise<number> {
+  const cs = Array.from({ length: clients }, () => new IpcClient(ipc));
+  let n = 0;
+  const until = Date.now() + DURATION_MS;
+  const t0 = Date.now();
+  await Promise.all(
+    cs.map(async (c) => {
+      while (Date.now() < until) {
+        const s = await c.request('slot', ['bench']);
+        await writeDurableAsync(s.params[0]!);
+        const r = await c.request('push', ['bench', s.params[0]!]);
+        if (!r.ok) throw new Error(`push failed: ${r.params[0]}`);
+        n++;
+      }
+    }),
+  );
+  const rate = n / ((Date.now() - t0) / 1000);
+  cs.forEach((c) => c.close());
+  return rate;
+}
+
+function plainLoop(dir: string): number {
+  const tmp = path.join(dir, 'plain-tmp');
+  const out = path.join(dir, 'plain-new');
+  mkdirSync(tmp, { recursive: true });
+  mkdirSync(out, { recursive: true });
+  let n = 0;
+  const t0 = Date.now();
+  while (Date.now() - t0 < DURATION_MS) {
+    const id = newQueueId();
+    writeDurable(path.join(tmp, id));
+    renameSync(path.join(tmp, id), path.join(out, id));
+    const d = openSync(out, 'r');
+    fsyncSync(d);
+    closeSync(d);
+    n++;
+  }
+  return n / ((Date.now() - t0) / 1000);
+}
+
+async function popMicros(ipc: string, count: number): Promise<number> {
+  const c = new IpcClient(ipc);
+  await c.request('ping');
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < count; i++) {
+    const r = await c.request('pop', ['big']);
+    if (!r.ok) throw new Error('queue ran dry');
+  }
+  const us = Number(process.hrtime.bigint() - t0) / 1e3 / count;
+  c.close();
+  return us;
+}
+
+async function recoveryBench(n: number): Promise<{ recoveryMs: number; rssMB: number; popUs: number }> {
+  const t = tempDir('fmail-bench-queued-big-');
+  try {
+    const msg = path.join(t.dir, 'queue', 'big', 'msg');
+    mkdirSync(msg, { recursive: true });
+    const small = Buffer.alloc(200, 'y');
+    const base = Date.now() - n;
+    for (let i = 0; i < n; i++) writeFileSync(path.join(msg, newQueueId(base + i)), small);
+    const q = await spawnQueued(t.dir);
+    const popUs = await popMicros(q.info.ipc, Math.min(2000, Math.floor(n / 2)));
+    await q.stop();
+    return { recoveryMs: q.info.recoveryMs, rssMB: q.info.rssMB, popUs };
+  } finally {
+    t.cleanup();
+  }
+}
+
+if (process.argv[2] === '--serve') {
+  await serve(process.argv[3]!, true);
+} else {
+  const t = tempDir('fmail-bench-queued-');
+  try {
+    const q = await spawnQueued(t.dir);
+    console.log(`durable pushes (slot + write 4 KiB + fsync + push), ${DURATION_MS} ms per figure, queued in its own process, UV_THREADPOOL_SIZE=${THREADS}`);
+    for (const clients of [1, 32]) console.log(`  queued push, ${String(clients).padStart(2)} client(s): ${(await pushes(q.info.ipc, clients)).toFixed(0).padStart(7)} msg/s`);
+    await q.stop();
+    console.log(`  plain loop write+fsync+rename+dir-fsync, 1 writer: ${plainLoop(t.dir).toFixed(0).padStart(7)} msg/s`);
+  } finally {
+    t.cleanup();
+  }
+  let base = { recoveryMs: 0, rssMB: 0 };
+  for (const n of [1000, RECOVERY_N]) {
+    const r = await recoveryBench(n);
+    if (n === 1000) base = r;
+    console.log(
+      `recovery of ${String(n).padStart(7)} queued messages: ${r.recoveryMs.toFixed(0).padStart(6)} ms, RSS after ${r.rssMB.toFixed(0)} MB, pop ${r.popUs.toFixed(1)} µs/round trip`,
+    );
+    if (n === RECOVERY_N && n < 1_000_000) {
+      const k = 1_000_000 / n;
+      const rss = base.rssMB + (r.rssMB - base.rssMB) * k;
+      console.log(`  extrapolated to 1,000,000 (linear above the 1,000-message base): ~${((r.recoveryMs * k) / 1000).toFixed(1)} s, RSS ~${rss.toFixed(0)} MB`);
+    }
+  }
+}
