@@ -3,7 +3,7 @@
 // Needs root (postfix start) and the Debian postfix package.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chownSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 export interface PostfixOptions {
@@ -42,6 +42,8 @@ export function startPostfix(opts: PostfixOptions): PostfixInstance {
   const etc = path.join(dir, 'etc');
   const vmail = path.join(dir, 'vmail');
   for (const d of [etc, path.join(dir, 'spool'), path.join(dir, 'data'), vmail]) mkdirSync(d, { recursive: true });
+  // Postfix's daemons run as the postfix user: they must be able to walk into the (0700) temp dirs.
+  for (let d = dir; d !== path.dirname(d) && d.startsWith('/tmp/'); d = path.dirname(d)) chmodSync(d, 0o755);
   chownSync(path.join(dir, 'data'), uid, gid);
   chownSync(vmail, uid, gid);
 
