@@ -32,6 +32,7 @@ async function run(kind: 'local' | 'remote', sinkPort: number): Promise<void> {
   const config = testConfig(tmp.dir, {
     log: { level: 'info' },
     smtp_out: { routes: { 'sink.test': `127.0.0.1:${sinkPort}` }, connection_cache_s: 5 },
+    router: { concurrency: Number(process.env.BENCH_CONCURRENCY ?? 8) },
   });
   let sent = 0;
   const logger = pino(

@@ -80,8 +80,15 @@ export class Outbound {
     this.tick();
   }
 
+  /** reload - new routes and credentials apply to the next session; cached ones are closed. */
   reload(next: Config): void {
     this.config = next;
+    for (const d of this.destinations.values()) {
+      for (const i of d.idle.splice(0)) {
+        clearTimeout(i.timer);
+        i.session.close();
+      }
+    }
   }
 
   kick(): void {
@@ -186,6 +193,7 @@ export class Outbound {
       dest = { nexthop, jobs: [], active: 0, idle: [] };
       this.destinations.set(nexthop.key, dest);
     }
+    dest.nexthop = nexthop; // the current configuration's credentials
     dest.jobs.push(job);
     this.schedule(dest);
   }

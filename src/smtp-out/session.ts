@@ -60,9 +60,14 @@ export class Session {
     }
     const session = new Session(conn, host);
     if (opts.auth) {
-      await new Promise<void>((resolve, reject) =>
-        conn.login({ user: opts.auth!.user, pass: opts.auth!.pass }, (err) => (err ? reject(toSmtpError(err)) : resolve())),
-      );
+      try {
+        await new Promise<void>((resolve, reject) =>
+          conn.login({ user: opts.auth!.user, pass: opts.auth!.pass }, (err) => (err ? reject(toSmtpError(err)) : resolve())),
+        );
+      } catch (err) {
+        session.close();
+        throw err;
+      }
     }
     return session;
   }

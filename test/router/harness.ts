@@ -93,6 +93,10 @@ export interface SinkMessage {
   to: string[];
   data: Buffer;
   session: number;
+  /** The session was upgraded with STARTTLS. */
+  tls: boolean;
+  /** The AUTH user, if any. */
+  user: string;
 }
 
 export interface Sink {
@@ -144,12 +148,14 @@ export async function startSink(opts: Partial<SMTPServerOptions> = {}): Promise<
       stream.on('end', () => {
         const r = sink.onData?.(++dataCount);
         if (r) return cb(smtpError(r[0], r[1]));
-        const s = session as unknown as { envelope: { mailFrom: { address: string } | false; rcptTo: { address: string }[] }; id: string };
+        const s = session as unknown as { envelope: { mailFrom: { address: string } | false; rcptTo: { address: string }[] }; id: string; secure: boolean; user?: string };
         sink.messages.push({
           from: s.envelope.mailFrom ? s.envelope.mailFrom.address : '',
           to: s.envelope.rcptTo.map((r) => r.address),
           data: Buffer.concat(chunks),
           session: Number.parseInt(s.id, 36) || 0,
+          tls: Boolean(s.secure),
+          user: s.user ?? '',
         });
         cb();
       });
