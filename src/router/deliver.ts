@@ -36,6 +36,8 @@ interface Job {
   env: Envelope;
   bodyOffset: number;
   size: number;
+  /** Mailboxes that already got this message (an alias and its target named together: one copy). */
+  stored: Set<string>;
 }
 
 /** deliverMessage - hand over, bounce or defer everything in one queue file. */
@@ -55,7 +57,7 @@ export async function deliverMessage(config: Config, logger: Logger, clients: Cl
     await clients.queued.request('defer', ['incoming', file, '3600', `unreadable queue file: ${String(err)}`]).catch(() => undefined);
     return;
   }
-  const job: Job = { config, logger, clients, file, qid: parsed.envelope.qid || qid, env: parsed.envelope, bodyOffset: parsed.bodyOffset, size: parsed.size };
+  const job: Job = { config, logger, clients, file, qid: parsed.envelope.qid || qid, env: parsed.envelope, bodyOffset: parsed.bodyOffset, size: parsed.size, stored: new Set() };
   const { env } = job;
 
   // A requeued remainder waits out its back-off here (see requeue()).
@@ -111,8 +113,10 @@ async function deliverRecipient(job: Job, rcpt: string): Promise<Outcome> {
     const users = resolved.params.filter((u) => u !== '');
     if (users.length === 0) return { rcpt, kind: 'perm', status: '5.1.1', diagnostic: `${rcpt}: no mailbox` };
     for (const user of users) {
+      if (job.stored.has(user)) continue;
       const r = await storeLocal(job, user, rcpt);
       if (r.kind !== 'ok') return r;
+      job.stored.add(user);
       logger.info({ event: 'router.delivered', qid, rcpt, user }, 'delivered to mailbox');
       messagesDelivered.inc({ kind: 'local' });
     }

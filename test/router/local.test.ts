@@ -36,6 +36,15 @@ describe('router: local delivery', () => {
     await f.waitLog((l) => l.event === 'queued.done' && l.qid === qid);
   });
 
+  test('the same mailbox named twice in one message gets one copy', async () => {
+    const qid = await f.inject('carol@remote.test', ['bob@example.test', 'BOB@example.test'], message('twice'));
+    await waitFor(() => f.maildir('bob@example.test').some((m) => m.includes('Subject: twice')));
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(f.maildir('bob@example.test').filter((m) => m.includes('Subject: twice')).length, 1);
+    assert.ok(f.logs.some((l) => l.event === 'queued.done' && l.qid === qid), 'both recipients handed over');
+    assert.ok(!f.logs.some((l) => l.event === 'router.bounced' && l.qid === qid), 'BOB@ resolves to bob@, no bounce');
+  });
+
   test('an unknown user of a local domain bounces to the sender with Status 5.1.1', async () => {
     const qid = await f.inject('alice@example.test', ['nobody@example.test', 'bob@example.test'], message('to nobody'));
     const dsn = await waitFor(() => f.maildir('alice@example.test').find((m) => m.includes('Undelivered Mail')));
