@@ -9,6 +9,8 @@
 //                   before QUIT, so mail arriving just after reuses it
 //   back-off        4xx or network failure -> defer for clamp(age, first_retry_s, max_backoff_s):
 //                   doubling intervals, as Postfix; age >= max_age_s -> bounce (5.4.7)
+//   dead session    a cached session the peer dropped silently: the group goes again once
+//                   on a fresh session instead of being deferred
 //   bounce          5xx, null MX, no SMTPUTF8 for a UTF-8 envelope (5.6.7) -> DSN to the sender
 
 import path from 'node:path';
@@ -35,6 +37,8 @@ interface Job {
   eightBit: boolean;
   /** The envelope has non-ASCII addresses: needs SMTPUTF8 (RFC 6531). */
   utf8: boolean;
+  /** Already retried once on a fresh session after a cached one turned out dead. */
+  retried?: boolean;
 }
 
 interface Destination {
@@ -229,8 +233,13 @@ export class Outbound {
         }
       }
       const group = takeGroup(dest.jobs);
-      const stillUsable = await this.transact(session, group);
-      if (!stillUsable) {
+      const outcome = await this.transact(session, group);
+      if (outcome === 'retry') {
+        // A cached session the peer had silently closed: once more on a fresh one.
+        for (const j of group) j.retried = true;
+        dest.jobs.unshift(...group);
+      }
+      if (outcome !== 'usable') {
         session.close();
         session = null;
       }
@@ -282,21 +291,22 @@ export class Outbound {
     throw last;
   }
 
-  /** transact - one message to a group of recipients; false when the session is no longer usable. */
-  private async transact(session: Session, group: Job[]): Promise<boolean> {
+  /** transact - one message to a group of recipients; says whether the session can go on. */
+  private async transact(session: Session, group: Job[]): Promise<'usable' | 'closed' | 'retry'> {
     const first = group[0]!;
     const host = `${session.host.host}:${session.host.port}`;
     if (first.utf8 && !session.supports('SMTPUTF8')) {
       const f: Failure = { permanent: true, status: '5.6.7', diagnostic: `host ${host} does not support SMTPUTF8, required for a non-ASCII address`, host };
       await Promise.all(group.map((j) => this.fail(j, f)));
-      return true;
+      return 'usable';
     }
     const size = first.size - first.bodyOffset;
     if (session.maxSize && size > session.maxSize) {
       const f: Failure = { permanent: true, status: '5.3.4', diagnostic: `message size ${size} exceeds the limit ${session.maxSize} of ${host}`, host };
       await Promise.all(group.map((j) => this.fail(j, f)));
-      return true;
+      return 'usable';
     }
+    const reused = session.messages > 0;
     const body = fileBody(first.file, first.bodyOffset);
     let result;
     try {
@@ -304,9 +314,10 @@ export class Outbound {
     } catch (err) {
       body.destroy();
       const e = err instanceof SmtpError ? err : new SmtpError(String(err), 0, '');
+      if (e.code === 0 && reused && !group.some((j) => j.retried)) return 'retry';
       const f: Failure = { permanent: e.code >= 500, status: statusOf(e.response, e.code), diagnostic: e.response || `lost connection with ${host}: ${e.message}`, host };
       await Promise.all(group.map((j) => this.fail(j, f)));
-      return e.code !== 0 && session.usable;
+      return e.code !== 0 && session.usable ? 'usable' : 'closed';
     }
     await Promise.all(
       group.map((j) => {
@@ -315,7 +326,7 @@ export class Outbound {
         return this.succeed(j, host, result.response);
       }),
     );
-    return session.usable;
+    return session.usable ? 'usable' : 'closed';
   }
 
   private async succeed(job: Job, host: string, response: string): Promise<void> {
