@@ -37,3 +37,23 @@ describe('router: partial temporary failure', () => {
     assert.equal(f.maildir('alice@example.test').filter((m) => m.includes('half and half')).length, 1, 'alice not delivered twice');
   });
 });
+
+describe('router: local delivery that keeps failing', () => {
+  test('mailboxd down past [router] max_age_s: bounced with 5.4.7 to the (remote) sender', async () => {
+    const sink = await startSink();
+    const f = await startFancy({ router: { max_age_s: 2 }, smtp_out: { routes: { 'remote.test': `127.0.0.1:${sink.port}` } } });
+    try {
+      await f.system.servers.find((s) => s.name === 'mailboxd')!.close();
+      const qid = await f.inject('carol@remote.test', ['alice@example.test'], message('mailbox never back'));
+      await f.waitLog((l) => l.event === 'router.deferred' && l.qid === qid);
+      const line = await f.waitLog((l) => l.event === 'router.bounced' && l.qid === qid, 20_000);
+      assert.equal(line.status, '5.4.7');
+      assert.match(String(line.reason), /mailboxd unavailable/);
+      const dsn = await waitFor(() => sink.messages.find((m) => m.to.includes('carol@remote.test')), 20_000);
+      assert.match(dsn.data.toString(), /Status: 5\.4\.7/);
+    } finally {
+      await f.stop();
+      await sink.close();
+    }
+  });
+});

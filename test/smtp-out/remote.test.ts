@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { simpleParser } from 'mailparser';
 
+import { IpcClient } from '../../src/ipc/index.js';
 import { waitFor } from '../helpers/tmp.js';
 import { type Fancy, type Sink, message, startFancy, startSink } from '../router/harness.js';
 
@@ -94,6 +95,22 @@ describe('smtp-out: remote delivery via a route', () => {
     assert.equal(line.status, '5.6.7');
     assert.equal(plain.messages.length, 0);
     await waitFor(() => f.maildir('alice@example.test').find((m) => m.includes('utf8 rcpt') && m.includes('Status: 5.6.7')), 30_000);
+  });
+
+  test('send refuses a slot outside the queue spool, and bad addresses', async () => {
+    const c = new IpcClient(f.config.ipc.smtp_out);
+    try {
+      const outside = await c.request('send', ['alice@example.test', 'x@remote.test', '/etc/passwd']);
+      assert.equal(outside.ok, false);
+      assert.match(outside.params[0] ?? '', /not a queue file/);
+      const sneaky = await c.request('send', ['alice@example.test', 'x@remote.test', `${f.dir}/queue/../users`]);
+      assert.equal(sneaky.ok, false);
+      const noDomain = await c.request('send', ['alice@example.test', 'nodomain', `${f.dir}/queue/incoming/msg/X`]);
+      assert.equal(noDomain.ok, false);
+      assert.equal((await c.request('send', ['a', 'b'])).ok, false);
+    } finally {
+      c.close();
+    }
   });
 
   test('an unreachable destination is deferred with the reason (shown by queue listings)', async () => {
