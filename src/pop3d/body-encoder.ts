@@ -1,5 +1,6 @@
 // The POP3 multi-line body: dot-stuffing, CRLF line ends and the terminating `.` line, applied
 // on the fly to a message streamed from mailboxd (constant memory, any size), plus the TOP cut.
+// The work is done by two small chunk-at-a-time classes; Transform wrappers are for streams.
 
 import { Transform, type TransformCallback } from 'node:stream';
 
@@ -7,19 +8,20 @@ const DOT = Buffer.from('.');
 const CRLF = Buffer.from('\r\n');
 const LF = Buffer.from('\n');
 const END = Buffer.from('.\r\n');
+const EMPTY = Buffer.alloc(0);
 
 /**
- * BodyEncoder - RFC 1939 §3: a line starting with `.` gets one more; bare LF becomes CRLF; a
+ * DotStuffer - RFC 1939 §3: a line starting with `.` gets one more; bare LF becomes CRLF; a
  * last line without its line end gets one; then `.` CRLF ends the response.
  */
-export class BodyEncoder extends Transform {
+export class DotStuffer {
   private atLineStart = true;
   private lastWasCR = false;
 
-  // Only the places that change are cut out; runs of ordinary lines pass as one slice.
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+  /** encode - one chunk; only the places that change are cut out, the rest passes as slices. */
+  encode(chunk: Buffer): Buffer {
     const n = chunk.length;
-    if (n === 0) return cb();
+    if (n === 0) return EMPTY;
     const out: Buffer[] = [];
     let seg = 0;
     if (this.atLineStart && chunk[0] === 0x2e) out.push(DOT);
@@ -38,33 +40,31 @@ export class BodyEncoder extends Transform {
     if (seg < n) out.push(seg === 0 ? chunk : chunk.subarray(seg));
     this.atLineStart = chunk[n - 1] === 10;
     this.lastWasCR = chunk[n - 1] === 13;
-    cb(null, out.length === 1 ? out[0] : Buffer.concat(out));
+    return out.length === 1 ? out[0]! : Buffer.concat(out);
   }
 
-  override _flush(cb: TransformCallback): void {
-    if (!this.atLineStart) this.push(this.lastWasCR ? LF : CRLF);
-    this.push(END);
-    cb();
+  /** finish - the line end a last line may lack, and the terminator. */
+  finish(): Buffer {
+    if (this.atLineStart) return END;
+    return Buffer.concat([this.lastWasCR ? LF : CRLF, END]);
   }
 }
 
 /**
- * TopFilter - RFC 1939 TOP: the header, the blank line after it, then `lines` body lines;
- * the rest is read and dropped (the IPC connection must still see every byte go by).
+ * TopCut - RFC 1939 TOP: the header, the blank line after it, then `lines` body lines; what
+ * follows is dropped (the caller still reads it, so the IPC stream is consumed to its end).
  */
-export class TopFilter extends Transform {
+export class TopCut {
   private inHeader = true;
   private done = false;
   /** Bytes of the current line seen so far (before its LF), and its first byte. */
   private lineLen = 0;
   private firstByte = 0;
 
-  constructor(private bodyLines: number) {
-    super();
-  }
+  constructor(private bodyLines: number) {}
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.done) return cb();
+  cut(chunk: Buffer): Buffer {
+    if (this.done) return EMPTY;
     let pos = 0;
     while (pos < chunk.length) {
       if (this.lineLen === 0) this.firstByte = chunk[pos]!;
@@ -83,8 +83,36 @@ export class TopFilter extends Transform {
       } else if (--this.bodyLines === 0) {
         this.done = true;
       }
-      if (this.done) return cb(null, chunk.subarray(0, pos));
+      if (this.done) return chunk.subarray(0, pos);
     }
-    cb(null, chunk);
+    return chunk;
+  }
+}
+
+/** BodyEncoder - DotStuffer as a stream. */
+export class BodyEncoder extends Transform {
+  private readonly stuffer = new DotStuffer();
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    cb(null, this.stuffer.encode(chunk));
+  }
+
+  override _flush(cb: TransformCallback): void {
+    cb(null, this.stuffer.finish());
+  }
+}
+
+/** TopFilter - TopCut as a stream. */
+export class TopFilter extends Transform {
+  private readonly top: TopCut;
+
+  constructor(lines: number) {
+    super();
+    this.top = new TopCut(lines);
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const out = this.top.cut(chunk);
+    cb(null, out.length ? out : undefined);
   }
 }

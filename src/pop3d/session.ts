@@ -6,14 +6,14 @@
 // connection is closed), the autologout timer, and the plaintext-login policy.
 
 import net from 'node:net';
-import { pipeline } from 'node:stream/promises';
+import type { Readable, Writable } from 'node:stream';
 import tls from 'node:tls';
 
 import { type IpcClient, replyText } from '../ipc/index.js';
 import { canonicalUser } from '../mail/address.js';
 import type { Logger } from '../shared/log.js';
 import { connections } from '../shared/metrics.js';
-import { BodyEncoder, TopFilter } from './body-encoder.js';
+import { DotStuffer, TopCut } from './body-encoder.js';
 import type { Pop3dConfig } from './config.js';
 import { LineReader } from './line-reader.js';
 import type { MaildropLocks } from './locks.js';
@@ -365,14 +365,26 @@ export class Session {
       return this.err('[SYS/TEMP] Mailbox unavailable, try again later');
     }
     if (!res.reply.ok || !res.stream) return this.err(`Message ${m.n} is no longer available`);
-    if (lines === null) {
-      this.send(`+OK ${res.size} octets`);
-      await pipeline(res.stream, new BodyEncoder(), this.sock, { end: false });
-      this.log.info({ event: 'pop3d.retr', user: this.user, n: m.n, uid: m.uid, size: res.size }, 'message retrieved');
-    } else {
-      this.send('+OK Top of message follows');
-      await pipeline(res.stream, new TopFilter(lines), new BodyEncoder(), this.sock, { end: false });
+    this.send(lines === null ? `+OK ${res.size} octets` : '+OK Top of message follows');
+    await this.sendBody(res.stream, lines === null ? null : new TopCut(lines));
+    if (lines === null) this.log.info({ event: 'pop3d.retr', user: this.user, n: m.n, uid: m.uid, size: res.size }, 'message retrieved');
+  }
+
+  /**
+   * sendBody - stream a message to the client, dot-stuffed, with back-pressure: memory stays
+   * at a chunk or two whatever the size. The source is read to its end even after a TOP cut,
+   * so the mailboxd connection stays in step.
+   */
+  private async sendBody(source: Readable, top: TopCut | null): Promise<void> {
+    const stuffer = new DotStuffer();
+    const sock = this.sock;
+    for await (const chunk of source) {
+      const part = top ? top.cut(chunk as Buffer) : (chunk as Buffer);
+      if (part.length === 0) continue;
+      if (!sock.write(stuffer.encode(part))) await drained(sock);
+      if (sock.destroyed) throw new Error('client went away during RETR');
     }
+    sock.write(stuffer.finish());
   }
 
   dele(arg: string): void {
@@ -431,6 +443,19 @@ export class Session {
       setTimeout(() => s.destroy(), 2000).unref();
     }
   }
+}
+
+/** drained - the socket can take more, or is gone. */
+function drained(sock: Writable): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      sock.off('drain', done);
+      sock.off('close', done);
+      resolve();
+    };
+    sock.on('drain', done);
+    sock.on('close', done);
+  });
 }
 
 /** normalizeIp - `::ffff:127.0.0.1` as `127.0.0.1`. */

@@ -1,0 +1,331 @@
+// pop3d, side by side with Dovecot: one client logs in and RETRs 2,000 messages of 4 KiB,
+// one command at a time and then pipelined (windows of 50), against FancyMail (`fmail start
+// authd mailboxd pop3d` in its own process) and against Dovecot's pop3 on the same Maildir.
+// Also: the peak memory growth of the FancyMail process while one 50 MiB message is RETRed.
+//
+// BENCH_MESSAGES=500 for a shorter run. Dovecot needs root (it runs mail as `nobody`).
+
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+
+import { IpcClient } from '../src/ipc/index.js';
+import { freePort, tempDir } from '../test/helpers/tmp.js';
+
+const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 2000);
+const SIZE = 4096;
+const WINDOW = 50;
+const USER = 'alice@bench.test';
+const BIG_USER = 'bob@bench.test';
+const PASSWORD = 'secret';
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+
+/** PopClient - just enough POP3 to time RETR: replies found by scanning for their ends. */
+class PopClient {
+  private chunks: Buffer[] = [];
+  private buf: Buffer = Buffer.alloc(0);
+  private wake: (() => void) | null = null;
+  private ended = false;
+
+  private constructor(private readonly sock: net.Socket) {
+    sock.setNoDelay(true);
+    sock.on('data', (d: Buffer) => {
+      this.chunks.push(d);
+      this.wake?.();
+    });
+    sock.on('close', () => {
+      this.ended = true;
+      this.wake?.();
+    });
+    sock.on('error', () => {});
+  }
+
+  static async connect(port: number): Promise<PopClient> {
+    const sock = net.connect(port, '127.0.0.1');
+    await once(sock, 'connect');
+    const c = new PopClient(sock);
+    await c.line();
+    return c;
+  }
+
+  /** next - the next received bytes, waiting for them if need be. */
+  private async next(): Promise<Buffer> {
+    for (;;) {
+      if (this.buf.length) {
+        const b = this.buf;
+        this.buf = Buffer.alloc(0);
+        return b;
+      }
+      const c = this.chunks.shift();
+      if (c) return c;
+      if (this.ended) throw new Error('connection closed');
+      await new Promise<void>((r) => (this.wake = r));
+    }
+  }
+
+  /**
+   * take - consume through `marker`, scanning each byte once (linear for any size); `carry`
+   * is what logically precedes the first byte (so "\r\n" makes a leading "." CRLF match).
+   */
+  private async take(marker: string, keep: boolean, carry = ''): Promise<{ len: number; data: Buffer }> {
+    const m = Buffer.from(marker);
+    let tail: Buffer = Buffer.from(carry);
+    let len = 0;
+    const kept: Buffer[] = [];
+    for (;;) {
+      const piece = await this.next();
+      const hay: Buffer = tail.length ? Buffer.concat([tail, piece]) : piece;
+      const i = hay.indexOf(m);
+      if (i >= 0) {
+        const end = i + m.length - tail.length;
+        this.buf = piece.subarray(end);
+        if (keep) kept.push(piece.subarray(0, end));
+        return { len: len + end, data: Buffer.concat(kept) };
+      }
+      len += piece.length;
+      if (keep) kept.push(piece);
+      tail = hay.subarray(Math.max(0, hay.length - (m.length - 1)));
+    }
+  }
+
+  async line(): Promise<string> {
+    return (await this.take('\r\n', true)).data.toString();
+  }
+
+  /** retrReply - one RETR answer; returns the body size on the wire (stuffed, with `.`). */
+  async retrReply(): Promise<number> {
+    const status = await this.line();
+    if (!status.startsWith('+OK')) throw new Error(`RETR: ${status}`);
+    return (await this.take('\r\n.\r\n', false, '\r\n')).len;
+  }
+
+  async cmd(line: string): Promise<string> {
+    this.sock.write(line + '\r\n');
+    return this.line();
+  }
+
+  write(s: string): void {
+    this.sock.write(s);
+  }
+
+  close(): void {
+    this.sock.destroy();
+  }
+}
+
+interface Figures {
+  seqS: number;
+  pipeS: number;
+  bytes: number;
+}
+
+/** retrAll - log in, RETR 1..N one by one, then again pipelined; QUIT without deleting. */
+async function retrAll(port: number, user: string): Promise<Figures> {
+  const c = await PopClient.connect(port);
+  const u = await c.cmd(`USER ${user}`);
+  const p = await c.cmd(`PASS ${PASSWORD}`);
+  if (!u.startsWith('+OK') || !p.startsWith('+OK')) throw new Error(`login: ${u} / ${p}`);
+  const stat = await c.cmd('STAT');
+  const count = Number(stat.split(' ')[1]);
+  if (count !== MESSAGES) throw new Error(`expected ${MESSAGES} messages, STAT says ${stat}`);
+  let bytes = 0;
+  let t0 = process.hrtime.bigint();
+  for (let i = 1; i <= count; i++) {
+    c.write(`RETR ${i}\r\n`);
+    bytes += await c.retrReply();
+  }
+  const seqS = Number(process.hrtime.bigint() - t0) / 1e9;
+  t0 = process.hrtime.bigint();
+  for (let i = 1; i <= count; i += WINDOW) {
+    let batch = '';
+    const last = Math.min(count, i + WINDOW - 1);
+    for (let j = i; j <= last; j++) batch += `RETR ${j}\r\n`;
+    c.write(batch);
+    for (let j = i; j <= last; j++) await c.retrReply();
+  }
+  const pipeS = Number(process.hrtime.bigint() - t0) / 1e9;
+  await c.cmd('QUIT');
+  c.close();
+  return { seqS, pipeS, bytes };
+}
+
+function report(name: string, f: Figures | null): void {
+  if (!f) return void console.log(`  ${name.padEnd(10)} n/a`);
+  const line = (label: string, s: number): string =>
+    `${label} ${Math.round(MESSAGES / s).toLocaleString('en-US').padStart(6)} msg/s ${(f.bytes / s / 1e6).toFixed(1).padStart(6)} MB/s (${s.toFixed(2)} s)`;
+  console.log(`  ${name.padEnd(10)} ${line('one by one:', f.seqS)}   ${line('pipelined:', f.pipeS)}`);
+}
+
+function rssKiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : 0;
+}
+
+async function startFancyMail(dir: string): Promise<{ child: ChildProcess; pop3: number }> {
+  const pop3 = await freePort();
+  const toml = [
+    `data_dir = ${JSON.stringify(dir)}`,
+    'hostname = "mx.bench.test"',
+    '[log]',
+    'level = "info"',
+    '[metrics]',
+    'listen = ""',
+    '[ipc]',
+    ...['authd', 'queued', 'smtp_out', 'mailboxd', 'router'].map((k) => `${k} = "unix://${dir}/${k}.sock"`),
+    '[pop3d]',
+    'host = "127.0.0.1"',
+    `port = ${pop3}`,
+    'pop3s_port = -1',
+  ].join('\n');
+  const cfgFile = path.join(dir, 'fmail.toml');
+  writeFileSync(cfgFile, toml + '\n');
+  const child = spawn(process.execPath, [path.join(root, 'bin/fmail.js'), 'start', 'authd', 'mailboxd', 'pop3d', '-c', cfgFile], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout! });
+  for await (const line of lines) if (line.includes('running')) break;
+  return { child, pop3 };
+}
+
+/** fill - N messages of SIZE bytes for USER, through mailboxd's `store` (4 clients at once). */
+async function fill(dir: string): Promise<void> {
+  const clients = Array.from({ length: 4 }, () => new IpcClient(`unix://${dir}/mailboxd.sock`));
+  const message = (i: number): Buffer => {
+    const head = `From: bench@remote.test\r\nTo: ${USER}\r\nSubject: message ${i}\r\nMessage-ID: <${i}@bench.test>\r\n\r\n`;
+    const line = 'The quick brown fox jumps over the lazy dog. 0123456789 .........\r\n';
+    let body = head;
+    while (body.length + line.length <= SIZE) body += body.length % 7 === 0 ? '.' + line.slice(1) : line;
+    return Buffer.from(body.padEnd(SIZE - 2, 'x') + '\r\n');
+  };
+  let next = 1;
+  await Promise.all(
+    clients.map(async (c) => {
+      while (next <= MESSAGES) {
+        const data = message(next++);
+        const r = await c.store('store', [USER, USER, String(data.length)], data);
+        if (!r.ok) throw new Error(`store: ${r.params.join(' ')}`);
+      }
+      c.close();
+    }),
+  );
+}
+
+/** bigRetrMemory - peak RSS growth of the fmail process while a 50 MiB message is RETRed. */
+async function bigRetrMemory(dir: string, fm: { child: ChildProcess; pop3: number }): Promise<string> {
+  const big = Buffer.alloc(50 << 20, 'A long line of text for the big message ...................................\r\n');
+  const ipc = new IpcClient(`unix://${dir}/mailboxd.sock`);
+  const r = await ipc.store('store', [BIG_USER, BIG_USER, String(big.length)], big);
+  ipc.close();
+  if (!r.ok) return `store failed: ${r.params.join(' ')}`;
+  await new Promise((res) => setTimeout(res, 500));
+  const pid = fm.child.pid!;
+  const base = rssKiB(pid);
+  let peak = base;
+  const timer = setInterval(() => (peak = Math.max(peak, rssKiB(pid))), 20);
+  const c = await PopClient.connect(fm.pop3);
+  await c.cmd(`USER ${BIG_USER}`);
+  await c.cmd(`PASS ${PASSWORD}`);
+  const t0 = Date.now();
+  c.write('RETR 1\r\n');
+  const size = await c.retrReply();
+  const s = (Date.now() - t0) / 1000;
+  await c.cmd('QUIT');
+  c.close();
+  clearInterval(timer);
+  return `${(size / 1e6).toFixed(1)} MB in ${s.toFixed(2)} s (${(size / s / 1e6).toFixed(0)} MB/s); fmail RSS ${Math.round(base / 1024)} MiB before, peak +${Math.round((peak - base) / 1024)} MiB during`;
+}
+
+async function runDovecot(dir: string, maildirs: string): Promise<Figures | null> {
+  if (process.getuid?.() !== 0 || spawnSync('sh', ['-c', 'command -v dovecot'], { stdio: 'ignore' }).status !== 0) {
+    console.log('  Dovecot: skipped (needs root and the dovecot-pop3d package)');
+    return null;
+  }
+  const port = await freePort();
+  for (const d of ['run', 'state', 'home']) mkdirSync(path.join(dir, d), { recursive: true });
+  writeFileSync(path.join(dir, 'passwd'), `${USER}:{PLAIN}${PASSWORD}\n`);
+  // Dovecot will not run mail processes as root: the Maildir is handed to `nobody` for it.
+  spawnSync('chown', ['-R', '65534:65534', maildirs]);
+  const conf = path.join(dir, 'dovecot.conf');
+  writeFileSync(
+    conf,
+    [
+      `base_dir = ${dir}/run`,
+      `state_dir = ${dir}/state`,
+      'protocols = pop3',
+      'listen = 127.0.0.1',
+      'ssl = no',
+      'disable_plaintext_auth = no',
+      'auth_mechanisms = plain',
+      'default_internal_user = root',
+      'default_internal_group = root',
+      'default_login_user = dovenull',
+      `mail_location = maildir:${maildirs}/%u`,
+      `log_path = ${dir}/dovecot.log`,
+      'pop3_uidl_format = %08Xu%08Xv',
+      `passdb {\n  driver = passwd-file\n  args = ${dir}/passwd\n}`,
+      `userdb {\n  driver = static\n  args = uid=65534 gid=65534 home=${dir}/home/%u\n}`,
+      `service pop3-login {\n  inet_listener pop3 {\n    port = ${port}\n  }\n  inet_listener pop3s {\n    port = 0\n  }\n}`,
+      'service imap-login {\n  inet_listener imap {\n    port = 0\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}',
+      '',
+    ].join('\n'),
+  );
+  const start = spawnSync('dovecot', ['-c', conf], { encoding: 'utf8' });
+  if (start.status !== 0) {
+    console.log(`  Dovecot: did not start: ${start.stderr}`);
+    return null;
+  }
+  try {
+    for (let i = 0; i < 100; i++) {
+      const ok = await new Promise<boolean>((resolve) => {
+        const s = net.connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
+        s.on('error', () => resolve(false));
+      });
+      if (ok) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // First login indexes the Maildir (moves new/ to cur/): not part of the timing.
+    const warm = await PopClient.connect(port);
+    await warm.cmd(`USER ${USER}`);
+    await warm.cmd(`PASS ${PASSWORD}`);
+    await warm.cmd('QUIT');
+    warm.close();
+    return await retrAll(port, USER);
+  } finally {
+    spawnSync('dovecot', ['-c', conf, 'stop']);
+  }
+}
+
+const tmp = tempDir('fmail-pop3d-bench-');
+try {
+  chmodSync(tmp.dir, 0o755);
+  const fmDir = path.join(tmp.dir, 'fancymail');
+  mkdirSync(fmDir, { recursive: true });
+  chmodSync(fmDir, 0o755);
+  writeFileSync(path.join(fmDir, 'users'), `${USER}:{PLAIN}${PASSWORD}::::::\n${BIG_USER}:{PLAIN}${PASSWORD}::::::\n`);
+  console.log(`pop3d: one client, USER/PASS, RETR ${MESSAGES} messages of ${SIZE} bytes (one by one, then pipelined x${WINDOW}), no TLS, loopback`);
+  const fm = await startFancyMail(fmDir);
+  let fmFigures: Figures | null = null;
+  let memory = '';
+  try {
+    await fill(fmDir);
+    // Warm-up login (JIT, first list), then the timed run.
+    await retrAll(fm.pop3, USER).catch(() => null);
+    fmFigures = await retrAll(fm.pop3, USER);
+    memory = await bigRetrMemory(fmDir, fm);
+  } finally {
+    fm.child.kill('SIGTERM');
+    await once(fm.child, 'exit');
+  }
+  report('FancyMail', fmFigures);
+  const dv = await runDovecot(path.join(tmp.dir, 'dovecot'), path.join(fmDir, 'mail'));
+  report('Dovecot', dv);
+  if (fmFigures && dv) {
+    console.log(`  ratio FancyMail/Dovecot: one by one ${(dv.seqS / fmFigures.seqS).toFixed(2)}, pipelined ${(dv.pipeS / fmFigures.pipeS).toFixed(2)}`);
+  }
+  console.log(`  50 MiB RETR (FancyMail): ${memory}`);
+} finally {
+  tmp.cleanup();
+}
