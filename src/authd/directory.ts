@@ -1,7 +1,8 @@
 // directory - the user database in memory: users, aliases, local domains, and `resolve`.
 //
-// "Fresh on every answer": before answering, `refresh()` stats both files (a few microseconds)
-// and re-reads them when size, mtime or inode changed; the fs.watch in index.ts only makes the
+// "Fresh on every answer": before answering, `refresh()` stats both files (at most every
+// 20 ms, so a busy server does not stat twice per request) and re-reads them when size,
+// mtime or inode changed; the fs.watch in index.ts only makes the
 // reload happen sooner. A new snapshot is built completely, then swapped in, so a request sees
 // either the old files or the new ones, never half of each.
 
@@ -16,6 +17,7 @@ import { isSupportedScheme } from './password.js';
 import { parseUsers } from './users-file.js';
 
 const MAX_ALIAS_DEPTH = 10;
+const STAT_INTERVAL_MS = 20;
 const IMPLICIT = new Set(['postmaster', 'abuse']);
 
 interface Snapshot {
@@ -35,6 +37,7 @@ export interface DirectoryOptions {
 export class Directory {
   private snap: Snapshot = { users: new Map(), aliases: new Map(), firstUserOf: new Map(), domains: new Set() };
   private stamp = '';
+  private lastStat = 0;
 
   constructor(private opts: DirectoryOptions) {
     this.refresh(true);
@@ -50,8 +53,19 @@ export class Directory {
     return this.snap.users.size;
   }
 
+  /** recheck - a file may have changed (fs.watch said so): look now, whatever the interval. */
+  recheck(): void {
+    this.lastStat = 0;
+    this.refresh();
+  }
+
   /** refresh - re-read the files if they changed since the last read (or when forced). */
   refresh(force = false): void {
+    // Under load, stat the files at most every STAT_INTERVAL_MS (the fs.watch in index.ts
+    // forces a refresh as soon as the CLI replaces a file).
+    const now = Date.now();
+    if (!force && now - this.lastStat < STAT_INTERVAL_MS) return;
+    this.lastStat = now;
     const stamp = fileStamp(this.opts.usersFile) + '|' + fileStamp(this.opts.aliasesFile);
     if (!force && stamp === this.stamp) return;
     this.stamp = stamp;

@@ -97,7 +97,7 @@ function watchFiles(config: Config, directory: Directory, logger: Logger): FSWat
   for (const [dir, names] of dirs) {
     try {
       const w = watch(dir, { persistent: false }, (_event, name) => {
-        if (name === null || names.has(String(name))) directory.refresh();
+        if (name === null || names.has(String(name))) directory.recheck();
       });
       w.on('error', (err) => logger.warn({ event: 'authd.watch_failed', dir, err: String(err) }, 'file watch failed; changes are still seen before each answer'));
       watchers.push(w);

@@ -1,6 +1,7 @@
 // `fmail start [server...]` - run servers in this process until SIGTERM/SIGINT; SIGHUP reloads.
 
 import { mkdirSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 
 import type { Command } from 'commander';
 
@@ -8,7 +9,7 @@ import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { isLoopback, parseAddress } from '../ipc/index.js';
 import { createLogger, type Logger } from '../shared/log.js';
-import { startMetricsServer } from '../shared/metrics-http.js';
+import { type MetricsJson, startMetricsServer } from '../shared/metrics-http.js';
 import type { RunningServer } from '../shared/server-module.js';
 import { VERSION } from '../shared/version.js';
 import { type ServerName, START_ORDER, isServerName, loadServer } from './servers.js';
@@ -20,13 +21,24 @@ export interface System {
   reload(config: Config): Promise<void>;
 }
 
+export interface StartOptions {
+  /** Run the front-end servers (smtpd, pop3d) in a second thread (see `threads` in the config). */
+  threads?: boolean;
+}
+
+/** Servers that run in the second thread when `threads` is on: the per-connection protocol work. */
+const FRONT_END: readonly ServerName[] = ['smtpd', 'pop3d'];
+
 /** startSystem - start the named servers (all when none) in dependency order. */
-export async function startSystem(config: Config, logger: Logger, names: ServerName[] = []): Promise<System> {
+export async function startSystem(config: Config, logger: Logger, names: ServerName[] = [], opts: StartOptions = {}): Promise<System> {
   mkdirSync(config.data_dir, { recursive: true });
   const wanted = names.length ? START_ORDER.filter((n) => names.includes(n)) : START_ORDER;
   checkIpcExposure(config, wanted);
+  const inWorker = wanted.filter((n) => FRONT_END.includes(n));
+  const useWorker = opts.threads === true && inWorker.length > 0 && inWorker.length < wanted.length;
   const servers: RunningServer[] = [];
-  const metrics = await startMetricsServer(config.metrics.listen, logger);
+  let worker: FrontEndWorker | null = null;
+  const metrics = await startMetricsServer(config.metrics.listen, logger, async () => (worker ? [await worker.metrics()] : []));
   const stop = async (): Promise<void> => {
     await metrics?.close();
     for (const s of [...servers].reverse()) {
@@ -39,12 +51,17 @@ export async function startSystem(config: Config, logger: Logger, names: ServerN
   };
   try {
     for (const name of wanted) {
+      if (useWorker && inWorker.includes(name)) continue;
       const start = await loadServer(name);
       if (!start) {
         if (names.length) throw new Error(`server ${name} is not available in this build`);
         continue;
       }
       servers.push(await start({ config, logger: logger.child({ server: name }) }));
+    }
+    if (useWorker) {
+      worker = await startFrontEndWorker(config, inWorker, logger);
+      servers.push(...worker.servers);
     }
   } catch (err) {
     await stop();
@@ -57,6 +74,66 @@ export async function startSystem(config: Config, logger: Logger, names: ServerN
     reload: async (next) => {
       for (const s of servers) await s.reload?.(next);
     },
+  };
+}
+
+interface FrontEndWorker {
+  servers: RunningServer[];
+  metrics(): Promise<MetricsJson>;
+}
+
+/** startFrontEndWorker - run some servers in a worker thread; proxies stand in for them here. */
+async function startFrontEndWorker(config: Config, names: ServerName[], logger: Logger): Promise<FrontEndWorker> {
+  const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: { config, names } });
+  // A thread that dies takes the process with it, as a crash would: the supervisor restarts it.
+  worker.on('error', (err) => {
+    logger.fatal({ event: 'system.thread_crashed', err: String(err) }, 'front-end thread crashed');
+    logger.flush(() => process.exit(1));
+  });
+  const waiters = new Map<number, (data: MetricsJson) => void>();
+  let nextId = 1;
+  let stopped: (() => void) | null = null;
+  const ready = new Promise<Array<{ name: ServerName; addresses: Record<string, string> }>>((resolve, reject) => {
+    worker.on('message', (msg: { type: string; id?: number; data?: MetricsJson; servers?: Array<{ name: ServerName; addresses: Record<string, string> }>; message?: string }) => {
+      if (msg.type === 'ready') resolve(msg.servers!);
+      else if (msg.type === 'failed') reject(new Error(msg.message));
+      else if (msg.type === 'metrics') waiters.get(msg.id!)?.(msg.data!);
+      else if (msg.type === 'stopped') stopped?.();
+    });
+  });
+  const started = await ready.catch(async (err: Error) => {
+    await worker.terminate();
+    throw err;
+  });
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> =>
+    (closing ??= new Promise<void>((resolve) => {
+      stopped = resolve;
+      worker.postMessage({ type: 'stop' });
+    }).then(async () => {
+      await worker.terminate();
+    }));
+  return {
+    servers: started.map((s, i) => ({
+      name: s.name,
+      addresses: s.addresses,
+      close,
+      reload: i === 0 ? (next: Config) => worker.postMessage({ type: 'reload', config: next }) : undefined,
+    })),
+    metrics: () =>
+      new Promise<MetricsJson>((resolve) => {
+        const id = nextId++;
+        const timer = setTimeout(() => {
+          waiters.delete(id);
+          resolve([]);
+        }, 2000);
+        waiters.set(id, (data) => {
+          clearTimeout(timer);
+          waiters.delete(id);
+          resolve(data);
+        });
+        worker.postMessage({ type: 'metrics', id });
+      }),
   };
 }
 
@@ -92,7 +169,7 @@ export function registerStart(program: Command): void {
       }
       let config = loadConfig(opts.config);
       const logger = createLogger(config);
-      const system = await startSystem(config, logger, names as ServerName[]);
+      const system = await startSystem(config, logger, names as ServerName[], { threads: config.threads });
       for (const s of system.servers) {
         for (const [role, addr] of Object.entries(s.addresses)) process.stdout.write(`${s.name.padEnd(9)} ${role.padEnd(11)} ${addr}\n`);
       }
@@ -109,8 +186,8 @@ export function registerStart(program: Command): void {
         system.stop().then(
           () => {
             logger.info({ event: 'system.stopped' }, 'stopped');
-            logger.flush?.();
-            setTimeout(() => process.exit(0), 50).unref();
+            setTimeout(() => process.exit(0), 2000).unref();
+            logger.flush(() => process.exit(0));
           },
           () => process.exit(1),
         );

@@ -53,6 +53,10 @@ export const ConfigSchema = z
   .object({
     data_dir: z.string().default('./data').describe('Spool, Maildirs, users and keys live here. FMAIL_DATA overrides the default.'),
     hostname: z.string().default(os.hostname()).describe('Name used in SMTP greetings, Received headers and bounces.'),
+    threads: z
+      .boolean()
+      .default(true)
+      .describe('fmail start with every server: run smtpd and pop3d in a second thread of the process, so it uses two cores.'),
     log: LogConfig.prefault({}),
     ipc: IpcConfig.prefault({}),
     tls: TlsConfig.prefault({}),

@@ -54,6 +54,7 @@ class Conn {
   private running = false;
   dead = false;
   private lastActivity = Date.now();
+  private corked = false;
   private readonly watchdog: NodeJS.Timeout;
 
   constructor(
@@ -71,6 +72,15 @@ class Conn {
 
   write(data: string | Buffer): boolean {
     if (this.queue.length === 0) this.lastActivity = Date.now();
+    // Requests made in the same tick leave in one syscall (writev), not one each.
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
     return this.socket.write(data);
   }
 

@@ -161,10 +161,11 @@ export class Queue {
   async done(p: string): Promise<string> {
     const qid = this.leasedQid(p);
     this.leased.delete(qid);
-    this.meta.delete(qid);
-    await fsp.rm(path.join(this.metaDir, qid), { force: true });
-    await fsp.rm(this.msgPath(qid), { force: true });
-    await this.msgSync.sync();
+    // Only a deferred message has a meta file; unlink, not rm, saves rimraf's extra lstat.
+    if (this.meta.delete(qid)) await unlinkIfExists(path.join(this.metaDir, qid));
+    await unlinkIfExists(this.msgPath(qid));
+    // No directory fsync: if a crash forgets this unlink the message is delivered again
+    // (at-least-once, like Postfix), and `done` stays off the group-commit path of `push`.
     return qid;
   }
 
@@ -382,5 +383,13 @@ export class Queue {
       { event: 'queued.recovered', queue: this.name, ...this.counts(), ms: Date.now() - now },
       'queue recovered',
     );
+  }
+}
+
+async function unlinkIfExists(file: string): Promise<void> {
+  try {
+    await fsp.unlink(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }

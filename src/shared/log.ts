@@ -12,7 +12,11 @@ export function createLogger(cfg: Pick<Config, 'log'>): Logger {
   const level = cfg.log.level;
   if (level === 'silent') return pino({ level });
   const toStdout = cfg.log.file === '-' || cfg.log.file === '';
-  const dest = toStdout ? pino.destination({ dest: 1, sync: false }) : pino.destination({ dest: cfg.log.file, mkdir: true, sync: false });
+  // Lines are gathered into writes of up to 4 KiB rather than one write(2) each; what is
+  // still buffered is flushed on a clean stop (a crash may lose the last few lines, never mail).
+  const dest = toStdout
+    ? pino.destination({ dest: 1, sync: false, minLength: 4096 })
+    : pino.destination({ dest: cfg.log.file, mkdir: true, sync: false, minLength: 4096 });
   return pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, dest);
 }
 

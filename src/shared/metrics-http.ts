@@ -2,8 +2,14 @@
 
 import http from 'node:http';
 
+import { AggregatorRegistry } from 'prom-client';
+
 import type { Logger } from './log.js';
 import { registry } from './metrics.js';
+
+/** Metrics of other threads of this process (their registries' JSON), merged into ours. */
+export type MetricsJson = Awaited<ReturnType<typeof registry.getMetricsAsJSON>>;
+export type MetricsSource = () => Promise<MetricsJson[]>;
 
 export interface MetricsServer {
   address: string;
@@ -11,7 +17,7 @@ export interface MetricsServer {
 }
 
 /** startMetricsServer - serve the registry; "host:port" ("" = off). */
-export async function startMetricsServer(listen: string, logger: Logger): Promise<MetricsServer | null> {
+export async function startMetricsServer(listen: string, logger: Logger, others?: MetricsSource): Promise<MetricsServer | null> {
   if (!listen) return null;
   const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(listen);
   if (!m) throw new Error(`[metrics] listen: expected host:port, got ${JSON.stringify(listen)}`);
@@ -20,7 +26,7 @@ export async function startMetricsServer(listen: string, logger: Logger): Promis
       res.writeHead(404).end('not found\n');
       return;
     }
-    registry.metrics().then(
+    collect(others).then(
       (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
       (err: unknown) => res.writeHead(500).end(String(err)),
     );
@@ -41,4 +47,11 @@ export async function startMetricsServer(listen: string, logger: Logger): Promis
     address: `http://${m[1]!.includes(':') ? `[${m[1]}]` : m[1]}:${port}/metrics`,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
+}
+
+async function collect(others?: MetricsSource): Promise<string> {
+  if (!others) return registry.metrics();
+  const mine = await registry.getMetricsAsJSON();
+  const theirs = await others();
+  return AggregatorRegistry.aggregate([mine, ...theirs] as Parameters<typeof AggregatorRegistry.aggregate>[0]).metrics();
 }

@@ -1,10 +1,13 @@
 // Prometheus metrics (prom-client), one registry for every server in the process. Servers
 // count their events here; `[metrics] listen` serves them at /metrics.
 
+import { isMainThread } from 'node:worker_threads';
+
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export const registry = new Registry();
-collectDefaultMetrics({ register: registry, prefix: 'fmail_process_' });
+// Process-wide figures once per process, not once per thread (they would be summed).
+if (isMainThread) collectDefaultMetrics({ register: registry, prefix: 'fmail_process_' });
 
 export const messagesReceived = new Counter({
   name: 'fmail_messages_received_total',
