@@ -17,6 +17,14 @@ export function createLogger(cfg: Pick<Config, 'log'>): Logger {
   const dest = toStdout
     ? pino.destination({ dest: 1, sync: false, minLength: 4096 })
     : pino.destination({ dest: cfg.log.file, mkdir: true, sync: false, minLength: 4096 });
+  // A quiet server must not sit on its last lines: flush what is buffered every second.
+  setInterval(() => {
+    try {
+      dest.flush();
+    } catch {
+      // not open yet, or already closed
+    }
+  }, 1000).unref();
   return pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, dest);
 }
 
