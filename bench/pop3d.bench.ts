@@ -272,9 +272,10 @@ async function runDovecot(dir: string, maildirs: string): Promise<Figures | null
       '',
     ].join('\n'),
   );
-  const start = spawnSync('dovecot', ['-c', conf], { encoding: 'utf8' });
+  // stdio ignored: the daemonised master keeps inherited pipes open, and spawnSync would wait.
+  const start = spawnSync('dovecot', ['-c', conf], { stdio: 'ignore', timeout: 30_000 });
   if (start.status !== 0) {
-    console.log(`  Dovecot: did not start: ${start.stderr}`);
+    console.log(`  Dovecot: did not start (exit ${start.status}); see ${dir}/dovecot.log`);
     return null;
   }
   try {
@@ -294,7 +295,7 @@ async function runDovecot(dir: string, maildirs: string): Promise<Figures | null
     warm.close();
     return await retrAll(port, USER);
   } finally {
-    spawnSync('dovecot', ['-c', conf, 'stop']);
+    spawnSync('dovecot', ['-c', conf, 'stop'], { stdio: 'ignore', timeout: 30_000 });
   }
 }
 

@@ -80,6 +80,21 @@ export class LineReader {
     w?.();
   }
 
+  /** peekLines - up to `max` complete lines already buffered, left in place (for read-ahead). */
+  peekLines(max: number): string[] {
+    const out: string[] = [];
+    if (this.dropping > 0) return out;
+    let at = 0;
+    while (out.length < max) {
+      const lf = this.buf.indexOf(10, at);
+      if (lf < 0 || lf + 1 - at > this.maxLine) break;
+      const end = lf > at && this.buf[lf - 1] === 13 ? lf - 1 : lf;
+      out.push(this.buf.toString('utf8', at, end));
+      at = lf + 1;
+    }
+    return out;
+  }
+
   /** next - the next command line (CRLF or LF stripped), a length error, or null at the end. */
   async next(): Promise<ReadResult> {
     for (;;) {

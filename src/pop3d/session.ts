@@ -9,7 +9,7 @@ import net from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import tls from 'node:tls';
 
-import { type IpcClient, replyText } from '../ipc/index.js';
+import { type IpcClient, type StreamResult, replyText } from '../ipc/index.js';
 import { canonicalUser } from '../mail/address.js';
 import type { Logger } from '../shared/log.js';
 import { connections } from '../shared/metrics.js';
@@ -45,6 +45,9 @@ const AUTH: readonly State[] = ['AUTHORIZATION'];
 const TRANS: readonly State[] = ['TRANSACTION'];
 const ANY: readonly State[] = ['AUTHORIZATION', 'TRANSACTION'];
 
+/** RETRs pipelined right behind the current one whose mailboxd `retr` is sent ahead of time. */
+const READ_AHEAD = 8;
+
 /** An overlong line that never ends is dropped this far, then the connection is closed. */
 const ABSURD_LINE_BYTES = 64 * 1024;
 
@@ -79,6 +82,8 @@ export class Session {
   private user: string | null = null;
   private mailboxd: IpcClient | null = null;
   private maildrop: Maildrop | null = null;
+  /** mailboxd replies requested ahead, in order: exactly the RETR lines next in the buffer. */
+  private ahead: Array<{ n: number; reply: Promise<StreamResult> }> = [];
   private loginFailures = 0;
   private badCommands = 0;
   private closing = false;
@@ -359,7 +364,18 @@ export class Session {
     if (!m) return;
     let res;
     try {
-      res = await this.maildrop!.retr(m.n);
+      // This message's request goes out first: mailboxd answers in the order asked.
+      let pending: Promise<StreamResult>;
+      if (this.ahead.length > 0) {
+        // Guaranteed by readAhead: this command is the head of the requests sent ahead.
+        const head = this.ahead.shift()!;
+        if (head.n !== m.n) throw new Error(`read-ahead out of step: ${head.n} != ${m.n}`);
+        pending = head.reply;
+      } else {
+        pending = this.maildrop!.retr(m.n);
+      }
+      if (lines === null) this.readAhead(m.n);
+      res = await pending;
     } catch (err) {
       this.log.error({ event: 'pop3d.retr_failed', user: this.user, n: m.n, err: String(err) }, 'mailboxd retr failed');
       return this.err('[SYS/TEMP] Mailbox unavailable, try again later');
@@ -368,6 +384,31 @@ export class Session {
     this.send(lines === null ? `+OK ${res.size} octets` : '+OK Top of message follows');
     await this.sendBody(res.stream, lines === null ? null : new TopCut(lines));
     if (lines === null) this.log.info({ event: 'pop3d.retr', user: this.user, n: m.n, uid: m.uid, size: res.size }, 'message retrieved');
+  }
+
+  /**
+   * readAhead - "read-ahead" for pipelining clients (mpop, fetchmail): the RETRs buffered right
+   * behind this one are asked of mailboxd now, so its file work overlaps our sending. Only an
+   * unbroken run of RETRs is taken: nothing between them can change what they will find.
+   * mailboxd answers in order on the session's connection, so each reply waits its turn.
+   */
+  private readAhead(current: number): void {
+    // The first ahead.length buffered lines are the RETRs already asked for.
+    const lines = this.reader.peekLines(READ_AHEAD + 1);
+    const asked = new Set([current, ...this.ahead.map((x) => x.n)]);
+    for (const line of lines.slice(this.ahead.length)) {
+      if (this.ahead.length >= READ_AHEAD) break;
+      const match = /^RETR ([0-9]{1,9})$/i.exec(line.trim());
+      if (!match) break;
+      const n = Number(match[1]);
+      const m = this.maildrop!.messages[n - 1];
+      // A repeat would need a second reply for the same number: stop the run there.
+      if (!m || m.deleted || asked.has(n)) break;
+      const reply = this.maildrop!.retr(n);
+      reply.catch(() => {});
+      this.ahead.push({ n, reply });
+      asked.add(n);
+    }
   }
 
   /**

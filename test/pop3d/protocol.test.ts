@@ -248,6 +248,25 @@ describe('pop3d protocol', () => {
     assert.ok(await c.closed());
   });
 
+  test('pipelined RETRs (read-ahead) come back in order, right after DELE and repeats', async () => {
+    fresh(...Array.from({ length: 12 }, (_, i) => mail(`m${i + 1}`, `body ${i + 1}\r\n`)));
+    const c = await connect();
+    await c.login(ALICE, ALICE_PW);
+    const cmds = ['RETR 1', 'RETR 2', 'RETR 2', 'RETR 3', 'DELE 4', 'RETR 4', 'RETR 5', ...Array.from({ length: 7 }, (_, i) => `RETR ${i + 6}`), 'RETR 99', 'RETR 12'];
+    c.write(cmds.map((x) => x + '\r\n').join(''));
+    for (const cmd of cmds) {
+      const n = Number(cmd.split(' ')[1]);
+      const st = await c.line();
+      if (cmd.startsWith('DELE')) assert.match(st, /^\+OK/, cmd);
+      else if (n === 4 || n === 99) assert.match(st, /^-ERR/, cmd);
+      else {
+        assert.match(st, /^\+OK/, cmd);
+        assert.match((await c.body()).toString(), new RegExp(`Subject: m${n}\r\n\r\nbody ${n}\r\n$`), cmd);
+      }
+    }
+    await c.cmd('QUIT');
+  });
+
   test('STLS upgrades; plaintext pipelined after STLS is discarded', async () => {
     fresh(mail('a', '1\r\n'));
     const c = await connect();
