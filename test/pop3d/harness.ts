@@ -2,7 +2,7 @@
 
 import type { Config } from '../../src/config/schema.js';
 import { start } from '../../src/pop3d/index.js';
-import { silentLogger } from '../../src/shared/log.js';
+import { type Logger, silentLogger } from '../../src/shared/log.js';
 import type { RunningServer } from '../../src/shared/server-module.js';
 import { testConfig } from '../helpers/config.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -27,11 +27,11 @@ export function portOf(address: string | undefined): number {
   return Number(address!.split(':').pop());
 }
 
-export async function startHarness(pop3d: Partial<Config['pop3d']> = {}): Promise<Harness> {
+export async function startHarness(pop3d: Partial<Config['pop3d']> = {}, logger?: Logger): Promise<Harness> {
   const tmp = tempDir('fmail-pop3d-');
   const config = testConfig(tmp.dir, { pop3d: { failed_login_delay_ms: 20, ...pop3d } });
   const fakes = await startFakes(config, { [ALICE]: ALICE_PW, [BOB]: BOB_PW });
-  const server = await start({ config, logger: process.env.FMAIL_TEST_LOG ? (await import('pino')).pino({ level: process.env.FMAIL_TEST_LOG }) : silentLogger() });
+  const server = await start({ config, logger: logger ?? silentLogger() });
   return {
     config,
     fakes,
