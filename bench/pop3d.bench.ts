@@ -1,7 +1,7 @@
 // pop3d, side by side with Dovecot: one client logs in and RETRs 2,000 messages of 4 KiB,
 // one command at a time and then pipelined (windows of 50), against FancyMail (`fmail start
 // authd mailboxd pop3d` in its own process) and against Dovecot's pop3 on the same Maildir.
-// Also: the peak memory growth of the FancyMail process while one 50 MiB message is RETRed.
+// Also: mailboxd's own IPC `retr` rate (the floor under pop3d), and the peak memory growth of the FancyMail process while one 50 MiB message is RETRed.
 //
 // BENCH_MESSAGES=500 for a shorter run. Dovecot needs root (it runs mail as `nobody`).
 
@@ -213,6 +213,20 @@ async function fill(dir: string): Promise<void> {
   );
 }
 
+/** mailboxdAlone - the same 2,000 `retr`s asked of mailboxd directly over IPC: pop3d's floor. */
+async function mailboxdAlone(dir: string): Promise<number> {
+  const c = new IpcClient(`unix://${dir}/mailboxd.sock`);
+  await c.requestList('list', [USER]);
+  const t0 = process.hrtime.bigint();
+  for (let i = 1; i <= MESSAGES; i++) {
+    const r = await c.requestRaw('retr', [USER, String(i)]);
+    if (!r.reply.ok) throw new Error(`retr ${i}: ${r.reply.params.join(' ')}`);
+  }
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  c.close();
+  return s;
+}
+
 /** bigRetrMemory - peak RSS growth of the fmail process while a 50 MiB message is RETRed. */
 async function bigRetrMemory(dir: string, fm: { child: ChildProcess; pop3: number }): Promise<string> {
   const big = Buffer.alloc(50 << 20, 'A long line of text for the big message ...................................\r\n');
@@ -310,11 +324,13 @@ try {
   const fm = await startFancyMail(fmDir);
   let fmFigures: Figures | null = null;
   let memory = '';
+  let floor = 0;
   try {
     await fill(fmDir);
     // Warm-up login (JIT, first list), then the timed run.
     await retrAll(fm.pop3, USER).catch(() => null);
     fmFigures = await retrAll(fm.pop3, USER);
+    floor = await mailboxdAlone(fmDir);
     memory = await bigRetrMemory(fmDir, fm);
   } finally {
     fm.child.kill('SIGTERM');
@@ -326,6 +342,7 @@ try {
   if (fmFigures && dv) {
     console.log(`  ratio FancyMail/Dovecot: one by one ${(dv.seqS / fmFigures.seqS).toFixed(2)}, pipelined ${(dv.pipeS / fmFigures.pipeS).toFixed(2)}`);
   }
+  if (floor) console.log(`  (mailboxd alone, IPC retr one by one: ${Math.round(MESSAGES / floor).toLocaleString('en-US')} msg/s - the floor under pop3d's figures)`);
   console.log(`  50 MiB RETR (FancyMail): ${memory}`);
 } finally {
   tmp.cleanup();
