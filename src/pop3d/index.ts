@@ -6,6 +6,11 @@
 // SERVERS CALLED: authd `auth: USER ; PASSWORD ; CLIENT-IP` for every login; mailboxd `list`
 //   once at login, `retr` per RETR/TOP (streamed), `dele` at QUIT - over one mailboxd
 //   connection per session, because mailboxd numbers messages per connection.
+// STRATEGIES: "snapshot at login" (numbers and sizes fixed for the session); "mark, then
+//   UPDATE" (DELE only marks, QUIT deletes); "maildrop lock" (in-process, per user);
+//   "read-ahead" (the mailboxd `retr`s of RETRs pipelined behind the current one go out early,
+//   in order, so mailboxd's file work overlaps our sending); "streamed dot-stuffing" (RETR/TOP
+//   bodies are stuffed chunk by chunk with back-pressure: memory does not grow with size).
 // CONFIG: [pop3d] host, port (STLS offered), pop3s_port (implicit TLS), allow_plaintext_auth,
 //   allow_plaintext_loopback, idle_timeout_s, failed_login_delay_ms, max_login_failures,
 //   max_bad_commands, max_line_bytes, max_connections, max_connections_per_ip; [tls] cert/key.
