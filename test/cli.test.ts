@@ -11,7 +11,7 @@ import { ConfigError, loadConfig } from '../src/config/load.js';
 import { IpcServer, ok } from '../src/ipc/index.js';
 import { silentLogger } from '../src/shared/log.js';
 import { fmailAsync, fmailSync, startFmail, writeFmailConfig } from './helpers/fmail-process.js';
-import { tempDir } from './helpers/tmp.js';
+import { freePort, tempDir } from './helpers/tmp.js';
 
 const tmp = tempDir('fmail-cli-');
 after(() => tmp.cleanup());
@@ -99,6 +99,8 @@ describe('fmail command', () => {
 
   test('fmail start runs every server, reports them, and exits 0 on SIGTERM', async () => {
     const setup = await writeFmailConfig(path.join(tmp.dir, 'all'));
+    const metricsPort = await freePort();
+    writeFileSync(setup.configFile, readFileSync(setup.configFile, 'utf8').replace('listen = ""', `listen = "127.0.0.1:${metricsPort}"`));
     const proc = await startFmail(setup);
     const banner = proc.output.join('\n');
     for (const name of ['authd', 'queued', 'mailboxd', 'smtp-out', 'router', 'smtpd', 'pop3d']) {
@@ -107,6 +109,11 @@ describe('fmail command', () => {
     const status = fmailSync(['status', '-c', setup.configFile]);
     assert.equal(status.status, 0, status.stdout + status.stderr);
     assert.match(status.stdout, /^queued\s+up\s/m);
+    // Metrics from both threads (smtpd runs in the second one) in one scrape.
+    const scrape = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    assert.match(scrape, /^fmail_connections\{server="smtpd"\} /m);
+    assert.match(scrape, /^fmail_ipc_request_seconds_count\{server="queued",message="status"\} /m);
+    assert.match(scrape, /^fmail_process_resident_memory_bytes /m);
     assert.equal(await proc.stop('SIGTERM'), 0);
   });
 });

@@ -132,7 +132,8 @@ function readBanner(host: string, port: number): Promise<string | null> {
 /** traceMessage - print each log line about QID (or a message derived from it); returns the count. */
 export async function traceMessage(file: string, qid: string, print: (line: string) => void): Promise<number> {
   const rl = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
-  let count = 0;
+  // Threads and processes buffer their logs separately: gather, then print in time order.
+  const found: Array<{ time: string; text: string }> = [];
   const ids = new Set([qid]);
   for await (const line of rl) {
     if (!line.includes('"')) continue;
@@ -146,12 +147,16 @@ export async function traceMessage(file: string, qid: string, print: (line: stri
     if (!mine) continue;
     // A bounce or a relay copy has its own qid; follow it too.
     if (rec.orig_qid && rec.qid) ids.add(String(rec.qid));
-    count++;
     const { time, server, event, msg, qid: q, pid: _pid, level: _level, hostname: _h, ...rest } = rec;
     const details = Object.entries(rest)
       .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
       .join(' ');
-    print(`${String(time ?? '')} ${String(server ?? '-').padEnd(8)} ${String(event ?? msg ?? '').padEnd(22)} ${q === qid ? '' : `qid=${String(q)} `}${details}`);
+    found.push({
+      time: String(time ?? ''),
+      text: `${String(time ?? '')} ${String(server ?? '-').padEnd(8)} ${String(event ?? msg ?? '').padEnd(22)} ${q === qid ? '' : `qid=${String(q)} `}${details}`,
+    });
   }
-  return count;
+  found.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
+  for (const f of found) print(f.text);
+  return found.length;
 }

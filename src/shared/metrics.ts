@@ -7,7 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 export const registry = new Registry();
 // Process-wide figures once per process, not once per thread (they would be summed).
-if (isMainThread) collectDefaultMetrics({ register: registry, prefix: 'fmail_process_' });
+if (isMainThread) collectDefaultMetrics({ register: registry, prefix: 'fmail_' });
 
 export const messagesReceived = new Counter({
   name: 'fmail_messages_received_total',

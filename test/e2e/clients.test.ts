@@ -93,6 +93,14 @@ describe('end to end with real clients', { skip: toolSkip('swaks', 'curl', 'pyth
     // swaks ends --data with one CRLF of its own.
     assert.ok(stored.toString('utf8').endsWith(original + '\r\n'), 'body byte-exact');
     assert.match(stored.toString('utf8'), /^Return-Path: <sender@remote\.test>\r\nDelivered-To: alice@fancymail\.test\r\nReceived: /);
+
+    // fmail trace follows that queue id through smtpd, queued and the router.
+    const qid = /queued as (\w+)/.exec(res.out)![1]!;
+    const trace = await waitFor(() => {
+      const t = fmailSync(['trace', qid, '-c', setup.configFile]);
+      return /router\.delivered/.test(t.stdout) ? t.stdout : null;
+    }, 10_000, 500);
+    for (const event of ['smtpd.queued', 'queued.push', 'router.delivered', 'queued.done']) assert.match(trace, new RegExp(event), trace);
   });
 
   test('curl smtp:// to the MX port', async () => {
