@@ -126,8 +126,8 @@ async function crashRun(label: string, mode: 'all-in-one' | 'separate'): Promise
     let kills = 0;
     let done = false;
     void sending.then(() => (done = true));
-    while (!done && kills < 40 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 300 + Math.random() * 1200));
+    while (!done && kills < 15 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 500 + Math.random() * 2000));
       if (done) break;
       const victim = mode === 'all-in-one' ? 'all' : servers[Math.floor(Math.random() * servers.length)]!;
       await procs.get(victim)!.stop('SIGKILL');
@@ -156,10 +156,10 @@ async function crashRun(label: string, mode: 'all-in-one' | 'separate'): Promise
 
 describe('crash safety under SIGKILL', () => {
   after(() => {});
-  test('all-in-one process killed and restarted at random moments', { timeout: 600_000 }, async () => {
+  test('all-in-one process killed and restarted at random moments', { timeout: 300_000 }, async () => {
     await crashRun('aio', 'all-in-one');
   });
-  test('each server in its own process, one killed at a time', { timeout: 600_000 }, async () => {
+  test('each server in its own process, one killed at a time', { timeout: 300_000 }, async () => {
     await crashRun('sep', 'separate');
   });
 });

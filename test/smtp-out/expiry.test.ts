@@ -31,9 +31,14 @@ describe('smtp-out: expiry and quota bounces', () => {
     await f.waitLog((l) => l.event === 'smtp-out.deferred' && l.qid === qid);
     const admin = new IpcClient(f.config.ipc.queued);
     try {
-      const list = await admin.requestList('qlist', ['outgoing']);
-      const row = list.items.find((m) => m.params.some((p) => p.includes('greylisted')));
-      assert.ok(row, `qlist shows the last remote answer: ${JSON.stringify(list.items)}`);
+      // The defer reaches queued just after smtp-out logs it: poll briefly.
+      let items: unknown[] = [];
+      const row = await waitFor(async () => {
+        const list = await admin.requestList('qlist', ['outgoing']);
+        items = list.items;
+        return list.items.find((m) => m.params.some((p) => p.includes('greylisted')));
+      }, 2_500, 50).catch(() => undefined);
+      assert.ok(row, `qlist shows the last remote answer: ${JSON.stringify(items)}`);
     } finally {
       admin.close();
     }
