@@ -98,7 +98,8 @@ describe('end to end with real clients', { skip: toolSkip('swaks', 'curl', 'pyth
     const qid = /queued as (\w+)/.exec(res.out)![1]!;
     const trace = await waitFor(() => {
       const t = fmailSync(['trace', qid, '-c', setup.configFile]);
-      return /router\.delivered/.test(t.stdout) ? t.stdout : null;
+      // Each thread flushes its log buffer every second: wait until all have.
+      return /smtpd\.queued/.test(t.stdout) && /router\.delivered/.test(t.stdout) ? t.stdout : null;
     }, 10_000, 500);
     for (const event of ['smtpd.queued', 'queued.push', 'router.delivered', 'queued.done']) assert.match(trace, new RegExp(event), trace);
   });
