@@ -5,12 +5,11 @@
 //
 // BENCH_MESSAGES=2000 for a shorter run. Needs root and the Debian postfix package.
 
-import { spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 
+import { startFmail, writeFmailConfig } from '../test/helpers/fmail-process.js';
 import { postfixAvailable, startPostfix } from '../test/helpers/postfix.js';
 import { freePort, tempDir } from '../test/helpers/tmp.js';
 
@@ -18,7 +17,6 @@ const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 10_000);
 const SESSIONS = 20;
 const SIZE = 4096;
 const USER = 'u1@bench.test';
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 
 function countFiles(dirs: string[]): number {
   let n = 0;
@@ -51,40 +49,17 @@ function smtpSource(port: number): { ok: boolean; output: string } {
 }
 
 async function runFancyMail(dir: string): Promise<number | null> {
-  const port = await freePort();
-  mkdirSync(dir, { recursive: true });
+  // The configuration a user gets (log level info, both threads), on free loopback ports.
+  const setup = await writeFmailConfig(dir);
   writeFileSync(path.join(dir, 'users'), `${USER}:{PLAIN}secret::::::\n`);
-  const cfg = [
-    `data_dir = ${JSON.stringify(dir)}`,
-    'hostname = "mx.bench.test"',
-    '[log]',
-    'level = "warn"',
-    '[metrics]',
-    'listen = ""',
-    '[ipc]',
-    ...['authd', 'queued', 'smtp_out', 'mailboxd', 'router'].map((k) => `${k} = "unix://${dir}/${k}.sock"`),
-    '[smtpd]',
-    'host = "127.0.0.1"',
-    `port = ${port}`,
-    'submission_port = -1',
-    'submissions_port = -1',
-    '[pop3d]',
-    'port = -1',
-    'pop3s_port = -1',
-  ].join('\n');
-  const cfgFile = path.join(dir, 'fmail.toml');
-  writeFileSync(cfgFile, cfg + '\n');
-  const child = spawn(process.execPath, [path.join(root, 'bin/fmail.js'), 'start', '-c', cfgFile], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout! });
-  for await (const line of lines) if (line.includes('running')) break;
+  const fmail = await startFmail(setup);
   const maildir = path.join(dir, 'mail', USER);
   const started = Date.now();
-  const src = smtpSource(port);
+  const src = smtpSource(setup.ports.smtp);
   if (!src.ok) console.log(`  smtp-source: ${src.output.trim().slice(0, 300)}`);
   const done = await waitForCount([path.join(maildir, 'new'), path.join(maildir, 'cur')], MESSAGES, 600_000);
   const seconds = (Date.now() - started) / 1000;
-  child.kill('SIGTERM');
-  await once(child, 'exit');
+  await fmail.stop('SIGTERM');
   if (!done) {
     console.log(`  FancyMail: only ${countFiles([path.join(maildir, 'new'), path.join(maildir, 'cur')])} of ${MESSAGES} delivered`);
     return null;
