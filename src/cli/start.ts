@@ -51,17 +51,20 @@ export async function startSystem(config: Config, logger: Logger, names: ServerN
   };
   try {
     for (const name of wanted) {
-      if (useWorker && inWorker.includes(name)) continue;
+      if (useWorker && inWorker.includes(name)) {
+        // The second thread starts where its first server stands in the start order.
+        if (!worker) {
+          worker = await startFrontEndWorker(config, inWorker, logger);
+          servers.push(...worker.servers);
+        }
+        continue;
+      }
       const start = await loadServer(name);
       if (!start) {
         if (names.length) throw new Error(`server ${name} is not available in this build`);
         continue;
       }
       servers.push(await start({ config, logger: logger.child({ server: name }) }));
-    }
-    if (useWorker) {
-      worker = await startFrontEndWorker(config, inWorker, logger);
-      servers.push(...worker.servers);
     }
   } catch (err) {
     await stop();
