@@ -26,6 +26,8 @@ export interface IpcConnection {
   readonly id: number;
   readonly remote: string;
   readonly data: Map<string, unknown>;
+  /** Run FN when this connection closes (e.g. give back what its client held). */
+  onClose(fn: () => void): void;
 }
 
 export interface RequestContext {
@@ -63,6 +65,7 @@ export interface IpcServerOptions {
 
 interface ConnState extends IpcConnection {
   socket: net.Socket;
+  closeHandlers: Array<() => void>;
   authed: boolean;
   busy: number;
 }
@@ -136,11 +139,24 @@ export class IpcServer {
       socket,
       authed: !this.opts.secret,
       busy: 0,
+      closeHandlers: [],
+      onClose(fn) {
+        this.closeHandlers.push(fn);
+      },
     };
     this.conns.add(conn);
     socket.setTimeout(this.opts.idleTimeoutMs ?? 300_000, () => socket.destroy());
     socket.on('error', () => {});
-    socket.on('close', () => this.conns.delete(conn));
+    socket.on('close', () => {
+      this.conns.delete(conn);
+      for (const fn of conn.closeHandlers.splice(0)) {
+        try {
+          fn();
+        } catch (err) {
+          this.opts.logger.error({ event: 'ipc.close_handler_error', err: String(err) }, 'close handler failed');
+        }
+      }
+    });
     this.serve(conn).catch((err: unknown) => {
       this.opts.logger.warn({ event: 'ipc.conn_error', err: String(err) }, 'connection failed');
       socket.destroy();

@@ -42,6 +42,9 @@ import { Spool } from './spool.js';
 
 const MAX_DEFER_S = 10 * 365 * 86400;
 
+/** Per IPC connection: the paths it popped and has not finished (see Queue.abandon). */
+const HELD = 'queued.held';
+
 export async function start(ctx: ServerContext): Promise<RunningServer> {
   const { config, logger } = ctx;
   const qc = config.queued;
@@ -107,8 +110,20 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
     handle: (c) => {
       const name = c.params[0]!;
       if (!isQueueName(name)) return badName(name);
-      const p = spool.peek(name)?.pop() ?? null;
-      if (p === null) return error();
+      const q = spool.peek(name);
+      const p = q?.pop(Date.now(), c.conn.id) ?? null;
+      if (p === null || !q) return error();
+      // A consumer that dies holding leases gives them back at once, not after lease_s.
+      let held = c.conn.data.get(HELD) as Map<string, typeof q> | undefined;
+      if (!held) {
+        const mine = new Map<string, typeof q>();
+        held = mine;
+        c.conn.data.set(HELD, mine);
+        c.conn.onClose(() => {
+          for (const [leasedPath, queue] of mine) queue.abandon(leasedPath, c.conn.id);
+        });
+      }
+      held.set(p, q);
       logger.debug({ event: 'queued.pop', qid: path.basename(p), queue: name }, 'message leased');
       return ok(p);
     },
@@ -123,6 +138,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
       if (!q) return error(`not a leased message of queue ${name}: ${p}`);
       try {
         const qid = await q.done(p);
+        (c.conn.data.get(HELD) as Map<string, unknown> | undefined)?.delete(p);
         logger.info({ event: 'queued.done', qid, queue: name }, 'message removed');
         return ok();
       } catch (err) {
@@ -142,6 +158,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
       if (!q) return error(`not a leased message of queue ${name}: ${p}`);
       try {
         const m = await q.defer(p, seconds, reason.slice(0, 1000));
+        (c.conn.data.get(HELD) as Map<string, unknown> | undefined)?.delete(p);
         logger.info({ event: 'queued.defer', qid: path.basename(p), queue: name, seconds, attempts: m.attempts, reason }, 'message deferred');
         return ok();
       } catch (err) {

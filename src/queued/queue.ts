@@ -63,6 +63,8 @@ export class Queue {
   private readonly ready = new Deque<string>();
   private readonly tombstones = new Set<string>();
   private readonly leased = new Map<string, number>();
+  /** Which IPC connection holds each lease (0 = unknown). */
+  private readonly owners = new Map<string, number>();
   private readonly deferred = new Set<string>();
   private readonly meta = new Map<string, Meta>();
   /** Armed: the next mail that becomes ready triggers an alert (a pop found the queue empty). */
@@ -143,8 +145,8 @@ export class Queue {
     return qid;
   }
 
-  /** pop - lease the oldest ready message; null (and alerts armed) when there is none. */
-  pop(now = Date.now()): string | null {
+  /** pop - lease the oldest ready message to OWNER; null (and alerts armed) when there is none. */
+  pop(now = Date.now(), owner = 0): string | null {
     for (;;) {
       const qid = this.ready.shift();
       if (qid === undefined) {
@@ -153,14 +155,26 @@ export class Queue {
       }
       if (this.tombstones.delete(qid)) continue;
       this.leased.set(qid, now + this.opts.leaseMs);
+      this.owners.set(qid, owner);
       return this.msgPath(qid);
     }
+  }
+
+  /**
+   * abandon - the connection that popped P went away without `done` or `defer` (the consumer
+   * crashed): end its lease now instead of after lease_s; the next tick makes it ready again.
+   * A lease since handed to someone else is left alone.
+   */
+  abandon(p: string, owner: number): void {
+    const qid = path.basename(p);
+    if (this.leased.has(qid) && this.owners.get(qid) === owner) this.leased.set(qid, 0);
   }
 
   /** done - the popper finished: remove the message for good. */
   async done(p: string): Promise<string> {
     const qid = this.leasedQid(p);
     this.leased.delete(qid);
+    this.owners.delete(qid);
     // Only a deferred message has a meta file; unlink, not rm, saves rimraf's extra lstat.
     if (this.meta.delete(qid)) await unlinkIfExists(path.join(this.metaDir, qid));
     await unlinkIfExists(this.msgPath(qid));
@@ -173,6 +187,7 @@ export class Queue {
   async defer(p: string, seconds: number, reason: string, now = Date.now()): Promise<Meta> {
     const qid = this.leasedQid(p);
     this.leased.delete(qid);
+    this.owners.delete(qid);
     const m: Meta = { attempts: (this.meta.get(qid)?.attempts ?? 0) + 1, reason, notBefore: now + Math.round(seconds * 1000) };
     try {
       await writeFileAtomic(path.join(this.metaDir, qid), JSON.stringify(m));
@@ -191,6 +206,7 @@ export class Queue {
     for (const [qid, until] of this.leased) {
       if (until > now) continue;
       this.leased.delete(qid);
+      this.owners.delete(qid);
       if (existsSync(this.msgPath(qid))) {
         back.push(qid);
         this.opts.logger.warn({ event: 'queued.lease_expired', qid, queue: this.name }, 'lease expired; message ready again');
