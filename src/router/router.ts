@@ -1,22 +1,16 @@
-// Router - the pop loop: alerts and a poll timer "kick" it; it pops `incoming` while fewer
-// than [router] concurrency messages are in hand, and hands each to deliverMessage.
+// Router - pops `incoming` through a QueueConsumer (alerts and a poll timer kick it; at most
+// [router] concurrency messages in hand) and hands each message to deliverMessage.
 
 import { IpcClient } from '../ipc/index.js';
 import type { Config } from '../config/schema.js';
 import { ipcClient } from '../shared/ipc-setup.js';
+import { QueueConsumer } from '../mail/queue-consumer.js';
 import type { Logger } from '../shared/log.js';
 import { type Clients, deliverMessage } from './deliver.js';
 
 export class Router {
   private readonly clients: Clients;
-  private active = 0;
-  private draining = false;
-  private again = false;
-  private closed = false;
-  private subscribed = false;
-  private callback = '';
-  private timer: NodeJS.Timeout | null = null;
-  private wake: (() => void) | null = null;
+  private readonly consumer: QueueConsumer;
   private nextMailbox = 0;
 
   constructor(
@@ -32,13 +26,24 @@ export class Router {
       mailboxd: () => mailboxd[this.nextMailbox++ % mailboxd.length]!,
       all: () => [this.clients.queued, this.clients.authd, this.clients.smtpOut, ...mailboxd],
     };
+    this.consumer = new QueueConsumer({
+      queued: this.clients.queued,
+      queue: 'incoming',
+      concurrency: () => this.config.router.concurrency,
+      pollMs: config.router.poll_s * 1000,
+      logger,
+      events: 'router',
+      take: async (file, release) => {
+        void deliverMessage(this.config, this.logger, this.clients, file)
+          .catch((err: unknown) => this.logger.error({ event: 'router.failed', file, err: String(err) }, 'message handling failed'))
+          .finally(release);
+      },
+    });
   }
 
   /** start - subscribe with our callback address, drain now and on every tick. */
   start(callback: string): void {
-    this.callback = callback;
-    this.timer = setInterval(() => this.tick(), this.config.router.poll_s * 1000);
-    this.tick();
+    this.consumer.start(callback);
   }
 
   reload(next: Config): void {
@@ -47,64 +52,12 @@ export class Router {
 
   /** kick - something may be waiting in `incoming`: drain (or drain again when done). */
   kick(): void {
-    if (this.closed) return;
-    if (this.draining) {
-      this.again = true;
-      return;
-    }
-    void this.drain();
+    this.consumer.kick();
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    if (this.timer) clearInterval(this.timer);
-    this.wake?.();
-    if (this.subscribed) await this.clients.queued.request('unsubscribe', ['incoming', this.callback]).catch(() => undefined);
-    const deadline = Date.now() + 10_000;
-    while (this.active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await this.consumer.close(10_000);
     for (const c of this.clients.all()) c.close();
-  }
-
-  private tick(): void {
-    if (!this.subscribed) void this.subscribe();
-    this.kick();
-  }
-
-  private async subscribe(): Promise<void> {
-    const r = await this.clients.queued.request('subscribe', ['incoming', this.callback]).catch((err: Error) => ({ ok: false, params: [err.message] }));
-    this.subscribed = r.ok;
-    if (!r.ok) this.logger.warn({ event: 'router.subscribe_failed', reason: r.params[0] }, 'cannot subscribe to incoming yet; polling');
-  }
-
-  private async drain(): Promise<void> {
-    this.draining = true;
-    try {
-      do {
-        this.again = false;
-        while (!this.closed) {
-          if (this.active >= this.config.router.concurrency) {
-            await new Promise<void>((r) => (this.wake = r));
-            continue;
-          }
-          const popped = await this.clients.queued.request('pop', ['incoming']);
-          if (!popped.ok || !popped.params[0]) break;
-          const file = popped.params[0];
-          this.active++;
-          void deliverMessage(this.config, this.logger, this.clients, file)
-            .catch((err: unknown) => this.logger.error({ event: 'router.failed', file, err: String(err) }, 'message handling failed'))
-            .finally(() => {
-              this.active--;
-              const w = this.wake;
-              this.wake = null;
-              w?.();
-            });
-        }
-      } while (this.again && !this.closed);
-    } catch (err) {
-      this.logger.warn({ event: 'router.pop_failed', err: String(err) }, 'cannot pop incoming; will retry');
-    } finally {
-      this.draining = false;
-    }
   }
 }
 

@@ -1,5 +1,5 @@
 // Outbound - the delivery engine of smtp-out. Named mechanisms, after Postfix's qmgr/smtp:
-//   pop loop        alerts + a poll timer pop `outgoing` while fewer than [smtp_out]
+//   pop loop        a QueueConsumer (src/mail): alerts + a poll timer pop `outgoing` while fewer than [smtp_out]
 //                   concurrency recipients are in hand
 //   destinations    jobs are grouped by next hop (route, relay or the domain's MX); each has its
 //                   own job list and at most destination_concurrency sessions
@@ -20,6 +20,7 @@ import type { Config } from '../config/schema.js';
 import { domainOf } from '../mail/address.js';
 import { queueBounce } from '../mail/bounce.js';
 import { type Envelope, readEnvelopeFile } from '../mail/envelope.js';
+import { QueueConsumer } from '../mail/queue-consumer.js';
 import { fileBody } from '../mail/spool.js';
 import { ipcClient } from '../shared/ipc-setup.js';
 import type { Logger } from '../shared/log.js';
@@ -28,6 +29,8 @@ import { DeliveryError, type Nexthop, nexthopFor } from './nexthop.js';
 import { Session, SmtpError } from './session.js';
 
 interface Job {
+  /** Frees this job's slot in the consumer once it is sent, deferred or bounced. */
+  release: () => void;
   file: string;
   qid: string;
   env: Envelope;
@@ -61,14 +64,8 @@ export class Outbound {
   readonly queued: IpcClient;
   private readonly authd: IpcClient;
   private readonly destinations = new Map<string, Destination>();
-  private inFlight = 0;
-  private draining = false;
-  private again = false;
+  private readonly consumer: QueueConsumer;
   private closed = false;
-  private subscribed = false;
-  private callback = '';
-  private timer: NodeJS.Timeout | null = null;
-  private wake: (() => void) | null = null;
 
   constructor(
     private config: Config,
@@ -76,12 +73,24 @@ export class Outbound {
   ) {
     this.queued = ipcClient(config, 'queued');
     this.authd = ipcClient(config, 'authd');
+    this.consumer = new QueueConsumer({
+      queued: this.queued,
+      queue: 'outgoing',
+      concurrency: () => this.config.smtp_out.concurrency,
+      pollMs: config.smtp_out.poll_s * 1000,
+      logger,
+      events: 'smtp-out',
+      // A job keeps its slot until it is sent, deferred or bounced (see succeed/fail).
+      take: (file, release) =>
+        this.load(file, release).catch((err: unknown) => {
+          this.logger.error({ event: 'smtp-out.load_failed', file, err: String(err) }, 'cannot load job');
+          release();
+        }),
+    });
   }
 
   start(callback: string): void {
-    this.callback = callback;
-    this.timer = setInterval(() => this.tick(), this.config.smtp_out.poll_s * 1000);
-    this.tick();
+    this.consumer.start(callback);
   }
 
   /** reload - new routes and credentials apply to the next session; cached ones are closed. */
@@ -96,21 +105,12 @@ export class Outbound {
   }
 
   kick(): void {
-    if (this.closed) return;
-    if (this.draining) {
-      this.again = true;
-      return;
-    }
-    void this.drain();
+    this.consumer.kick();
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.timer) clearInterval(this.timer);
-    this.wake?.();
-    if (this.subscribed) await this.queued.request('unsubscribe', ['outgoing', this.callback]).catch(() => undefined);
-    const deadline = Date.now() + 5000;
-    while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await this.consumer.close(5000);
     for (const d of this.destinations.values()) {
       for (const i of d.idle.splice(0)) {
         clearTimeout(i.timer);
@@ -121,53 +121,8 @@ export class Outbound {
     this.authd.close();
   }
 
-  private tick(): void {
-    if (!this.subscribed) void this.subscribe();
-    this.kick();
-  }
-
-  private async subscribe(): Promise<void> {
-    const r = await this.queued.request('subscribe', ['outgoing', this.callback]).catch((err: Error) => ({ ok: false, params: [err.message] }));
-    this.subscribed = r.ok;
-    if (!r.ok) this.logger.warn({ event: 'smtp-out.subscribe_failed', reason: r.params[0] }, 'cannot subscribe to outgoing yet; polling');
-  }
-
-  // The pop loop.
-  private async drain(): Promise<void> {
-    this.draining = true;
-    try {
-      do {
-        this.again = false;
-        while (!this.closed) {
-          if (this.inFlight >= this.config.smtp_out.concurrency) {
-            await new Promise<void>((r) => (this.wake = r));
-            continue;
-          }
-          const popped = await this.queued.request('pop', ['outgoing']);
-          if (!popped.ok || !popped.params[0]) break;
-          this.inFlight++;
-          await this.load(popped.params[0]).catch((err: unknown) => {
-            this.logger.error({ event: 'smtp-out.load_failed', file: popped.params[0], err: String(err) }, 'cannot load job');
-            this.release();
-          });
-        }
-      } while (this.again && !this.closed);
-    } catch (err) {
-      this.logger.warn({ event: 'smtp-out.pop_failed', err: String(err) }, 'cannot pop outgoing; will retry');
-    } finally {
-      this.draining = false;
-    }
-  }
-
-  private release(): void {
-    this.inFlight--;
-    const w = this.wake;
-    this.wake = null;
-    w?.();
-  }
-
   /** load - read a popped file and put it on its destination's job list. */
-  private async load(file: string): Promise<void> {
+  private async load(file: string, release: () => void): Promise<void> {
     let parsed;
     try {
       parsed = await readEnvelopeFile(file);
@@ -176,12 +131,13 @@ export class Outbound {
       this.logger.error({ event: 'smtp-out.bad_file', qid: path.basename(file), err: String(err) }, gone ? 'queue file vanished' : 'unreadable queue file');
       if (gone) await this.queued.request('done', ['outgoing', file]).catch(() => undefined);
       else await this.queued.request('defer', ['outgoing', file, '3600', `unreadable queue file: ${String(err)}`]).catch(() => undefined);
-      this.release();
+      release();
       return;
     }
     const env = parsed.envelope;
     const rcpt = env.rcpt[0] ?? '';
     const job: Job = {
+      release,
       file,
       qid: env.qid,
       env,
@@ -338,7 +294,7 @@ export class Outbound {
     } catch (err) {
       this.logger.warn({ event: 'smtp-out.done_failed', qid: job.qid, err: String(err) }, 'done failed');
     } finally {
-      this.release();
+      job.release();
     }
   }
 
@@ -376,7 +332,7 @@ export class Outbound {
     } catch (err) {
       this.logger.warn({ event: 'smtp-out.fail_failed', qid: job.qid, err: String(err) }, 'could not record the failure; the lease will expire');
     } finally {
-      this.release();
+      job.release();
     }
   }
 
