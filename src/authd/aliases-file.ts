@@ -4,7 +4,7 @@
 // are allowed. A malformed line is reported with its number and skipped.
 
 import { canonicalUser, isSafeUserName } from '../mail/address.js';
-import { type LineProblem, splitLines } from './users-file.js';
+import { type LineProblem, parseEntries, splitLines } from './users-file.js';
 
 export interface AliasEntry {
   alias: string;
@@ -14,26 +14,8 @@ export interface AliasEntry {
 
 /** parseAliases - entries in file order (first of duplicates wins) and the lines skipped. */
 export function parseAliases(text: string): { aliases: AliasEntry[]; problems: LineProblem[] } {
-  const aliases: AliasEntry[] = [];
-  const problems: LineProblem[] = [];
-  const seen = new Set<string>();
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const raw = lines[i]!.replace(/\r$/, '');
-    if (raw.trim() === '' || raw.trimStart().startsWith('#')) continue;
-    const r = parseAliasLine(raw);
-    if ('reason' in r) {
-      problems.push({ line: i + 1, reason: r.reason });
-      continue;
-    }
-    if (seen.has(r.alias)) {
-      problems.push({ line: i + 1, reason: `duplicate alias ${r.alias} (the first one is used)` });
-      continue;
-    }
-    seen.add(r.alias);
-    aliases.push({ ...r, line: i + 1 });
-  }
-  return { aliases, problems };
+  const { entries, problems } = parseEntries(text, parseAliasLine, (a) => a.alias, 'alias');
+  return { aliases: entries, problems };
 }
 
 /** parseAliasLine - `alias: t1, t2` or why it is malformed. */

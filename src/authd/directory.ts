@@ -6,12 +6,13 @@
 // reload happen sooner. A new snapshot is built completely, then swapped in, so a request sees
 // either the old files or the new ones, never half of each.
 
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 
 import type { Logger } from 'pino';
 
 import { canonicalUser, domainOf, isSafeUserName, localPartOf } from '../mail/address.js';
 import { parseAliases } from './aliases-file.js';
+import { readText } from './files.js';
 import type { AuthdConfig } from './config.js';
 import { isSupportedScheme } from './password.js';
 import { parseUsers } from './users-file.js';
@@ -158,12 +159,3 @@ function fileStamp(file: string): string {
   return st ? `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}` : 'none';
 }
 
-/** readText - a file's text; a missing file is empty (no users yet), other errors throw. */
-function readText(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
-    throw err;
-  }
-}

@@ -20,28 +20,44 @@ export interface LineProblem {
   reason: string;
 }
 
-/** parseUsers - entries in file order (first of duplicates wins) and the lines skipped. */
-export function parseUsers(text: string): { users: UserEntry[]; problems: LineProblem[] } {
-  const users: UserEntry[] = [];
+/**
+ * parseEntries - the data lines of a users or aliases file, in file order: blank lines and
+ * `#` comments skipped, a malformed line or a repeated KEY reported by line number (the first
+ * of duplicates wins).
+ */
+export function parseEntries<T extends object>(
+  text: string,
+  parseLine: (raw: string) => T | { reason: string },
+  keyOf: (entry: T) => string,
+  noun: string,
+): { entries: Array<T & { line: number }>; problems: LineProblem[] } {
+  const entries: Array<T & { line: number }> = [];
   const problems: LineProblem[] = [];
   const seen = new Set<string>();
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
     const raw = lines[i]!.replace(/\r$/, '');
     if (raw.trim() === '' || raw.trimStart().startsWith('#')) continue;
-    const r = parseUserLine(raw);
+    const r = parseLine(raw);
     if ('reason' in r) {
       problems.push({ line: i + 1, reason: r.reason });
       continue;
     }
-    if (seen.has(r.user)) {
-      problems.push({ line: i + 1, reason: `duplicate user ${r.user} (the first one is used)` });
+    const key = keyOf(r as T);
+    if (seen.has(key)) {
+      problems.push({ line: i + 1, reason: `duplicate ${noun} ${key} (the first one is used)` });
       continue;
     }
-    seen.add(r.user);
-    users.push({ ...r, line: i + 1 });
+    seen.add(key);
+    entries.push({ ...(r as T), line: i + 1 });
   }
-  return { users, problems };
+  return { entries, problems };
+}
+
+/** parseUsers - entries in file order (first of duplicates wins) and the lines skipped. */
+export function parseUsers(text: string): { users: UserEntry[]; problems: LineProblem[] } {
+  const { entries, problems } = parseEntries(text, parseUserLine, (u) => u.user, 'user');
+  return { users: entries, problems };
 }
 
 /** parseUserLine - one non-comment line: its user and password, or why it is malformed. */

@@ -3,7 +3,6 @@
 // Passwords come from --password-stdin or a hidden prompt on a terminal, never from argv
 // (argv is visible to every local user in `ps`).
 
-import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 
@@ -14,7 +13,7 @@ import type { Config } from '../config/schema.js';
 import { canonicalUser, isSafeUserName } from '../mail/address.js';
 import { deleteAlias, parseAliases, setAlias } from '../authd/aliases-file.js';
 import { editFile } from '../authd/edit.js';
-import { argon2Params, usersFiles } from '../authd/files.js';
+import { argon2Params, readText, usersFiles } from '../authd/files.js';
 import { hashPassword, schemeOf } from '../authd/password.js';
 import { deleteUser, parseUsers, setUser } from '../authd/users-file.js';
 
@@ -142,14 +141,6 @@ function checkName(address: string): string {
   return name;
 }
 
-function readText(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
-    throw err;
-  }
-}
 
 const readUsers = (file: string) => parseUsers(readText(file)).users;
 const readAliases = (file: string) => parseAliases(readText(file)).aliases;
