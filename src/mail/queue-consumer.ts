@@ -3,7 +3,7 @@
 // a timer as well so nothing waits for an alert that was lost, and pop while fewer than
 // `concurrency` messages are in hand.
 
-import type { IpcClient } from '../ipc/index.js';
+import { type HandlerSpec, type IpcClient, error, ok } from '../ipc/index.js';
 import type { Logger } from '../shared/log.js';
 
 export interface QueueConsumerOptions {
@@ -110,4 +110,16 @@ export class QueueConsumer {
       this.draining = false;
     }
   }
+}
+
+/** alertHandler - the `alert: QUEUE` message queued sends to a subscriber: kick the consumer. */
+export function alertHandler(queue: string, consumer: { kick(): void }): HandlerSpec {
+  return {
+    params: 1,
+    handle: (c) => {
+      if (c.params[0] !== queue) return error(`not subscribed to ${c.params[0]}`);
+      consumer.kick();
+      return ok();
+    },
+  };
 }

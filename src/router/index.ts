@@ -14,7 +14,7 @@
 // Security: reads only queue files queued hands out; recipients are checked by authd; the
 //   IPC endpoint answers only `alert`, which merely triggers a pop.
 
-import { error, ok } from '../ipc/index.js';
+import { alertHandler } from '../mail/queue-consumer.js';
 import type { Config } from '../config/schema.js';
 import { createIpcServer } from '../shared/ipc-setup.js';
 import type { RunningServer, ServerContext } from '../shared/server-module.js';
@@ -25,14 +25,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
   const { config, logger } = ctx;
   const router = new Router(config, logger);
   const server = createIpcServer(config, 'router', logger);
-  server.on('alert', {
-    params: 1,
-    handle: (c) => {
-      if (c.params[0] !== 'incoming') return error(`not subscribed to ${c.params[0]}`);
-      router.kick();
-      return ok();
-    },
-  });
+  server.on('alert', alertHandler('incoming', router));
   const address = await server.listen(config.ipc.router);
   router.start(address);
   return {

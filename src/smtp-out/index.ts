@@ -17,7 +17,7 @@
 
 import path from 'node:path';
 
-import { error, ok } from '../ipc/index.js';
+import { alertHandler } from '../mail/queue-consumer.js';
 import { dataPath } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { createIpcServer } from '../shared/ipc-setup.js';
@@ -32,14 +32,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
   const deps = { queued: outbound.queued, spoolDir: path.resolve(dataPath(config, config.queued.spool)), logger };
   const server = createIpcServer(config, 'smtp-out', logger);
   server.on('send', { params: 3, handle: (c) => acceptSend(deps, c.params[0]!, c.params[1]!, c.params[2]!) });
-  server.on('alert', {
-    params: 1,
-    handle: (c) => {
-      if (c.params[0] !== 'outgoing') return error(`not subscribed to ${c.params[0]}`);
-      outbound.kick();
-      return ok();
-    },
-  });
+  server.on('alert', alertHandler('outgoing', outbound));
   const address = await server.listen(config.ipc.smtp_out);
   outbound.start(address);
   return {
