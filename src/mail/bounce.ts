@@ -11,6 +11,7 @@ import type { IpcClient } from '../ipc/index.js';
 import { domainOf } from './address.js';
 import { type DsnRecipient, buildDsn, headerBlock } from './dsn.js';
 import type { Envelope } from './envelope.js';
+import { derivedQueueId } from './queue-id.js';
 import { spoolMessage } from './spool.js';
 
 export type BounceOutcome = { kind: 'bounce' | 'double'; to: string; qid: string } | { kind: 'dropped'; reason: string };
@@ -42,8 +43,11 @@ export async function queueBounce(ctx: BounceContext, file: string, env: Envelop
   }
   const headers = await readHeaders(file, bodyOffset);
   const body = buildDsn({ hostname: ctx.hostname, qid: env.qid, to, arrival: env.time, recipients: failed, headers });
+  // Same message, same failed recipients -> same qid: a bounce queued again after a crash is
+  // recognised by mailboxd (exactly-once local delivery) instead of stored twice.
+  const bounceQid = derivedQueueId('bounce', env.qid, kind, ...failed.map((f) => f.rcpt).sort());
   const bounceEnv: Envelope = {
-    qid: '',
+    qid: bounceQid,
     from: '',
     rcpt: [to],
     client: '',

@@ -2,6 +2,12 @@
 // on `outgoing`): subscribe with a callback address so queued's `alert` can "kick" it, poll on
 // a timer as well so nothing waits for an alert that was lost, and pop while fewer than
 // `concurrency` messages are in hand.
+//
+// Lease renewal ("heartbeat"): a message still in hand half a second after its pop gets a
+// `renew` (queued's default lease length), then again whenever a third of the lease queued
+// reported is left, until it is released. So a slow delivery (a remote server that takes
+// minutes) keeps its lease and is never handed to a second consumer while it is alive; a
+// consumer that dies stops renewing (and its connection closing gives the leases back).
 
 import { type HandlerSpec, type IpcClient, error, ok } from '../ipc/index.js';
 import type { Logger } from '../shared/log.js';
@@ -19,8 +25,15 @@ export interface QueueConsumerOptions {
   take(path: string, release: () => void): Promise<void>;
 }
 
+/** First renewal of a message still in hand, after its pop. */
+const FIRST_RENEW_MS = 500;
+const MIN_RENEW_MS = 250;
+
 export class QueueConsumer {
   private active = 0;
+  /** Paths in hand -> when to renew their lease next. */
+  private readonly leases = new Map<string, number>();
+  private renewTimer: NodeJS.Timeout | null = null;
   private draining = false;
   private again = false;
   private closed = false;
@@ -40,6 +53,8 @@ export class QueueConsumer {
   start(callback: string): void {
     this.callback = callback;
     this.timer = setInterval(() => this.tick(), this.opts.pollMs);
+    this.renewTimer = setInterval(() => this.renewDue(), MIN_RENEW_MS);
+    this.renewTimer.unref();
     this.tick();
   }
 
@@ -58,9 +73,34 @@ export class QueueConsumer {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.wake?.();
+    // Leases stay renewed while the messages in hand finish (below), then the timer stops.
     if (this.subscribed) await this.opts.queued.request('unsubscribe', [this.opts.queue, this.callback]).catch(() => undefined);
     const deadline = Date.now() + graceMs;
     while (this.active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    if (this.renewTimer) clearInterval(this.renewTimer);
+  }
+
+  /** renewDue - renew the lease of every message in hand whose renewal is due. */
+  private renewDue(): void {
+    const now = Date.now();
+    for (const [file, at] of this.leases) {
+      if (at > now) continue;
+      this.leases.set(file, Number.POSITIVE_INFINITY); // one renewal in flight at a time
+      this.opts.queued.request('renew', [this.opts.queue, file]).then(
+        (r) => {
+          if (!this.leases.has(file)) return;
+          if (r.ok) {
+            const left = Number(r.params[0]) * 1000;
+            this.leases.set(file, Date.now() + Math.max(MIN_RENEW_MS, (Number.isFinite(left) ? left : 0) / 3));
+            return;
+          }
+          this.leases.delete(file);
+          this.opts.logger.warn({ event: `${this.opts.events}.lease_lost`, file, reason: r.params[0] }, 'lease could not be renewed; the message may be delivered twice');
+        },
+        // queued unreachable: try again on the next tick (a restarted queued lost the lease anyway).
+        () => this.leases.has(file) && this.leases.set(file, Date.now() + MIN_RENEW_MS),
+      );
+    }
   }
 
   private tick(): void {
@@ -96,10 +136,13 @@ export class QueueConsumer {
           const popped = await this.opts.queued.request('pop', [this.opts.queue]);
           if (!popped.ok || !popped.params[0]) break;
           this.active++;
+          const file = popped.params[0];
+          this.leases.set(file, Date.now() + FIRST_RENEW_MS);
           let released = false;
-          await this.opts.take(popped.params[0], () => {
+          await this.opts.take(file, () => {
             if (released) return;
             released = true;
+            this.leases.delete(file);
             this.release();
           });
         }

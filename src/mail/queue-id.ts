@@ -1,7 +1,7 @@
 // Queue ids: short, unique, roughly time-ordered (like Postfix's long queue ids), safe in file
 // names and log lines. 8 base-32 characters of milliseconds + 6 of randomness.
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 const ALPHABET = '0123456789BCDFGHJKLMNPQRSTVWXYZ';
 
@@ -18,4 +18,16 @@ function base(n: number, width: number): string {
 export function newQueueId(now = Date.now()): string {
   const r = randomBytes(4).readUInt32BE(0);
   return base(now, 9) + base(r, 6);
+}
+
+/**
+ * derivedQueueId - a queue id that is a function of PARTS (same shape as newQueueId's), for
+ * mail we generate: a bounce of the same failure queued twice (a crash before `done`) carries
+ * the same qid both times, so mailboxd stores it once.
+ */
+export function derivedQueueId(...parts: string[]): string {
+  const h = createHash('sha256').update(parts.join('\u0000')).digest();
+  let s = '';
+  for (let i = 0; i < 15; i++) s += ALPHABET[h[i]! % ALPHABET.length]!;
+  return s;
 }

@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 
 import type { Logger } from 'pino';
 
-import { type HandlerSpec, type IpcClient, type IpcConnection, type Reply, error, multiLine, ok, rawData } from '../ipc/index.js';
+import { type HandlerSpec, type IpcClient, type IpcConnection, type Reply, errnoStatus, error, failure, multiLine, ok, rawData } from '../ipc/index.js';
 import type { MailboxdConfig } from './config.js';
 import { deliveredToHeader, withDeliveredTo } from './delivered-to.js';
 import { DirSyncer, Maildir } from './maildir.js';
@@ -45,7 +45,7 @@ export class MailboxService {
   /** handlers - the message table. */
   handlers(): Record<string, HandlerSpec> {
     return {
-      store: { params: 3, rawInput: true, handle: (ctx) => this.store(ctx.params, ctx.send, ctx.receiveRaw) },
+      store: { params: [3, 4], rawInput: true, handle: (ctx) => this.store(ctx.params, ctx.send, ctx.receiveRaw) },
       list: { params: 1, handle: (ctx) => inOrder(ctx.conn, () => this.list(ctx.conn, ctx.params[0]!)) },
       retr: { params: 2, handle: (ctx) => inOrder(ctx.conn, () => this.retr(ctx.conn, ctx.params[0]!, ctx.params[1]!)) },
       dele: { params: 2, handle: (ctx) => inOrder(ctx.conn, () => this.dele(ctx.conn, ctx.params[0]!, ctx.params[1]!)) },
@@ -68,13 +68,13 @@ export class MailboxService {
     receiveRaw: (len: number) => Readable,
   ): Promise<Reply> {
     const [to, recipient, lengthText] = params as [string, string, string];
-    if (!/^\d{1,15}$/.test(lengthText)) return error('bad length');
+    if (!/^\d{1,15}$/.test(lengthText)) return failure('5.5.4', 'bad length');
     const length = Number(lengthText);
-    if (length > this.limits.max_message_size) return error(`message too large: limit is ${this.limits.max_message_size} bytes`);
+    if (length > this.limits.max_message_size) return failure('5.3.4', `message too large: limit is ${this.limits.max_message_size} bytes`);
     // RECIPIENT becomes a header line: no control characters (no header injection).
-    if (recipient.length === 0 || recipient.length > 998 || /[\x00-\x1f\x7f]/.test(recipient)) return error('bad recipient');
+    if (recipient.length === 0 || recipient.length > 998 || /[\x00-\x1f\x7f]/.test(recipient)) return failure('5.1.3', 'bad recipient');
     const check = await checkUser(this.authd, to);
-    if (!check.ok) return error(check.message);
+    if (!check.ok) return failure(check.status, check.message);
     const user = check.user;
     const header = deliveredToHeader(recipient);
     const size = length + header.length;
@@ -86,7 +86,7 @@ export class MailboxService {
         const used = (await box.usage()) + (this.inFlight.get(user) ?? 0);
         if (used + size > this.limits.quota_bytes) {
           this.logger.info({ event: 'mailboxd.quota_exceeded', user, used, size }, 'quota exceeded');
-          return error('quota exceeded');
+          return failure('5.2.2', 'quota exceeded');
         }
         reserved = size;
         this.inFlight.set(user, (this.inFlight.get(user) ?? 0) + size);
@@ -100,8 +100,9 @@ export class MailboxService {
         this.logger.info({ event: 'mailboxd.stored', user, recipient, size, uid: entry.uid }, 'stored');
         return ok();
       } catch (err) {
+        // A full disk (4.3.1) or any other write failure: the router defers and tries again.
         this.logger.warn({ event: 'mailboxd.store_failed', user, recipient, err: String(err) }, 'store failed');
-        return error('store failed');
+        return failure(errnoStatus(err), 'store failed');
       }
     } finally {
       if (reserved) this.inFlight.set(user, (this.inFlight.get(user) ?? 0) - reserved);

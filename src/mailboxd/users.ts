@@ -23,7 +23,8 @@ export function userDir(root: string, user: string): string {
   return dir;
 }
 
-export type UserCheck = { ok: true; user: string } | { ok: false; message: string };
+/** A refusal carries its enhanced status code: 5.1.x the name is wrong, 4.x try again later. */
+export type UserCheck = { ok: true; user: string } | { ok: false; status: string; message: string };
 
 /**
  * checkUser - safe name, and a mailbox user of its own in authd: `resolve: USER` must list USER
@@ -33,14 +34,14 @@ export type UserCheck = { ok: true; user: string } | { ok: false; message: strin
  */
 export async function checkUser(authd: IpcClient, raw: string): Promise<UserCheck> {
   const user = safeUser(raw);
-  if (!user) return { ok: false, message: 'bad user name' };
+  if (!user) return { ok: false, status: '5.1.3', message: 'bad user name' };
   try {
     const r = await authd.request('resolve', [user]);
-    if (r.ok) return r.params.some((u) => canonicalUser(u) === user) ? { ok: true, user } : { ok: false, message: `${user} is not a mailbox (an alias)` };
-    if (!/^unknown message/.test(r.params[0] ?? '')) return { ok: false, message: `unknown user ${user}` };
+    if (r.ok) return r.params.some((u) => canonicalUser(u) === user) ? { ok: true, user } : { ok: false, status: '5.1.1', message: `${user} is not a mailbox (an alias)` };
+    if (!/^unknown message/.test(r.params[0] ?? '')) return { ok: false, status: '5.1.1', message: `unknown user ${user}` };
     const v = await authd.request('verify', [user]);
-    return v.ok ? { ok: true, user } : { ok: false, message: `unknown user ${user}` };
+    return v.ok ? { ok: true, user } : { ok: false, status: '5.1.1', message: `unknown user ${user}` };
   } catch {
-    return { ok: false, message: 'user database unavailable, try again later' };
+    return { ok: false, status: '4.4.3', message: 'user database unavailable, try again later' };
   }
 }

@@ -11,6 +11,8 @@
 //   pop: QUEUE                          -> ok: PATH (DATA/queue/QUEUE/msg/QID), leased; or `error`
 //   done: QUEUE ; PATH                  -> ok; the file is removed (leased paths only)
 //   defer: QUEUE ; PATH ; SECONDS [; REASON] -> ok; ready again after SECONDS (persisted)
+//   renew: QUEUE ; PATH [; SECONDS]     -> ok: LEFT; the popper's lease now ends SECONDS (default
+//                                          lease_s) from now, never earlier (in memory only)
 //   subscribe: QUEUE ; CALLBACK         -> ok; CALLBACK (socket:// or unix://) gets `alert: QUEUE`
 //   unsubscribe / unsuscribe: QUEUE ; CALLBACK -> ok, or error when not subscribed
 //   admin (fmail queue): qstats (multi-line `queue: NAME ; ready=N ; leased=N ; deferred=N ;
@@ -29,7 +31,7 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 
-import { error, ok } from '../ipc/index.js';
+import { error, failure, ok } from '../ipc/index.js';
 import { dataPath } from '../config/load.js';
 import { createIpcServer } from '../shared/ipc-setup.js';
 import { queueSize } from '../shared/metrics.js';
@@ -41,6 +43,8 @@ import { QueueError } from './queue.js';
 import { Spool } from './spool.js';
 
 const MAX_DEFER_S = 10 * 365 * 86400;
+/** Longest lease a `renew` may ask for: a day (a holder that dies is noticed by its connection). */
+const MAX_LEASE_S = 86400;
 
 /** Per IPC connection: the paths it popped and has not finished (see Queue.abandon). */
 const HELD = 'queued.held';
@@ -72,9 +76,9 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
   logger.info({ event: 'queued.started', queues: spool.all().length, ms: Date.now() - t0 }, 'spool recovered');
 
   const server = createIpcServer(config, 'queued', logger);
-  const badName = (name: string) => error(`bad queue name: ${name.slice(0, 100)}`);
+  const badName = (name: string) => failure('5.5.4', `bad queue name: ${name.slice(0, 100)}`);
   const fail = (err: unknown) => {
-    if (err instanceof QueueError) return error(err.message);
+    if (err instanceof QueueError) return failure(err.status, err.message);
     throw err;
   };
 
@@ -94,7 +98,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
       const [name, p] = c.params as [string, string];
       if (!isQueueName(name)) return badName(name);
       const q = spool.peek(name);
-      if (!q) return error(`not an open slot of queue ${name}: ${p}`);
+      if (!q) return failure('5.5.4', `not an open slot of queue ${name}: ${p}`);
       try {
         const qid = await q.push(p);
         logger.info({ event: 'queued.push', qid, queue: name }, 'message queued');
@@ -135,12 +139,31 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
       const [name, p] = c.params as [string, string];
       if (!isQueueName(name)) return badName(name);
       const q = spool.peek(name);
-      if (!q) return error(`not a leased message of queue ${name}: ${p}`);
+      if (!q) return failure('5.5.4', `not a leased message of queue ${name}: ${p}`);
       try {
         const qid = await q.done(p);
         (c.conn.data.get(HELD) as Map<string, unknown> | undefined)?.delete(p);
         logger.info({ event: 'queued.done', qid, queue: name }, 'message removed');
         return ok();
+      } catch (err) {
+        return fail(err);
+      }
+    },
+  });
+
+  server.on('renew', {
+    params: [2, 3],
+    handle: (c) => {
+      const [name, p, secs] = c.params as [string, string, string?];
+      if (!isQueueName(name)) return badName(name);
+      const seconds = secs === undefined ? undefined : Number(secs);
+      if (secs !== undefined && (!/^\d+(\.\d+)?$/.test(secs) || !(seconds! > 0 && seconds! <= MAX_LEASE_S))) return failure('5.5.4', `bad SECONDS: ${secs.slice(0, 40)}`);
+      const q = spool.peek(name);
+      if (!q) return failure('5.5.4', `not a leased message of queue ${name}: ${p}`);
+      try {
+        const left = q.renew(p, c.conn.id, seconds);
+        logger.debug({ event: 'queued.renew', qid: path.basename(p), queue: name, seconds: left }, 'lease renewed');
+        return ok(String(Math.floor(left)));
       } catch (err) {
         return fail(err);
       }
@@ -153,9 +176,9 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
       const [name, p, secs, reason = ''] = c.params as [string, string, string, string?];
       if (!isQueueName(name)) return badName(name);
       const seconds = Number(secs);
-      if (!/^\d+(\.\d+)?$/.test(secs) || !(seconds <= MAX_DEFER_S)) return error(`bad SECONDS: ${secs.slice(0, 40)}`);
+      if (!/^\d+(\.\d+)?$/.test(secs) || !(seconds <= MAX_DEFER_S)) return failure('5.5.4', `bad SECONDS: ${secs.slice(0, 40)}`);
       const q = spool.peek(name);
-      if (!q) return error(`not a leased message of queue ${name}: ${p}`);
+      if (!q) return failure('5.5.4', `not a leased message of queue ${name}: ${p}`);
       try {
         const m = await q.defer(p, seconds, reason.slice(0, 1000));
         (c.conn.data.get(HELD) as Map<string, unknown> | undefined)?.delete(p);
@@ -175,7 +198,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
       try {
         await alerter.subscribe(name, cb);
       } catch (err) {
-        return error(`bad callback: ${(err as Error).message}`);
+        return failure('5.5.4', `bad callback: ${(err as Error).message}`);
       }
       logger.info({ event: 'queued.subscribe', queue: name, callback: cb }, 'subscribed');
       // A new subscriber of a queue with mail waiting hears about it at once.
@@ -190,7 +213,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
       handle: async (c) => {
         const [name, cb] = c.params as [string, string];
         if (!isQueueName(name)) return badName(name);
-        if (!(await alerter.unsubscribe(name, cb))) return error(`not subscribed: ${name} ; ${cb}`);
+        if (!(await alerter.unsubscribe(name, cb))) return failure('5.5.4', `not subscribed: ${name} ; ${cb}`);
         logger.info({ event: 'queued.unsubscribe', queue: name, callback: cb }, 'unsubscribed');
         return ok();
       },

@@ -16,6 +16,7 @@
 import { existsSync, lstatSync, promises as fsp, readFileSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 
+import { errnoStatus } from '../ipc/index.js';
 import { writeFileAtomic } from '../shared/fsutil.js';
 import type { Logger } from '../shared/log.js';
 import { newQueueId } from '../mail/queue-id.js';
@@ -43,7 +44,15 @@ export interface ListedMessage {
   meta?: Meta;
 }
 
-export class QueueError extends Error {}
+/** A refusal with its enhanced status code: 5.5.4 a path or name we did not hand out, 4.3.x a disk failure. */
+export class QueueError extends Error {
+  constructor(
+    message: string,
+    readonly status = '5.5.4',
+  ) {
+    super(message);
+  }
+}
 
 export interface QueueOptions {
   leaseMs: number;
@@ -135,11 +144,11 @@ export class Queue {
     } catch (err) {
       if (!renamed) {
         this.slots.set(qid, issued);
-        throw err instanceof QueueError ? err : new QueueError(`push failed: ${(err as Error).message}`);
+        throw err instanceof QueueError ? err : new QueueError(`push failed: ${(err as Error).message}`, errnoStatus(err));
       }
       // Renamed but the folder flush failed: the message is queued, just not known durable.
       this.makeReady([qid]);
-      throw new QueueError(`push not durable: ${(err as Error).message}`);
+      throw new QueueError(`push not durable: ${(err as Error).message}`, errnoStatus(err));
     }
     this.makeReady([qid]);
     return qid;
@@ -170,6 +179,20 @@ export class Queue {
     if (this.leased.has(qid) && this.owners.get(qid) === owner) this.leased.set(qid, 0);
   }
 
+  /**
+   * renew - the holder of P's lease is still at work: the lease now ends SECONDS from now
+   * (default lease_s), never earlier than it did. Only the connection that popped P may renew.
+   * Returns the seconds the lease has left.
+   */
+  renew(p: string, owner: number, seconds?: number, now = Date.now()): number {
+    const qid = this.leasedQid(p);
+    const holder = this.owners.get(qid) ?? 0;
+    if (holder !== 0 && owner !== 0 && holder !== owner) throw new QueueError(`not a leased message of queue ${this.name}: ${p}`);
+    const until = Math.max(this.leased.get(qid)!, now + (seconds === undefined ? this.opts.leaseMs : Math.round(seconds * 1000)));
+    this.leased.set(qid, until);
+    return Math.max(0, (until - now) / 1000);
+  }
+
   /** done - the popper finished: remove the message for good. */
   async done(p: string): Promise<string> {
     const qid = this.leasedQid(p);
@@ -193,7 +216,7 @@ export class Queue {
       await writeFileAtomic(path.join(this.metaDir, qid), JSON.stringify(m));
     } catch (err) {
       this.makeReady([], [qid]);
-      throw new QueueError(`defer failed: ${(err as Error).message}`);
+      throw new QueueError(`defer failed: ${(err as Error).message}`, errnoStatus(err));
     }
     this.meta.set(qid, m);
     this.deferred.add(qid);

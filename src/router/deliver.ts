@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { Readable } from 'node:stream';
 
-import type { IpcClient } from '../ipc/index.js';
+import { type IpcClient, errorStatus } from '../ipc/index.js';
 import type { Config } from '../config/schema.js';
 import { domainOf } from '../mail/address.js';
 import { queueBounce } from '../mail/bounce.js';
@@ -131,7 +131,7 @@ async function deliverRecipient(job: Job, rcpt: string): Promise<Outcome> {
   if (local.ok) return { rcpt, kind: 'perm', status: '5.1.1', diagnostic: `550 5.1.1 <${rcpt}>: Recipient address rejected: User unknown` };
   try {
     const r = await clients.smtpOut.request('send', [job.env.from, rcpt, job.file]);
-    if (!r.ok) return { rcpt, kind: 'temp', status: '4.3.0', diagnostic: `smtp-out: ${r.params[0] ?? 'refused'}` };
+    if (!r.ok) return classifyError(rcpt, 'smtp-out', r.params[0] ?? '');
   } catch (err) {
     return { rcpt, kind: 'temp', status: '4.4.3', diagnostic: `smtp-out unavailable: ${(err as Error).message}` };
   }
@@ -152,22 +152,26 @@ async function storeLocal(job: Job, user: string, rcpt: string): Promise<Outcome
     })(),
   );
   try {
-    const r = await job.clients.mailboxd().store('store', [user, rcpt, String(length)], body, length);
+    // The qid makes the store idempotent: after a crash before `done`, mailboxd recognises the
+    // (qid, recipient) it already stored and answers `ok` without a second copy.
+    const r = await job.clients.mailboxd().store('store', [user, rcpt, String(length), job.qid], body, length);
     if (r.ok) return { rcpt, kind: 'ok' };
-    const text = r.params[0] ?? 'refused';
-    return classifyMailboxError(rcpt, text);
+    return classifyError(rcpt, 'mailboxd', r.params[0] ?? '');
   } catch (err) {
     body.destroy();
     return { rcpt, kind: 'temp', status: '4.4.3', diagnostic: `mailboxd unavailable: ${(err as Error).message}` };
   }
 }
 
-/** classifyMailboxError - mailboxd's refusals that retrying cannot fix are permanent. */
-export function classifyMailboxError(rcpt: string, text: string): Outcome {
-  if (/quota|full/i.test(text)) return { rcpt, kind: 'perm', status: '5.2.2', diagnostic: `552 5.2.2 mailbox full: ${text}` };
-  if (/too (big|large)|size/i.test(text)) return { rcpt, kind: 'perm', status: '5.3.4', diagnostic: `552 5.3.4 message too big: ${text}` };
-  if (/unknown|no such|not exist|invalid user|bad user/i.test(text)) return { rcpt, kind: 'perm', status: '5.1.1', diagnostic: `550 5.1.1 ${text}` };
-  return { rcpt, kind: 'temp', status: '4.3.0', diagnostic: `mailboxd: ${text}` };
+/**
+ * classifyError - a refusal by mailboxd or smtp-out, decided by its enhanced status code
+ * (`error: 5.2.2 quota exceeded`): class 5 bounces, class 4 (or no code) is tried again.
+ */
+export function classifyError(rcpt: string, server: string, message: string): Outcome {
+  const e = errorStatus(message || 'refused');
+  const basic = e.status.startsWith('5.2') || e.status.startsWith('5.3') ? 552 : 550;
+  if (e.permanent) return { rcpt, kind: 'perm', status: e.status, diagnostic: `${basic} ${e.status} ${server}: ${e.text}` };
+  return { rcpt, kind: 'temp', status: e.status, diagnostic: `${server}: ${message || 'refused'}` };
 }
 
 async function bounce(job: Job, failed: DsnRecipient[]): Promise<boolean> {

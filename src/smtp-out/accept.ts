@@ -5,7 +5,7 @@
 import path from 'node:path';
 
 import type { IpcClient, Reply } from '../ipc/index.js';
-import { error, ok } from '../ipc/index.js';
+import { errnoStatus, failure, ok } from '../ipc/index.js';
 import { domainOf, normalizeAddress } from '../mail/address.js';
 import { type Envelope, readEnvelopeFile } from '../mail/envelope.js';
 import { fileBody, spoolMessage } from '../mail/spool.js';
@@ -22,15 +22,15 @@ export interface AcceptDeps {
 export async function acceptSend(deps: AcceptDeps, fromParam: string, toParam: string, slot: string): Promise<Reply> {
   const from = fromParam === '<>' ? '' : normalizeAddress(fromParam);
   const to = normalizeAddress(toParam);
-  if (!domainOf(to) || /[\s<>]/.test(to)) return error(`bad recipient ${JSON.stringify(toParam)}`);
-  if (/[\s<>]/.test(from)) return error(`bad sender ${JSON.stringify(fromParam)}`);
+  if (!domainOf(to) || /[\s<>]/.test(to)) return failure('5.1.3', `bad recipient ${JSON.stringify(toParam)}`);
+  if (/[\s<>]/.test(from)) return failure('5.1.7', `bad sender ${JSON.stringify(fromParam)}`);
   const file = path.resolve(slot);
-  if (!file.startsWith(path.resolve(deps.spoolDir) + path.sep)) return error('slot is not a queue file');
+  if (!file.startsWith(path.resolve(deps.spoolDir) + path.sep)) return failure('5.5.4', 'slot is not a queue file');
   let parsed;
   try {
     parsed = await readEnvelopeFile(file);
   } catch (err) {
-    return error(`cannot read slot: ${(err as Error).message}`);
+    return failure('4.3.0', `cannot read slot: ${(err as Error).message}`);
   }
   const src = parsed.envelope;
   const extra: Record<string, string> = {};
@@ -51,7 +51,7 @@ export async function acceptSend(deps: AcceptDeps, fromParam: string, toParam: s
     copy = await spoolMessage(deps.queued, 'outgoing', env, fileBody(file, parsed.bodyOffset));
   } catch (err) {
     deps.logger.warn({ event: 'smtp-out.accept_failed', qid: src.qid, rcpt: to, err: String(err) }, 'cannot queue for delivery');
-    return error(`cannot queue: ${(err as Error).message}`);
+    return failure(errnoStatus(err), `cannot queue: ${(err as Error).message}`);
   }
   deps.logger.info({ event: 'smtp-out.queued', qid: src.qid, rcpt: to, from, slot: path.basename(copy.file) }, 'queued for remote delivery');
   return ok();

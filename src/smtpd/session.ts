@@ -156,7 +156,9 @@ export function sessionHandlers(role: Role, deps: SessionDeps): Handlers {
             return cb(smtpError(552, `5.3.4 Error: message line longer than ${cfg.max_line_length} bytes`));
           case 'failed':
             reject(session, 'queue_error', { from, detail: out.error });
-            logger.error({ event: 'smtpd.queue_error', err: out.error, client: session.remoteAddress }, 'queue file write error');
+            logger.error({ event: 'smtpd.queue_error', err: out.error, status: out.status, client: session.remoteAddress }, 'queue file write error');
+            // Decided by the status code, as Postfix: a full spool is 452 4.3.1, the rest 451.
+            if (out.status === '4.3.1') return cb(smtpError(452, '4.3.1 Error: insufficient system storage'));
             return cb(smtpError(451, '4.3.0 Error: queue file write error'));
         }
       });

@@ -18,14 +18,15 @@ import { finished } from 'node:stream/promises';
 
 import type { SMTPServerDataStream } from 'smtp-server';
 
-import type { IpcClient } from '../ipc/index.js';
+import { type IpcClient, errnoStatus, errorStatus } from '../ipc/index.js';
 
 export type SpoolOutcome =
   | { kind: 'queued'; qid: string; path: string; size: number }
   | { kind: 'too-big' }
   | { kind: 'bare-lf' }
   | { kind: 'line-too-long' }
-  | { kind: 'failed'; error: string };
+  /** STATUS: 4.3.1 when the disk is full (452), else 4.3.0 (451). */
+  | { kind: 'failed'; error: string; status: string };
 
 export interface SpoolOptions {
   queued: IpcClient;
@@ -61,6 +62,7 @@ class SpoolSink extends Writable {
   private qid = '';
   private readonly ready: Promise<void>;
   private failure: string | null = null;
+  private status = '4.3.0';
   private refused: 'too-big' | 'bare-lf' | 'line-too-long' | null = null;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
@@ -74,7 +76,7 @@ class SpoolSink extends Writable {
   ) {
     super({ highWaterMark: FLUSH_BYTES });
     this.ready = this.open().catch((err: unknown) => {
-      this.failure ??= `slot: ${String((err as Error).message ?? err)}`;
+      this.fail(`slot: ${String((err as Error).message ?? err)}`, err);
     });
   }
 
@@ -154,7 +156,7 @@ class SpoolSink extends Writable {
       await writeAll(this.fh, buf);
       this.written += buf.length;
     } catch (err) {
-      this.failure ??= `write: ${(err as Error).message}`;
+      this.fail(`write: ${(err as Error).message}`, err);
     }
   }
 
@@ -173,10 +175,15 @@ class SpoolSink extends Writable {
         keepFile = true;
         const r = await this.opts.queued.request('push', ['incoming', this.file]);
         keepFile = false;
-        if (!r.ok) throw new Error(`push: ${r.params[0] ?? 'refused'}`);
+        if (!r.ok) {
+          // queued says why by its status code: 4.3.1 is its disk full.
+          const e = errorStatus(r);
+          this.status = e.status === '4.3.1' ? '4.3.1' : '4.3.0';
+          throw new Error(`push: ${r.params[0] ?? 'refused'}`);
+        }
         return { kind: 'queued', qid: this.qid, path: this.file, size: this.written };
       } catch (err) {
-        this.failure ??= (err as Error).message;
+        this.fail((err as Error).message, err);
       }
     }
     await this.fh?.close().catch(() => {});
@@ -184,6 +191,13 @@ class SpoolSink extends Writable {
     // Never pushed, so never acknowledged: the partial file can go (queued also expires slots).
     if (this.file && !keepFile) await fsp.rm(this.file, { force: true }).catch(() => {});
     if (this.refused) return { kind: this.refused };
-    return { kind: 'failed', error: this.failure ?? 'no slot' };
+    return { kind: 'failed', error: this.failure ?? 'no slot', status: this.status };
+  }
+
+  // fail - the first failure wins; a full disk (ENOSPC) is remembered as 4.3.1.
+  private fail(message: string, err: unknown): void {
+    if (this.failure !== null) return;
+    this.failure = message;
+    if (errnoStatus(err) === '4.3.1') this.status = '4.3.1';
   }
 }

@@ -229,7 +229,7 @@ describe('mailboxd', () => {
       assert.equal((await c.store('store', [user, user, '400'], b)).ok, true);
       assert.equal((await c.store('store', [user, user, '400'], b)).ok, true);
       const r = await c.store('store', [user, user, '400'], b);
-      assert.deepEqual(r, { ok: false, params: ['quota exceeded'] });
+      assert.deepEqual(r, { ok: false, params: ['5.2.2 quota exceeded'] });
       assert.equal(files(q, user, 'new').length, 2);
       assert.deepEqual(files(q, user, 'tmp'), []);
     } finally {

@@ -116,6 +116,43 @@ describe('queued', () => {
     }
   });
 
+  test('renew keeps a lease alive past lease_s, only for its holder; without it the message comes back', async () => {
+    const { q, c } = await setup({ queued: { lease_s: 0.3 } });
+    const other = new IpcClient(q.addresses.ipc!);
+    try {
+      await pushOne(c, 'rq', 'renew me');
+      const p1 = (await popPath(c, 'rq'))!;
+      // Four lease lengths, renewed every 100 ms: nobody else may pop it meanwhile.
+      for (let i = 0; i < 12; i++) {
+        const r = await c.request('renew', ['rq', p1]);
+        assert.ok(r.ok, String(r.params));
+        assert.ok(Number(r.params[0]) >= 0 && Number(r.params[0]) <= 1, `left: ${r.params[0]}`);
+        assert.equal(await popPath(other, 'rq'), null, 'renewed lease: not handed out again');
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      const longer = await c.request('renew', ['rq', p1, '30']);
+      assert.deepEqual(longer, { ok: true, params: ['30'] });
+      const shorter = await c.request('renew', ['rq', p1, '0.2']);
+      assert.ok(Number(shorter.params[0]) >= 29, 'a renewal never shortens the lease');
+      const foreign = await other.request('renew', ['rq', p1]);
+      assert.equal(foreign.ok, false, "another connection cannot renew someone else's lease");
+      assert.match(foreign.params[0]!, /^5\.5\.4 /);
+      assert.match((await c.request('renew', ['rq', p1, 'x'])).params[0]!, /^5\.5\.4 bad SECONDS/);
+      assert.match((await c.request('renew', ['rq', p1.replace(/.$/, p1.endsWith('B') ? 'C' : 'B')])).params[0]!, /^5\.5\.4 not a leased message/);
+      assert.ok((await c.request('done', ['rq', p1])).ok);
+      assert.equal((await c.request('renew', ['rq', p1])).ok, false, 'done: nothing to renew');
+
+      // Not renewed: back after lease_s, to whoever pops.
+      await pushOne(c, 'rq', 'let go');
+      const p2 = (await popPath(c, 'rq'))!;
+      assert.equal(await waitFor(() => popPath(other, 'rq'), 10_000, 50), p2);
+    } finally {
+      other.close();
+      c.close();
+      await q.close();
+    }
+  });
+
   test('lease expiry makes a message ready again; defer keeps reason and attempts', async () => {
     const { q, c } = await setup({ queued: { lease_s: 0.3 } });
     try {

@@ -6,7 +6,7 @@ import dns from 'node:dns';
 import { describe, test } from 'node:test';
 
 import { buildDsn, headerBlock } from '../../src/mail/dsn.js';
-import { classifyMailboxError } from '../../src/router/deliver.js';
+import { classifyError } from '../../src/router/deliver.js';
 import { SmtpOutConfig } from '../../src/smtp-out/config.js';
 import { DeliveryError, mxHosts, nexthopFor, parseHostPort } from '../../src/smtp-out/nexthop.js';
 import { statusOf } from '../../src/smtp-out/outbound.js';
@@ -68,11 +68,17 @@ describe('status codes and classification', () => {
     assert.equal(statusOf('421 closing', 421), '4.0.0');
   });
 
-  test("mailboxd's refusals: quota, size and unknown user are permanent, the rest temporary", () => {
-    assert.equal(classifyMailboxError('a@b', 'quota exceeded').kind, 'perm');
-    assert.equal(classifyMailboxError('a@b', 'message too large: limit is 10 bytes').kind, 'perm');
-    assert.equal(classifyMailboxError('a@b', 'no such user').kind, 'perm');
-    assert.equal(classifyMailboxError('a@b', 'store failed').kind, 'temp');
+  test('IPC refusals are decided by their status code, not their words', () => {
+    const quota = classifyError('a@b', 'mailboxd', '5.2.2 quota exceeded');
+    assert.deepEqual([quota.kind, quota.kind !== 'ok' && quota.status], ['perm', '5.2.2']);
+    assert.equal(classifyError('a@b', 'mailboxd', '5.3.4 message too large: limit is 10 bytes').kind, 'perm');
+    assert.equal(classifyError('a@b', 'mailboxd', '5.1.1 unknown user a@b').kind, 'perm');
+    // Words alone decide nothing: a temporary code with "quota" in its text is retried.
+    assert.equal(classifyError('a@b', 'mailboxd', '4.3.1 store failed: quota file full').kind, 'temp');
+    assert.equal(classifyError('a@b', 'mailboxd', '4.3.0 store failed').kind, 'temp');
+    // An error without a code (an older server) is retried, never bounced.
+    assert.equal(classifyError('a@b', 'mailboxd', 'no such user').kind, 'temp');
+    assert.equal(classifyError('a@b', 'smtp-out', '').kind, 'temp');
   });
 });
 
