@@ -99,7 +99,8 @@ test('a consumer killed between pop and done gets its message back after the lea
     await waitFor(() => popped, 20_000);
     child.kill('SIGKILL');
     await exited;
-    assert.equal((await c.request('pop', ['work'])).ok, false, 'still leased right after the kill');
+    // No "still leased" check here: the killed consumer's connection closing gives its lease
+    // back at once (abandon.test.ts), so whether a pop right now finds it is a race.
     const again = await waitFor(async () => {
       const r = await c.request('pop', ['work']);
       return r.ok ? r.params[0]! : null;
