@@ -3,14 +3,22 @@
 // and bounces (a DSN queued into `incoming`).
 
 import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 
 import type { IpcClient } from '../ipc/index.js';
 import { type Envelope, formatEnvelope } from './envelope.js';
 
-export class SpoolError extends Error {}
+/** queued refused `slot` or `push`; REASON is its error text (with its status code, e.g. `4.3.1 ...`). */
+export class SpoolError extends Error {
+  constructor(
+    message: string,
+    readonly reason = '',
+  ) {
+    super(message);
+  }
+}
 
 /** fileBody - the message bytes of a queue file (after its envelope), as a stream. */
 export function fileBody(file: string, bodyOffset: number): Readable {
@@ -24,7 +32,7 @@ export function fileBody(file: string, bodyOffset: number): Readable {
  */
 export async function spoolMessage(queued: IpcClient, queue: string, envelope: Envelope, body: Buffer | Readable): Promise<{ file: string; qid: string }> {
   const slot = await queued.request('slot', [queue]);
-  if (!slot.ok || !slot.params[0]) throw new SpoolError(`slot ${queue}: ${slot.params[0] ?? 'refused'}`);
+  if (!slot.ok || !slot.params[0]) throw new SpoolError(`slot ${queue}: ${slot.params[0] ?? 'refused'}`, slot.params[0] ?? '');
   const file = slot.params[0];
   const qid = envelope.qid || path.basename(file);
   const fh = await open(file, 'w', 0o600);
@@ -36,10 +44,14 @@ export async function spoolMessage(queued: IpcClient, queue: string, envelope: E
       for await (const chunk of body) await fh.write(chunk as Buffer);
     }
     await fh.sync();
-  } finally {
-    await fh.close();
+  } catch (err) {
+    // Never pushed: a partial slot would only hold disk space (a full disk) until it expires.
+    await fh.close().catch(() => {});
+    await rm(file, { force: true }).catch(() => {});
+    throw err;
   }
+  await fh.close();
   const pushed = await queued.request('push', [queue, file]);
-  if (!pushed.ok) throw new SpoolError(`push ${queue}: ${pushed.params[0] ?? 'refused'}`);
+  if (!pushed.ok) throw new SpoolError(`push ${queue}: ${pushed.params[0] ?? 'refused'}`, pushed.params[0] ?? '');
   return { file, qid };
 }

@@ -68,8 +68,16 @@ export async function deliverMessage(config: Config, logger: Logger, clients: Cl
     return;
   }
 
+  // Local recipients one after another (an alias and its target share one copy); remote ones
+  // all at once, so smtp-out gets them together and makes one copy per destination.
   const outcomes: Outcome[] = [];
-  for (const rcpt of env.rcpt) outcomes.push(await deliverRecipient(job, rcpt));
+  const remote: string[] = [];
+  for (const rcpt of env.rcpt) {
+    const o = await deliverRecipient(job, rcpt);
+    if (o === 'remote') remote.push(rcpt);
+    else outcomes.push(o);
+  }
+  outcomes.push(...(await Promise.all(remote.map((rcpt) => relay(job, rcpt)))));
 
   const temp = outcomes.filter((o) => o.kind === 'temp') as Extract<Outcome, { kind: 'temp' | 'perm' }>[];
   const perm = outcomes.filter((o) => o.kind === 'perm') as Extract<Outcome, { kind: 'temp' | 'perm' }>[];
@@ -98,8 +106,8 @@ export async function deliverMessage(config: Config, logger: Logger, clients: Cl
   await requeue(job, retry.map((o) => o.rcpt), delay, reason);
 }
 
-/** deliverRecipient - resolve one recipient and hand it to mailboxd or smtp-out. */
-async function deliverRecipient(job: Job, rcpt: string): Promise<Outcome> {
+/** deliverRecipient - resolve one recipient and store it locally; 'remote' is for smtp-out. */
+async function deliverRecipient(job: Job, rcpt: string): Promise<Outcome | 'remote'> {
   const { clients, logger, qid } = job;
   const domain = domainOf(rcpt);
   if (!domain) return { rcpt, kind: 'perm', status: '5.1.3', diagnostic: `bad recipient address syntax: ${rcpt}` };
@@ -129,6 +137,12 @@ async function deliverRecipient(job: Job, rcpt: string): Promise<Outcome> {
     return { rcpt, kind: 'temp', status: '4.4.3', diagnostic: `authd unavailable: ${(err as Error).message}` };
   }
   if (local.ok) return { rcpt, kind: 'perm', status: '5.1.1', diagnostic: `550 5.1.1 <${rcpt}>: Recipient address rejected: User unknown` };
+  return 'remote';
+}
+
+/** relay - hand a remote recipient to smtp-out (`ok` = it has its own durable copy). */
+async function relay(job: Job, rcpt: string): Promise<Outcome> {
+  const { clients, logger, qid } = job;
   try {
     const r = await clients.smtpOut.request('send', [job.env.from, rcpt, job.file]);
     if (!r.ok) return classifyError(rcpt, 'smtp-out', r.params[0] ?? '');

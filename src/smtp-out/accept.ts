@@ -1,66 +1,137 @@
-// accept - the `send: FROM ; TO ; SLOT` handler: take responsibility for one recipient of a
-// queued message by copying it, with its own envelope, into the `outgoing` queue. `ok` is
-// answered only after queued holds the copy durably, so the caller may then `done` its file.
+// accept - the `send: FROM ; TO ; SLOT` handler: take responsibility for remote recipients of a
+// queued message by writing them, with their own envelope, into the `outgoing` queue. `ok` is
+// answered only after queued holds that file durably, so the caller may then `done` its file.
+//
+// One message, one copy ("batching"): the `send`s for the same SLOT and FROM that arrive
+// together (the router sends every remote recipient of a message at once, pipelined) are
+// gathered until the end of the event-loop turn and written as ONE `outgoing` file per
+// destination (next hop), every recipient on its envelope. The message is read once and its
+// 8-bit scan done once; outbound.ts then delivers that file in one SMTP transaction.
 
 import path from 'node:path';
 
 import type { IpcClient, Reply } from '../ipc/index.js';
-import { errnoStatus, failure, ok } from '../ipc/index.js';
+import { errnoStatus, errorStatus, failure, ok } from '../ipc/index.js';
 import { domainOf, normalizeAddress } from '../mail/address.js';
 import { type Envelope, readEnvelopeFile } from '../mail/envelope.js';
-import { fileBody, spoolMessage } from '../mail/spool.js';
+import { SpoolError, fileBody, spoolMessage } from '../mail/spool.js';
 import type { Logger } from '../shared/log.js';
+
+/** Recipients in one `outgoing` file: one SMTP transaction's worth (as Postfix's default 50). */
+export const MAX_RCPTS_PER_FILE = 50;
 
 export interface AcceptDeps {
   queued: IpcClient;
   /** The queued spool folder: SLOT must lie inside it (smtp-out reads no other file). */
   spoolDir: string;
   logger: Logger;
+  /** The destination (next-hop key) of a domain under the current configuration. */
+  destination(domain: string): string;
 }
 
-/** acceptSend - copy SLOT into `outgoing` for recipient TO; the reply to the `send` request. */
-export async function acceptSend(deps: AcceptDeps, fromParam: string, toParam: string, slot: string): Promise<Reply> {
-  const from = fromParam === '<>' ? '' : normalizeAddress(fromParam);
-  const to = normalizeAddress(toParam);
-  if (!domainOf(to) || /[\s<>]/.test(to)) return failure('5.1.3', `bad recipient ${JSON.stringify(toParam)}`);
-  if (/[\s<>]/.test(from)) return failure('5.1.7', `bad sender ${JSON.stringify(fromParam)}`);
-  const file = path.resolve(slot);
-  if (!file.startsWith(path.resolve(deps.spoolDir) + path.sep)) return failure('5.5.4', 'slot is not a queue file');
-  let parsed;
-  try {
-    parsed = await readEnvelopeFile(file);
-  } catch (err) {
-    return failure('4.3.0', `cannot read slot: ${(err as Error).message}`);
+interface Batch {
+  file: string;
+  from: string;
+  /** Recipient -> the `send` requests waiting for it (the same one twice shares the answer). */
+  rcpts: Map<string, Array<(r: Reply) => void>>;
+}
+
+export class Acceptor {
+  private readonly batches = new Map<string, Batch>();
+
+  constructor(private readonly deps: AcceptDeps) {}
+
+  /** send - check one `send` request and join it to its message's batch; the reply to it. */
+  send(fromParam: string, toParam: string, slot: string): Promise<Reply> {
+    const from = fromParam === '<>' ? '' : normalizeAddress(fromParam);
+    const to = normalizeAddress(toParam);
+    if (!domainOf(to) || /[\s<>]/.test(to)) return Promise.resolve(failure('5.1.3', `bad recipient ${JSON.stringify(toParam)}`));
+    if (/[\s<>]/.test(from)) return Promise.resolve(failure('5.1.7', `bad sender ${JSON.stringify(fromParam)}`));
+    const file = path.resolve(slot);
+    if (!file.startsWith(path.resolve(this.deps.spoolDir) + path.sep)) return Promise.resolve(failure('5.5.4', 'slot is not a queue file'));
+    const key = `${file}\u0000${from}`;
+    let batch = this.batches.get(key);
+    if (!batch) {
+      const b: Batch = { file, from, rcpts: new Map() };
+      batch = b;
+      this.batches.set(key, b);
+      // Every request already read from the socket joins before the batch is written.
+      setImmediate(() => {
+        this.batches.delete(key);
+        void this.write(b);
+      });
+    }
+    const waiting = batch.rcpts.get(to) ?? [];
+    batch.rcpts.set(to, waiting);
+    return new Promise<Reply>((resolve) => waiting.push(resolve));
   }
-  const src = parsed.envelope;
-  const extra: Record<string, string> = {};
-  if (src.extra?.dsn) extra.dsn = src.extra.dsn;
-  if (await hasEightBit(file, parsed.bodyOffset)) extra['eight-bit'] = '1';
-  const env: Envelope = {
-    qid: src.qid,
-    from,
-    rcpt: [to],
-    client: src.client,
-    helo: src.helo,
-    auth: src.auth,
-    time: src.time || new Date().toISOString(),
-    extra,
-  };
-  let copy: { file: string; qid: string };
-  try {
-    copy = await spoolMessage(deps.queued, 'outgoing', env, fileBody(file, parsed.bodyOffset));
-  } catch (err) {
-    deps.logger.warn({ event: 'smtp-out.accept_failed', qid: src.qid, rcpt: to, err: String(err) }, 'cannot queue for delivery');
-    return failure(errnoStatus(err), `cannot queue: ${(err as Error).message}`);
+
+  /** write - one `outgoing` file per destination (and per 50 recipients) for a whole batch. */
+  private async write(b: Batch): Promise<void> {
+    const answer = (rcpts: string[], r: Reply): void => {
+      for (const rcpt of rcpts) for (const w of b.rcpts.get(rcpt) ?? []) w(r);
+    };
+    let parsed;
+    try {
+      parsed = await readEnvelopeFile(b.file);
+    } catch (err) {
+      answer([...b.rcpts.keys()], failure('4.3.0', `cannot read slot: ${(err as Error).message}`));
+      return;
+    }
+    const src = parsed.envelope;
+    const extra: Record<string, string> = {};
+    if (src.extra?.dsn) extra.dsn = src.extra.dsn;
+    let eightBit = false;
+    try {
+      eightBit = await hasEightBit(b.file, parsed.bodyOffset);
+    } catch (err) {
+      answer([...b.rcpts.keys()], failure('4.3.0', `cannot read slot: ${(err as Error).message}`));
+      return;
+    }
+    if (eightBit) extra['eight-bit'] = '1';
+    const groups = new Map<string, string[]>();
+    for (const rcpt of b.rcpts.keys()) {
+      const dest = this.deps.destination(domainOf(rcpt));
+      const g = groups.get(dest) ?? [];
+      groups.set(dest, g);
+      g.push(rcpt);
+    }
+    const files: string[][] = [];
+    for (const g of groups.values()) for (let i = 0; i < g.length; i += MAX_RCPTS_PER_FILE) files.push(g.slice(i, i + MAX_RCPTS_PER_FILE));
+    await Promise.all(
+      files.map(async (rcpts) => {
+        const env: Envelope = {
+          qid: src.qid,
+          from: b.from,
+          rcpt: rcpts,
+          client: src.client,
+          helo: src.helo,
+          auth: src.auth,
+          time: src.time || new Date().toISOString(),
+          extra,
+        };
+        try {
+          const copy = await spoolMessage(this.deps.queued, 'outgoing', env, fileBody(b.file, parsed.bodyOffset));
+          for (const rcpt of rcpts) {
+            this.deps.logger.info({ event: 'smtp-out.queued', qid: src.qid, rcpt, from: b.from, slot: path.basename(copy.file), nrcpt: rcpts.length }, 'queued for remote delivery');
+          }
+          answer(rcpts, ok());
+        } catch (err) {
+          this.deps.logger.warn({ event: 'smtp-out.accept_failed', qid: src.qid, rcpts, err: String(err) }, 'cannot queue for delivery');
+          // queued's own code when it gave one (4.3.1: its disk is full), else from the errno.
+          const status = err instanceof SpoolError ? errorStatus(err.reason).status : errnoStatus(err);
+          answer(rcpts, failure(status.startsWith('4.') ? status : '4.3.0', `cannot queue: ${(err as Error).message}`));
+        }
+      }),
+    );
   }
-  deps.logger.info({ event: 'smtp-out.queued', qid: src.qid, rcpt: to, from, slot: path.basename(copy.file) }, 'queued for remote delivery');
-  return ok();
 }
 
 /** hasEightBit - does the message contain bytes above 127 (decides BODY=8BITMIME)? */
 async function hasEightBit(file: string, offset: number): Promise<boolean> {
   for await (const chunk of fileBody(file, offset)) {
-    if (/[\x80-\xff]/.test((chunk as Buffer).toString('latin1'))) return true;
+    const buf = chunk as Buffer;
+    for (let i = 0; i < buf.length; i++) if (buf[i]! > 127) return true;
   }
   return false;
 }

@@ -2,14 +2,18 @@
 //
 // Seed: "SMTP Out Server" (`send`); DESIGN.md "smtp-out".
 // Answers (IPC, config.ipc.smtp_out): `send: FROM ; TO ; SLOT` -> `ok` once a copy for TO is
-//   durably in queued's `outgoing` queue (responsibility taken, not yet delivered);
+//   durably in queued's `outgoing` queue (responsibility taken, not yet delivered); the sends
+//   of one message that arrive together share one copy per destination (accept.ts); errors
+//   carry a status code (`error: 5.1.3 bad recipient ...`, `error: 4.3.1 cannot queue ...`);
 //   `alert: outgoing` (queued's callback); `ping`.
-// Calls: queued (`slot`, `push`, `subscribe`, `pop`, `done`, `defer`), authd (`domain`, to find
+// Calls: queued (`slot`, `push`, `subscribe`, `pop`, `renew`, `done`, `defer`), authd (`domain`, to find
 //   postmaster for double bounces), remote SMTP servers (nodemailer's SMTP client).
-// Strategy: see outbound.ts (destinations, connection cache, back-off, bounces) and
+// Strategy: see outbound.ts (destinations, jobs in hand, dead-destination cache, slow start,
+//   round robin, rate delay, connection cache, back-off, bounces) and
 //   nexthop.ts (routes, relay host, MX with null-MX and A/AAAA fallback).
 // Config: [smtp_out] routes, relay_host, relay_user, relay_password, port, first_retry_s,
 //   max_backoff_s, max_age_s, poll_s, concurrency, destination_concurrency,
+//   destination_jobs_limit, destination_rate_delay, dead_destination_s, max_sessions,
 //   connection_cache_s, connect_timeout_s, command_timeout_s; hostname (EHLO, bounces).
 // Security: `send` reads only files inside the queued spool; STARTTLS is used whenever
 //   offered (certificates not verified: opportunistic, like Postfix's default `may`);
@@ -22,16 +26,21 @@ import { dataPath } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { createIpcServer } from '../shared/ipc-setup.js';
 import type { RunningServer, ServerContext } from '../shared/server-module.js';
-import { acceptSend } from './accept.js';
+import { Acceptor } from './accept.js';
 import { Outbound } from './outbound.js';
 
 /** start - answer `send`, and deliver what is in `outgoing`. */
 export async function start(ctx: ServerContext): Promise<RunningServer> {
   const { config, logger } = ctx;
   const outbound = new Outbound(config, logger);
-  const deps = { queued: outbound.queued, spoolDir: path.resolve(dataPath(config, config.queued.spool)), logger };
+  const acceptor = new Acceptor({
+    queued: outbound.queued,
+    spoolDir: path.resolve(dataPath(config, config.queued.spool)),
+    logger,
+    destination: (domain) => outbound.destinationOf(domain),
+  });
   const server = createIpcServer(config, 'smtp-out', logger);
-  server.on('send', { params: 3, handle: (c) => acceptSend(deps, c.params[0]!, c.params[1]!, c.params[2]!) });
+  server.on('send', { params: 3, handle: (c) => acceptor.send(c.params[0]!, c.params[1]!, c.params[2]!) });
   server.on('alert', alertHandler('outgoing', outbound));
   const address = await server.listen(config.ipc.smtp_out);
   outbound.start(address);

@@ -1,17 +1,34 @@
 // Outbound - the delivery engine of smtp-out. Named mechanisms, after Postfix's qmgr/smtp:
-//   pop loop        a QueueConsumer (src/mail): alerts + a poll timer pop `outgoing` while fewer than [smtp_out]
-//                   concurrency recipients are in hand
+//   pop loop        a QueueConsumer (src/mail): alerts + a poll timer pop `outgoing` while fewer
+//                   than [smtp_out] concurrency files are in hand; their leases are renewed while
+//                   a delivery runs, so a slow session never has its mail handed out twice
 //   destinations    jobs are grouped by next hop (route, relay or the domain's MX); each has its
 //                   own job list and at most destination_concurrency sessions
-//   transactions    recipients of the same message for the same next hop go in one
-//                   transaction (one DATA, several RCPT TO)
+//   jobs in hand    a destination holds at most destination_jobs_limit jobs (waiting or being
+//                   sent); a file popped for a destination at its limit goes straight back to
+//                   the queue for a few seconds, so a slow or dead destination holds only its
+//                   share of the pop slots and cannot starve the others
+//   dead-destination cache  a destination whose hosts all failed to connect is "dead" for
+//                   dead_destination_s: its mail is deferred at once, without a connection
+//                   attempt (and connect timeout) per message
+//   slow start      a destination that has not connected yet gets one session; more once one
+//                   succeeded
+//   round robin     at most max_sessions sessions in all; when that is reached, destinations
+//                   with work wait in a ring and each freed session goes to the next in turn (a
+//                   session hands its slot over after each transaction when others are waiting)
+//   rate delay      destination_rate_delay > 0: one session per destination and that pause
+//                   between two deliveries to it (what Postfix calls destination_rate_delay)
+//   transactions    every recipient of one `outgoing` file (accept.ts puts a message's
+//                   recipients for one destination in one file) goes in one transaction
 //   connection cache  a session that runs out of work waits connection_cache_s for more
 //                   before QUIT, so mail arriving just after reuses it
 //   back-off        4xx or network failure -> defer for clamp(age, first_retry_s, max_backoff_s):
 //                   doubling intervals, as Postfix; age >= max_age_s -> bounce (5.4.7)
-//   dead session    a cached session the peer dropped silently: the group goes again once
-//                   on a fresh session instead of being deferred
-//   bounce          5xx, null MX, no SMTPUTF8 for a UTF-8 envelope (5.6.7) -> DSN to the sender
+//   partial result  some recipients of a file sent, others to retry: the rest move to a new
+//                   `outgoing` file that waits its back-off (`not-before`), the old one is done
+//   dead session    a cached session the peer dropped silently: the job goes again once on a
+//                   fresh session instead of being deferred
+//   bounce          5xx, null MX, no SMTPUTF8 for a UTF-8 envelope (5.6.7) -> one DSN per file
 
 import path from 'node:path';
 
@@ -19,27 +36,43 @@ import type { IpcClient } from '../ipc/index.js';
 import type { Config } from '../config/schema.js';
 import { domainOf } from '../mail/address.js';
 import { queueBounce } from '../mail/bounce.js';
+import type { DsnRecipient } from '../mail/dsn.js';
 import { type Envelope, readEnvelopeFile } from '../mail/envelope.js';
 import { QueueConsumer } from '../mail/queue-consumer.js';
-import { fileBody } from '../mail/spool.js';
+import { fileBody, spoolMessage } from '../mail/spool.js';
 import { ipcClient } from '../shared/ipc-setup.js';
 import type { Logger } from '../shared/log.js';
 import { messagesBounced, messagesDeferred, messagesDelivered } from '../shared/metrics.js';
+import { MAX_RCPTS_PER_FILE } from './accept.js';
 import { DeliveryError, type Nexthop, nexthopFor } from './nexthop.js';
 import { Session, SmtpError } from './session.js';
 
-interface Job {
-  /** Frees this job's slot in the consumer once it is sent, deferred or bounced. */
+/** Seconds a file popped for a destination at its jobs-in-hand limit waits before it comes back. */
+const BUSY_DEFER_S = 5;
+
+/** Item - one popped `outgoing` file: its recipients' results are gathered until all are in. */
+interface Item {
+  /** Frees the file's slot in the consumer once it is done, deferred or requeued. */
   release: () => void;
   file: string;
   qid: string;
   env: Envelope;
   bodyOffset: number;
   size: number;
-  rcpt: string;
   eightBit: boolean;
+  /** Jobs of this file still running. */
+  open: number;
+  failed: Array<{ rcpt: string; f: Failure }>;
+}
+
+/** Job - the recipients of one item that go to one destination: one SMTP transaction. */
+interface Job {
+  item: Item;
+  rcpts: string[];
   /** The envelope has non-ASCII addresses: needs SMTPUTF8 (RFC 6531). */
   utf8: boolean;
+  /** Counted in its destination's jobs in hand. */
+  dest?: Destination;
   /** Already retried once on a fresh session after a cached one turned out dead. */
   retried?: boolean;
 }
@@ -47,8 +80,17 @@ interface Job {
 interface Destination {
   nexthop: Nexthop;
   jobs: Job[];
+  /** Jobs in hand: waiting in `jobs` or in a transaction. */
+  held: number;
   active: number;
   idle: Array<{ session: Session; timer: NodeJS.Timeout }>;
+  /** Dead-destination cache: no connection attempt before this time (epoch ms). */
+  deadUntil: number;
+  deadReason?: Failure;
+  /** Slow start: a session has connected since the destination was last dead. */
+  connected: boolean;
+  /** Rate delay: no transaction before this time (epoch ms). */
+  nextSend: number;
 }
 
 interface Failure {
@@ -56,14 +98,17 @@ interface Failure {
   status: string;
   diagnostic: string;
   host?: string;
+  /** Only "its destination was at its jobs-in-hand limit": back soon, no attempt counted. */
+  busy?: boolean;
 }
-
-const MAX_RCPTS_PER_TRANSACTION = 50;
 
 export class Outbound {
   readonly queued: IpcClient;
   private readonly authd: IpcClient;
   private readonly destinations = new Map<string, Destination>();
+  /** Round robin: destinations with work waiting for a session slot, in turn. */
+  private readonly ring: Destination[] = [];
+  private sessions = 0;
   private readonly consumer: QueueConsumer;
   private closed = false;
 
@@ -80,7 +125,7 @@ export class Outbound {
       pollMs: config.smtp_out.poll_s * 1000,
       logger,
       events: 'smtp-out',
-      // A job keeps its slot until it is sent, deferred or bounced (see succeed/fail).
+      // A file keeps its slot until every recipient is sent, deferred or bounced (see finish).
       take: (file, release) =>
         this.load(file, release).catch((err: unknown) => {
           this.logger.error({ event: 'smtp-out.load_failed', file, err: String(err) }, 'cannot load job');
@@ -93,15 +138,15 @@ export class Outbound {
     this.consumer.start(callback);
   }
 
+  /** destinationOf - the next-hop key of DOMAIN under the current configuration (accept.ts). */
+  destinationOf(domain: string): string {
+    return nexthopFor(this.config.smtp_out, domain).key;
+  }
+
   /** reload - new routes and credentials apply to the next session; cached ones are closed. */
   reload(next: Config): void {
     this.config = next;
-    for (const d of this.destinations.values()) {
-      for (const i of d.idle.splice(0)) {
-        clearTimeout(i.timer);
-        i.session.close();
-      }
-    }
+    for (const d of this.destinations.values()) this.closeIdle(d);
   }
 
   kick(): void {
@@ -111,17 +156,12 @@ export class Outbound {
   async close(): Promise<void> {
     this.closed = true;
     await this.consumer.close(5000);
-    for (const d of this.destinations.values()) {
-      for (const i of d.idle.splice(0)) {
-        clearTimeout(i.timer);
-        i.session.close();
-      }
-    }
+    for (const d of this.destinations.values()) this.closeIdle(d);
     this.queued.close();
     this.authd.close();
   }
 
-  /** load - read a popped file and put it on its destination's job list. */
+  /** load - read a popped file and put its recipients on their destinations' job lists. */
   private async load(file: string, release: () => void): Promise<void> {
     let parsed;
     try {
@@ -135,70 +175,126 @@ export class Outbound {
       return;
     }
     const env = parsed.envelope;
-    const rcpt = env.rcpt[0] ?? '';
-    const job: Job = {
-      release,
-      file,
-      qid: env.qid,
-      env,
-      bodyOffset: parsed.bodyOffset,
-      size: parsed.size,
-      rcpt,
-      eightBit: env.extra?.['eight-bit'] === '1',
-      utf8: /[^\x00-\x7f]/.test(env.from + rcpt),
-    };
-    const nexthop = nexthopFor(this.config.smtp_out, domainOf(rcpt));
+    const item: Item = { release, file, qid: env.qid, env, bodyOffset: parsed.bodyOffset, size: parsed.size, eightBit: env.extra?.['eight-bit'] === '1', open: 0, failed: [] };
+    // A requeued remainder waits out its back-off here (see requeue()).
+    const notBefore = Date.parse(env.extra?.['not-before'] ?? '');
+    if (notBefore > Date.now() || env.rcpt.length === 0) {
+      try {
+        if (env.rcpt.length === 0) await this.queued.request('done', ['outgoing', file]);
+        else await this.queued.request('defer', ['outgoing', file, String(Math.ceil((notBefore - Date.now()) / 1000)), (env.extra?.reason ?? 'waiting for retry').slice(0, 500)]);
+      } finally {
+        release();
+      }
+      return;
+    }
+    const byDest = new Map<string, { nexthop: Nexthop; rcpts: string[] }>();
+    for (const rcpt of env.rcpt) {
+      const nexthop = nexthopFor(this.config.smtp_out, domainOf(rcpt));
+      const g = byDest.get(nexthop.key) ?? { nexthop, rcpts: [] };
+      byDest.set(nexthop.key, g);
+      g.rcpts.push(rcpt);
+    }
+    const jobs: Array<{ dest: Destination; job: Job }> = [];
+    for (const { nexthop, rcpts } of byDest.values()) {
+      const dest = this.destination(nexthop);
+      for (let i = 0; i < rcpts.length; i += MAX_RCPTS_PER_FILE) {
+        const part = rcpts.slice(i, i + MAX_RCPTS_PER_FILE);
+        jobs.push({ dest, job: { item, rcpts: part, utf8: /[^\x00-\x7f]/.test(env.from + part.join('')) } });
+      }
+    }
+    item.open = jobs.length;
+    const cfg = this.config.smtp_out;
+    for (const { dest, job } of jobs) {
+      if (dest.deadUntil > Date.now() && dest.deadReason) {
+        // Dead-destination cache: deferred without a connection attempt.
+        const f = dest.deadReason;
+        this.settle(job, job.rcpts.map((rcpt) => ({ rcpt, f: { ...f, diagnostic: `${f.diagnostic} (destination dead, not retried before ${new Date(dest.deadUntil).toISOString()})` } })));
+      } else if (dest.held >= cfg.destination_jobs_limit) {
+        const f: Failure = { permanent: false, status: '4.4.5', diagnostic: `destination ${dest.nexthop.key} busy: ${dest.held} jobs in hand`, busy: true };
+        this.settle(job, job.rcpts.map((rcpt) => ({ rcpt, f })));
+      } else {
+        job.dest = dest;
+        dest.held++;
+        dest.jobs.push(job);
+        this.schedule(dest);
+      }
+    }
+  }
+
+  private destination(nexthop: Nexthop): Destination {
     let dest = this.destinations.get(nexthop.key);
     if (!dest) {
-      dest = { nexthop, jobs: [], active: 0, idle: [] };
+      dest = { nexthop, jobs: [], held: 0, active: 0, idle: [], deadUntil: 0, connected: false, nextSend: 0 };
       this.destinations.set(nexthop.key, dest);
     }
     dest.nexthop = nexthop; // the current configuration's credentials
-    dest.jobs.push(job);
-    this.schedule(dest);
+    return dest;
   }
 
-  // One more session only when there is more distinct work than sessions, up to the limit.
+  // schedule - start sessions while there is more distinct work than sessions, within the
+  // destination's limit (1 in slow start or with a rate delay) and the global max_sessions.
   private schedule(dest: Destination): void {
-    const groups = new Set(dest.jobs.map(groupKey)).size;
-    const limit = this.config.smtp_out.destination_concurrency;
-    if (groups === 0 || dest.active >= limit) return;
-    if (dest.active > 0 && groups <= dest.active) return;
-    dest.active++;
-    void this.worker(dest)
-      .catch((err: unknown) => this.logger.error({ event: 'smtp-out.worker_failed', destination: dest.nexthop.key, err: String(err) }, 'worker failed'))
-      .finally(() => {
-        dest.active--;
-        if (dest.jobs.length > 0) this.schedule(dest);
-      });
+    const cfg = this.config.smtp_out;
+    const limit = cfg.destination_rate_delay > 0 || !dest.connected ? 1 : cfg.destination_concurrency;
+    while (dest.jobs.length > dest.active && dest.active < limit && !this.closed) {
+      if (this.sessions >= cfg.max_sessions) {
+        if (!this.ring.includes(dest)) this.ring.push(dest);
+        return;
+      }
+      this.sessions++;
+      dest.active++;
+      void this.worker(dest)
+        .catch((err: unknown) => this.logger.error({ event: 'smtp-out.worker_failed', destination: dest.nexthop.key, err: String(err) }, 'worker failed'))
+        .finally(() => {
+          dest.active--;
+          this.sessions--;
+          // The freed slot goes to the next destination in the ring, then this one queues again.
+          while (this.sessions < this.config.smtp_out.max_sessions && this.ring.length > 0) this.schedule(this.ring.shift()!);
+          if (dest.jobs.length > 0) this.schedule(dest);
+        });
+    }
   }
 
-  /** worker - one session's life: take groups of jobs until none is left, then cache it. */
+  /** worker - one session's life: take jobs until none is left (or others wait), then cache it. */
   private async worker(dest: Destination): Promise<void> {
     let session: Session | null = null;
     while (dest.jobs.length > 0 && !this.closed) {
+      const delay = this.config.smtp_out.destination_rate_delay;
+      if (delay > 0 && dest.nextSend > Date.now()) await new Promise((r) => setTimeout(r, dest.nextSend - Date.now()));
+      if (dest.jobs.length === 0) break;
       if (!session) session = this.cachedSession(dest);
       if (!session) {
         try {
           session = await this.openSession(dest);
+          dest.connected = true;
         } catch (err) {
-          // The destination is unreachable: every job waiting for it shares the verdict.
+          // The destination is unreachable: every job waiting for it shares the verdict, and
+          // so does new mail for it until dead_destination_s has passed.
           const failure = toFailure(err);
-          await Promise.all(dest.jobs.splice(0).map((j) => this.fail(j, failure)));
+          if (!failure.permanent) {
+            dest.connected = false;
+            dest.deadReason = failure;
+            dest.deadUntil = Date.now() + this.config.smtp_out.dead_destination_s * 1000;
+            this.logger.info({ event: 'smtp-out.destination_dead', destination: dest.nexthop.key, reason: failure.diagnostic, until: new Date(dest.deadUntil).toISOString() }, 'destination marked dead');
+          }
+          for (const j of dest.jobs.splice(0)) this.settle(j, j.rcpts.map((rcpt) => ({ rcpt, f: failure })));
           return;
         }
       }
-      const group = takeGroup(dest.jobs);
-      const outcome = await this.transact(session, group);
+      const job = dest.jobs.shift()!;
+      const outcome = await this.transact(session, job);
+      if (delay > 0) dest.nextSend = Date.now() + delay * 1000;
       if (outcome === 'retry') {
         // A cached session the peer had silently closed: once more on a fresh one.
-        for (const j of group) j.retried = true;
-        dest.jobs.unshift(...group);
+        job.retried = true;
+        dest.jobs.unshift(job);
       }
       if (outcome !== 'usable') {
         session.close();
         session = null;
       }
+      // Round robin: others wait for a session slot, so this one gives its slot back.
+      if (this.ring.length > 0 && outcome !== 'retry') break;
     }
     if (session && session.usable && !this.closed && this.config.smtp_out.connection_cache_s > 0) {
       const entry = { session, timer: setTimeout(() => this.uncache(dest, entry), this.config.smtp_out.connection_cache_s * 1000) };
@@ -225,6 +321,13 @@ export class Outbound {
     entry.session.close();
   }
 
+  private closeIdle(dest: Destination): void {
+    for (const i of dest.idle.splice(0)) {
+      clearTimeout(i.timer);
+      i.session.close();
+    }
+  }
+
   /** openSession - try the next hop's hosts in order; the last error decides. */
   private async openSession(dest: Destination): Promise<Session> {
     const hosts = await dest.nexthop.hosts();
@@ -247,124 +350,136 @@ export class Outbound {
     throw last;
   }
 
-  /** transact - one message to a group of recipients; says whether the session can go on. */
-  private async transact(session: Session, group: Job[]): Promise<'usable' | 'closed' | 'retry'> {
-    const first = group[0]!;
+  /** transact - one message to a job's recipients; says whether the session can go on. */
+  private async transact(session: Session, job: Job): Promise<'usable' | 'closed' | 'retry'> {
+    const { item } = job;
     const host = `${session.host.host}:${session.host.port}`;
-    if (first.utf8 && !session.supports('SMTPUTF8')) {
-      const f: Failure = { permanent: true, status: '5.6.7', diagnostic: `host ${host} does not support SMTPUTF8, required for a non-ASCII address`, host };
-      await Promise.all(group.map((j) => this.fail(j, f)));
+    const all = (f: Failure): void => this.settle(job, job.rcpts.map((rcpt) => ({ rcpt, f })));
+    if (job.utf8 && !session.supports('SMTPUTF8')) {
+      all({ permanent: true, status: '5.6.7', diagnostic: `host ${host} does not support SMTPUTF8, required for a non-ASCII address`, host });
       return 'usable';
     }
-    const size = first.size - first.bodyOffset;
+    const size = item.size - item.bodyOffset;
     if (session.maxSize && size > session.maxSize) {
-      const f: Failure = { permanent: true, status: '5.3.4', diagnostic: `message size ${size} exceeds the limit ${session.maxSize} of ${host}`, host };
-      await Promise.all(group.map((j) => this.fail(j, f)));
+      all({ permanent: true, status: '5.3.4', diagnostic: `message size ${size} exceeds the limit ${session.maxSize} of ${host}`, host });
       return 'usable';
     }
     const reused = session.messages > 0;
-    const body = fileBody(first.file, first.bodyOffset);
+    const body = fileBody(item.file, item.bodyOffset);
     let result;
     try {
-      result = await session.send(first.env.from, group.map((j) => j.rcpt), body, size, first.eightBit && session.supports('8BITMIME'));
+      result = await session.send(item.env.from, job.rcpts, body, size, item.eightBit && session.supports('8BITMIME'));
     } catch (err) {
       body.destroy();
       const e = err instanceof SmtpError ? err : new SmtpError(String(err), 0, '');
-      if (e.code === 0 && reused && !group.some((j) => j.retried)) return 'retry';
-      const f: Failure = { permanent: e.code >= 500, status: statusOf(e.response, e.code), diagnostic: e.response || `lost connection with ${host}: ${e.message}`, host };
-      await Promise.all(group.map((j) => this.fail(j, f)));
+      if (e.code === 0 && reused && !job.retried) return 'retry';
+      all({ permanent: e.code >= 500, status: statusOf(e.response, e.code), diagnostic: e.response || `lost connection with ${host}: ${e.message}`, host });
       return e.code !== 0 && session.usable ? 'usable' : 'closed';
     }
-    await Promise.all(
-      group.map((j) => {
-        const r = result.rejected.get(j.rcpt);
-        if (r) return this.fail(j, { permanent: r.code >= 500, status: statusOf(r.response, r.code), diagnostic: r.response, host });
-        return this.succeed(j, host, result.response);
+    this.settle(
+      job,
+      job.rcpts.map((rcpt) => {
+        const r = result.rejected.get(rcpt);
+        if (r) return { rcpt, f: { permanent: r.code >= 500, status: statusOf(r.response, r.code), diagnostic: r.response, host } };
+        messagesDelivered.inc({ kind: 'remote' });
+        this.logger.info({ event: 'smtp-out.sent', qid: item.qid, rcpt, host, response: result.response }, 'delivered');
+        return { rcpt };
       }),
     );
     return session.usable ? 'usable' : 'closed';
   }
 
-  private async succeed(job: Job, host: string, response: string): Promise<void> {
+  /** settle - a job's recipients are through (sent, or failed with F); the last job finishes the file. */
+  private settle(job: Job, results: Array<{ rcpt: string; f?: Failure }>): void {
+    const { item } = job;
+    if (job.dest) {
+      job.dest.held--;
+      job.dest = undefined;
+    }
+    for (const r of results) if (r.f) item.failed.push({ rcpt: r.rcpt, f: r.f });
+    if (--item.open > 0) return;
+    void this.finish(item)
+      .catch((err: unknown) => this.logger.warn({ event: 'smtp-out.fail_failed', qid: item.qid, err: String(err) }, 'could not record the outcome; the lease will expire'))
+      .finally(item.release);
+  }
+
+  /** finish - bounce the permanent failures (one DSN), retry the temporary ones, done the rest. */
+  private async finish(item: Item): Promise<void> {
+    const cfg = this.config.smtp_out;
+    const age = Math.max(0, (Date.now() - Date.parse(item.env.time)) / 1000) || 0;
+    const bounce: DsnRecipient[] = [];
+    let retry: Array<{ rcpt: string; f: Failure }> = [];
+    for (const x of item.failed) {
+      if (x.f.permanent) bounce.push({ rcpt: x.rcpt, status: x.f.status, diagnostic: x.f.diagnostic, remoteMta: x.f.host?.replace(/:\d+$/, '') });
+      else if (age >= cfg.max_age_s && !x.f.busy) bounce.push({ rcpt: x.rcpt, status: '5.4.7', diagnostic: `delivery time expired; last error: ${x.f.diagnostic}`, remoteMta: x.f.host?.replace(/:\d+$/, '') });
+      else retry.push(x);
+    }
+    if (bounce.length > 0 && !(await this.bounce(item, bounce))) {
+      retry = [...retry, ...bounce.map((b) => ({ rcpt: b.rcpt, f: { permanent: false, status: '4.3.0', diagnostic: `${b.diagnostic} (bounce not queued yet)` } }))];
+    }
+    if (retry.length === 0) {
+      await this.done(item);
+      return;
+    }
+    const busy = retry.every((x) => x.f.busy);
+    const seconds = busy ? BUSY_DEFER_S : Math.ceil(Math.min(cfg.max_backoff_s, Math.max(cfg.first_retry_s, age)));
+    const reason = retry[0]!.f.diagnostic.replace(/[\r\n]+/g, ' ').slice(0, 500);
+    const next = new Date(Date.now() + seconds * 1000).toISOString();
+    for (const x of retry) {
+      if (x.f.busy) this.logger.debug({ event: 'smtp-out.busy', qid: item.qid, rcpt: x.rcpt, reason: x.f.diagnostic, seconds }, 'destination busy; back in the queue');
+      else this.logger.info({ event: 'smtp-out.deferred', qid: item.qid, rcpt: x.rcpt, reason: x.f.diagnostic, seconds, next }, 'deferred');
+    }
+    if (!busy) messagesDeferred.inc({ kind: 'remote' });
+    if (retry.length === item.env.rcpt.length) {
+      const r = await this.queued.request('defer', ['outgoing', item.file, String(seconds), reason]);
+      if (!r.ok) this.logger.warn({ event: 'smtp-out.defer_failed', qid: item.qid, reason: r.params[0] }, 'defer refused');
+      return;
+    }
+    await this.requeue(item, retry.map((x) => x.rcpt), seconds, reason);
+  }
+
+  // Some recipients went, others must wait: the rest move to a new `outgoing` file (same qid)
+  // that waits until `not-before`; the old file is then done. If that fails the whole file is
+  // deferred instead (the sent ones may get a duplicate, never zero).
+  private async requeue(item: Item, remaining: string[], seconds: number, reason: string): Promise<void> {
+    const env: Envelope = { ...item.env, rcpt: remaining, extra: { ...item.env.extra, 'not-before': new Date(Date.now() + seconds * 1000).toISOString(), reason } };
     try {
-      messagesDelivered.inc({ kind: 'remote' });
-      this.logger.info({ event: 'smtp-out.sent', qid: job.qid, rcpt: job.rcpt, host, response }, 'delivered');
-      const r = await this.queued.request('done', ['outgoing', job.file]);
-      if (!r.ok) this.logger.warn({ event: 'smtp-out.done_failed', qid: job.qid, reason: r.params[0] }, 'done refused');
+      const next = await spoolMessage(this.queued, 'outgoing', env, fileBody(item.file, item.bodyOffset));
+      this.logger.info({ event: 'smtp-out.requeued', qid: item.qid, slot: path.basename(next.file), remaining, seconds }, 'remaining recipients requeued');
+      await this.done(item);
     } catch (err) {
-      this.logger.warn({ event: 'smtp-out.done_failed', qid: job.qid, err: String(err) }, 'done failed');
-    } finally {
-      job.release();
+      this.logger.warn({ event: 'smtp-out.requeue_failed', qid: item.qid, err: String(err) }, 'requeue failed; deferring the whole file');
+      await this.queued.request('defer', ['outgoing', item.file, String(seconds), reason]);
     }
   }
 
-  /** fail - bounce a permanent failure (or an expired one), defer a temporary one. */
-  private async fail(job: Job, f: Failure): Promise<void> {
+  private async bounce(item: Item, failed: DsnRecipient[]): Promise<boolean> {
     try {
-      const cfg = this.config.smtp_out;
-      const age = Math.max(0, (Date.now() - Date.parse(job.env.time)) / 1000) || 0;
-      if (!f.permanent && age < cfg.max_age_s) {
-        await this.defer(job, Math.ceil(Math.min(cfg.max_backoff_s, Math.max(cfg.first_retry_s, age))), f.diagnostic);
-        return;
-      }
-      const status = f.permanent ? f.status : '5.4.7';
-      const diagnostic = f.permanent ? f.diagnostic : `delivery time expired; last error: ${f.diagnostic}`;
-      try {
-        const out = await queueBounce(
-          { queued: this.queued, authd: this.authd, hostname: this.config.hostname, postmaster: this.config.router.postmaster, localDomains: this.config.authd.local_domains },
-          job.file,
-          job.env,
-          job.bodyOffset,
-          [{ rcpt: job.rcpt, status, diagnostic, remoteMta: f.host?.replace(/:\d+$/, '') }],
-        );
+      const out = await queueBounce(
+        { queued: this.queued, authd: this.authd, hostname: this.config.hostname, postmaster: this.config.router.postmaster, localDomains: this.config.authd.local_domains },
+        item.file,
+        item.env,
+        item.bodyOffset,
+        failed,
+      );
+      for (const f of failed) {
         messagesBounced.inc();
         this.logger.info(
-          { event: 'smtp-out.bounced', qid: job.qid, rcpt: job.rcpt, status, reason: diagnostic, dsn: out.kind === 'dropped' ? null : out.qid, notify: out.kind === 'dropped' ? null : out.to },
+          { event: 'smtp-out.bounced', qid: item.qid, rcpt: f.rcpt, status: f.status, reason: f.diagnostic, dsn: out.kind === 'dropped' ? null : out.qid, notify: out.kind === 'dropped' ? null : out.to },
           out.kind === 'dropped' ? `undeliverable, no bounce (${out.reason})` : 'bounced',
         );
-      } catch (err) {
-        this.logger.warn({ event: 'smtp-out.bounce_failed', qid: job.qid, err: String(err) }, 'could not queue the bounce; retrying later');
-        await this.defer(job, Math.ceil(cfg.first_retry_s), `${diagnostic} (bounce not queued yet)`);
-        return;
       }
-      const r = await this.queued.request('done', ['outgoing', job.file]);
-      if (!r.ok) this.logger.warn({ event: 'smtp-out.done_failed', qid: job.qid, reason: r.params[0] }, 'done refused');
+      return true;
     } catch (err) {
-      this.logger.warn({ event: 'smtp-out.fail_failed', qid: job.qid, err: String(err) }, 'could not record the failure; the lease will expire');
-    } finally {
-      job.release();
+      this.logger.warn({ event: 'smtp-out.bounce_failed', qid: item.qid, err: String(err) }, 'could not queue the bounce; retrying later');
+      return false;
     }
   }
 
-  private async defer(job: Job, seconds: number, reason: string): Promise<void> {
-    messagesDeferred.inc({ kind: 'remote' });
-    const next = new Date(Date.now() + seconds * 1000).toISOString();
-    this.logger.info({ event: 'smtp-out.deferred', qid: job.qid, rcpt: job.rcpt, reason, seconds, next }, 'deferred');
-    const r = await this.queued.request('defer', ['outgoing', job.file, String(seconds), reason.replace(/[\r\n]+/g, ' ').slice(0, 500)]);
-    if (!r.ok) this.logger.warn({ event: 'smtp-out.defer_failed', qid: job.qid, reason: r.params[0] }, 'defer refused');
+  private async done(item: Item): Promise<void> {
+    const r = await this.queued.request('done', ['outgoing', item.file]);
+    if (!r.ok) this.logger.warn({ event: 'smtp-out.done_failed', qid: item.qid, reason: r.params[0] }, 'done refused');
   }
-}
-
-function groupKey(j: Job): string {
-  return `${j.qid}\u0000${j.env.from}\u0000${j.size - j.bodyOffset}`;
-}
-
-/** takeGroup - the first job and every other one of the same message (up to the RCPT limit). */
-function takeGroup(jobs: Job[]): Job[] {
-  const key = groupKey(jobs[0]!);
-  const seen = new Set<string>();
-  const group: Job[] = [];
-  for (let i = 0; i < jobs.length && group.length < MAX_RCPTS_PER_TRANSACTION; ) {
-    const j = jobs[i]!;
-    if (groupKey(j) === key && !seen.has(j.rcpt)) {
-      seen.add(j.rcpt);
-      group.push(j);
-      jobs.splice(i, 1);
-    } else {
-      i++;
-    }
-  }
-  return group;
 }
 
 /** statusOf - the enhanced status code in a reply, or one derived from its basic code. */

@@ -97,6 +97,8 @@ export interface SinkMessage {
   tls: boolean;
   /** The AUTH user, if any. */
   user: string;
+  /** When DATA ended (epoch ms). */
+  at: number;
 }
 
 export interface Sink {
@@ -108,6 +110,10 @@ export interface Sink {
   onData: ((n: number) => [number, string] | null) | null;
   /** Decide the reply to RCPT TO: null = 250. */
   onRcpt: ((addr: string) => [number, string] | null) | null;
+  /** Milliseconds the reply to DATA is held back (a slow remote server). */
+  dataDelayMs: number;
+  /** Back to the defaults: every message accepted at once (call in beforeEach/finally). */
+  reset(): void;
   close(): Promise<void>;
 }
 
@@ -126,6 +132,12 @@ export async function startSink(opts: Partial<SMTPServerOptions> = {}): Promise<
     connections: 0,
     onData: null,
     onRcpt: null,
+    dataDelayMs: 0,
+    reset() {
+      sink.onData = null;
+      sink.onRcpt = null;
+      sink.dataDelayMs = 0;
+    },
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
   const server = new SMTPServer({
@@ -145,7 +157,8 @@ export async function startSink(opts: Partial<SMTPServerOptions> = {}): Promise<
     onData(stream, session, cb) {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
+      stream.on('end', () => setTimeout(finish, sink.dataDelayMs));
+      const finish = (): void => {
         const r = sink.onData?.(++dataCount);
         if (r) return cb(smtpError(r[0], r[1]));
         const s = session as unknown as { envelope: { mailFrom: { address: string } | false; rcptTo: { address: string }[] }; id: string; secure: boolean; user?: string };
@@ -156,9 +169,10 @@ export async function startSink(opts: Partial<SMTPServerOptions> = {}): Promise<
           session: Number.parseInt(s.id, 36) || 0,
           tls: Boolean(s.secure),
           user: s.user ?? '',
+          at: Date.now(),
         });
         cb();
-      });
+      };
     },
   });
   server.on('error', () => {});
