@@ -6,6 +6,7 @@ import os from 'node:os';
 import { z } from 'zod';
 
 import { AuthdConfig } from '../authd/config.js';
+import { DkimConfig, DnsConfig, MailAuthConfig, MtaStsConfig } from '../mail/auth/config.js';
 import { MailboxdConfig } from '../mailboxd/config.js';
 import { Pop3dConfig } from '../pop3d/config.js';
 import { QueuedConfig } from '../queued/config.js';
@@ -68,6 +69,10 @@ export const ConfigSchema = z
     pop3d: Pop3dConfig.prefault({}),
     smtp_out: SmtpOutConfig.prefault({}),
     router: RouterConfig.prefault({}),
+    dns: DnsConfig.prefault({}),
+    dkim: DkimConfig.prefault({}),
+    mail_auth: MailAuthConfig.prefault({}),
+    mta_sts: MtaStsConfig.prefault({}),
   })
   .strict();
 

@@ -10,6 +10,7 @@ import { Readable } from 'node:stream';
 import { type IpcClient, errorStatus } from '../ipc/index.js';
 import type { Config } from '../config/schema.js';
 import { domainOf } from '../mail/address.js';
+import { prependOf } from '../mail/auth/prepend.js';
 import { queueBounce } from '../mail/bounce.js';
 import type { DsnRecipient } from '../mail/dsn.js';
 import { type Envelope, readEnvelopeFile } from '../mail/envelope.js';
@@ -155,7 +156,8 @@ async function relay(job: Job, rcpt: string): Promise<Outcome> {
 
 /** storeLocal - mailboxd `store` of Return-Path + the message, streamed from the queue file. */
 async function storeLocal(job: Job, user: string, rcpt: string): Promise<Outcome> {
-  const head = Buffer.from(`Return-Path: <${job.env.from}>\r\n`, 'utf8');
+  // Return-Path, then smtpd's check results (Authentication-Results) recorded in the envelope.
+  const head = Buffer.concat([Buffer.from(`Return-Path: <${job.env.from}>\r\n`, 'utf8'), prependOf(job.env)]);
   const length = head.length + job.size - job.bodyOffset;
   const file = job.file;
   const offset = job.bodyOffset;

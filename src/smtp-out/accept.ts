@@ -9,6 +9,7 @@
 // 8-bit scan done once; outbound.ts then delivers that file in one SMTP transaction.
 
 import path from 'node:path';
+import { Readable } from 'node:stream';
 
 import type { IpcClient, Reply } from '../ipc/index.js';
 import { errnoStatus, errorStatus, failure, ok } from '../ipc/index.js';
@@ -27,6 +28,8 @@ export interface AcceptDeps {
   logger: Logger;
   /** The destination (next-hop key) of a domain under the current configuration. */
   destination(domain: string): string;
+  /** Bytes to put on top of the copies (recorded check results, DKIM signatures); see outgoing-head.ts. */
+  head?: (src: Envelope, file: string, bodyOffset: number) => Promise<Buffer>;
 }
 
 interface Batch {
@@ -89,6 +92,8 @@ export class Acceptor {
       return;
     }
     if (eightBit) extra['eight-bit'] = '1';
+    // Signed once per message, whatever the number of copies.
+    const top = this.deps.head ? await this.deps.head(src, b.file, parsed.bodyOffset) : Buffer.alloc(0);
     const groups = new Map<string, string[]>();
     for (const rcpt of b.rcpts.keys()) {
       const dest = this.deps.destination(domainOf(rcpt));
@@ -111,7 +116,8 @@ export class Acceptor {
           extra,
         };
         try {
-          const copy = await spoolMessage(this.deps.queued, 'outgoing', env, fileBody(b.file, parsed.bodyOffset));
+          const body = top.length ? withTop(top, b.file, parsed.bodyOffset) : fileBody(b.file, parsed.bodyOffset);
+          const copy = await spoolMessage(this.deps.queued, 'outgoing', env, body);
           for (const rcpt of rcpts) {
             this.deps.logger.info({ event: 'smtp-out.queued', qid: src.qid, rcpt, from: b.from, slot: path.basename(copy.file), nrcpt: rcpts.length }, 'queued for remote delivery');
           }
@@ -125,6 +131,15 @@ export class Acceptor {
       }),
     );
   }
+}
+
+function withTop(top: Buffer, file: string, offset: number): Readable {
+  return Readable.from(
+    (async function* () {
+      yield top;
+      yield* fileBody(file, offset);
+    })(),
+  );
 }
 
 /** hasEightBit - does the message contain bytes above 127 (decides BODY=8BITMIME)? */

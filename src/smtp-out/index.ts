@@ -21,6 +21,7 @@
 
 import path from 'node:path';
 
+import { DkimSigner } from '../mail/auth/dkim-sign.js';
 import { alertHandler } from '../mail/queue-consumer.js';
 import { dataPath } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -28,16 +29,19 @@ import { createIpcServer } from '../shared/ipc-setup.js';
 import type { RunningServer, ServerContext } from '../shared/server-module.js';
 import { Acceptor } from './accept.js';
 import { Outbound } from './outbound.js';
+import { outgoingHead } from './outgoing-head.js';
 
 /** start - answer `send`, and deliver what is in `outgoing`. */
 export async function start(ctx: ServerContext): Promise<RunningServer> {
   const { config, logger } = ctx;
   const outbound = new Outbound(config, logger);
+  const signer = config.dkim.sign ? new DkimSigner(dataPath(config, config.dkim.keys_dir)) : null;
   const acceptor = new Acceptor({
     queued: outbound.queued,
     spoolDir: path.resolve(dataPath(config, config.queued.spool)),
     logger,
     destination: (domain) => outbound.destinationOf(domain),
+    head: (src, file, offset) => outgoingHead(signer, logger, src, file, offset),
   });
   const server = createIpcServer(config, 'smtp-out', logger);
   server.on('send', { params: 3, handle: (c) => acceptor.send(c.params[0]!, c.params[1]!, c.params[2]!) });

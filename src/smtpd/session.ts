@@ -14,6 +14,7 @@ import { formatEnvelope } from '../mail/envelope.js';
 import { formatReceived } from '../mail/received.js';
 import type { Logger } from '../shared/log.js';
 import { connections, messagesReceived, messagesRejected } from '../shared/metrics.js';
+import { startChecks } from './checks.js';
 import type { ConnectionLimits } from './limits.js';
 import { spoolMessage } from './spool-writer.js';
 
@@ -139,8 +140,14 @@ export function sessionHandlers(role: Role, deps: SessionDeps): Handlers {
           formatEnvelope({ qid, from, rcpt, client: session.remoteAddress, helo, auth: user, time: now.toISOString() }),
           Buffer.from(formatReceived({ helo, ip: session.remoteAddress, hostname: config.hostname, protocol, qid, rcpt, date: now }), 'utf8'),
         ]);
-      spoolMessage(stream, { queued, head, bareNewline: cfg.bare_newline, maxLineLength: cfg.max_line_length }).then((out) => {
+      // Mail from the MX port is checked (SPF/DKIM/DMARC/ARC); authenticated mail is not.
+      const checks = role === 'smtp' && !user && config.mail_auth.check ? startChecks(config, logger, stream, { ip: session.remoteAddress, helo, mailFrom: from }) : null;
+      const spool = { queued, head, bareNewline: cfg.bare_newline, maxLineLength: cfg.max_line_length };
+      spoolMessage(stream, checks ? { ...spool, head: checks.head(head), filter: checks.filter, seal: () => checks.seal() } : spool).then((out) => {
         switch (out.kind) {
+          case 'refused':
+            reject(session, 'mail_auth', { from, detail: out.text, ...checks?.fields() });
+            return cb(smtpError(out.code, out.text));
           case 'queued':
             messagesReceived.inc({ port: role });
             logger.info({ event: 'smtpd.queued', qid: out.qid, from, nrcpt: rcpt.length, size: out.size, client: session.remoteAddress, port: role, auth: user || undefined }, 'queued');

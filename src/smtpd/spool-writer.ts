@@ -13,7 +13,7 @@
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { Writable } from 'node:stream';
+import { type Transform, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 
 import type { SMTPServerDataStream } from 'smtp-server';
@@ -25,8 +25,12 @@ export type SpoolOutcome =
   | { kind: 'too-big' }
   | { kind: 'bare-lf' }
   | { kind: 'line-too-long' }
+  | { kind: 'refused'; code: number; text: string }
   /** STATUS: 4.3.1 when the disk is full (452), else 4.3.0 (451). */
   | { kind: 'failed'; error: string; status: string };
+
+/** What `seal` decides once every byte is written: refuse, or patch bytes of the head in place. */
+export type Seal = { refuse: { code: number; text: string } } | { patch: { at: number; bytes: Buffer } } | null;
 
 export interface SpoolOptions {
   queued: IpcClient;
@@ -34,6 +38,10 @@ export interface SpoolOptions {
   head(qid: string): Buffer;
   bareNewline: 'normalize' | 'reject';
   maxLineLength: number;
+  /** A filter the message passes through first (mail checks: forged results removed). */
+  filter?: Transform;
+  /** Called after the last byte, before fsync (mail checks: their verdict and header). */
+  seal?: () => Promise<Seal>;
 }
 
 const FLUSH_BYTES = 64 * 1024;
@@ -42,7 +50,8 @@ const CR = Buffer.from('\r');
 /** spoolMessage - write DATA to a new `incoming` slot and push it; never throws. */
 export async function spoolMessage(data: SMTPServerDataStream, opts: SpoolOptions): Promise<SpoolOutcome> {
   const sink = new SpoolSink(data, opts);
-  data.pipe(sink);
+  if (opts.filter) data.pipe(opts.filter).pipe(sink);
+  else data.pipe(sink);
   await finished(sink).catch(() => {});
   return sink.conclude();
 }
@@ -167,6 +176,14 @@ class SpoolSink extends Writable {
     let keepFile = false;
     if (!this.stopped && this.fh) {
       try {
+        const seal = this.opts.seal ? await this.opts.seal() : null;
+        if (seal && 'refuse' in seal) {
+          await this.fh.close().catch(() => {});
+          this.fh = null;
+          await fsp.rm(this.file, { force: true }).catch(() => {});
+          return { kind: 'refused', ...seal.refuse };
+        }
+        if (seal) await this.fh.write(seal.patch.bytes, 0, seal.patch.bytes.length, seal.patch.at);
         await this.fh.sync();
         await this.fh.close();
         this.fh = null;

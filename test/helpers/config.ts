@@ -30,6 +30,9 @@ export function testConfig(dir: string, overrides: DeepPartial<Config> = {}): Co
     metrics: { listen: '' },
     smtpd: { host: '127.0.0.1', port: 0, submission_port: 0, submissions_port: 0 },
     pop3d: { host: '127.0.0.1', port: 0, pop3s_port: 0 },
+    // No lookups to the machine's resolver from tests: mail-auth tests turn checks on with
+    // [dns] servers pointing at their own loopback DNS server (test/helpers/dns-server.ts).
+    mail_auth: { check: false },
   };
   return parseConfig(merge(base, overrides as Record<string, unknown>));
 }
