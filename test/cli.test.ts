@@ -89,12 +89,15 @@ describe('fmail command', () => {
     }
   });
 
-  test('fmail start refuses IPC beyond loopback without a secret', async () => {
+  test('fmail start refuses IPC beyond loopback with secret = "off"', async () => {
     const setup = await writeFmailConfig(path.join(tmp.dir, 'exposed'));
-    writeFileSync(setup.configFile, readFileSync(setup.configFile, 'utf8').replace(/^authd = .*$/m, 'authd = "socket://0.0.0.0:14190"'));
+    writeFileSync(
+      setup.configFile,
+      readFileSync(setup.configFile, 'utf8').replace(/^authd = .*$/m, 'authd = "socket://0.0.0.0:14190"\nsecret = "off"'),
+    );
     const res = fmailSync(['start', 'authd', '-c', setup.configFile]);
     assert.notEqual(res.status, 0);
-    assert.match(res.stderr, /ipc\.authd .*beyond loopback: set ipc\.secret/);
+    assert.match(res.stderr, /ipc\.authd .*beyond loopback: ipc\.secret = "off" is for loopback only/);
   });
 
   test('fmail start runs every server, reports them, and exits 0 on SIGTERM', async () => {

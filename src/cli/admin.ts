@@ -10,6 +10,7 @@ import { sampleConfig } from '../config/describe.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { IpcClient } from '../ipc/index.js';
+import { ipcSecret } from '../shared/ipc-secret.js';
 
 export function register(program: Command): void {
   program
@@ -69,7 +70,7 @@ const IPC_SERVERS = [
 
 async function printStatus(cfg: Config): Promise<boolean> {
   let allUp = true;
-  const secret = cfg.ipc.secret || undefined;
+  const secret = ipcSecret(cfg);
   for (const [name, key] of IPC_SERVERS) {
     const client = new IpcClient(cfg.ipc[key], { timeoutMs: 3000, connectTimeoutMs: 2000, secret });
     try {

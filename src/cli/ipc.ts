@@ -1,10 +1,14 @@
 // `fmail ipc ADDRESS MESSAGE [PARAM...]` - send one request and print the reply: the admin's nc,
 // with the encoding done right. `list` prints every line; `retr` writes the raw bytes to stdout;
-// `store` sends standard input as the raw data.
+// `store` sends standard input as the raw data. The IPC secret is presented on its own: --secret,
+// else FMAIL_IPC_SECRET, else [ipc] secret of -c FILE, else DATA/ipc.secret (./data or
+// $FMAIL_DATA), as every FancyMail client does.
 
 import type { Command } from 'commander';
 
+import { loadConfig } from '../config/load.js';
 import { IpcClient, formatMessage, parseMessage, type Message } from '../ipc/index.js';
+import { ipcSecret } from '../shared/ipc-secret.js';
 
 /** toMessage - `name: a ; b` as one argument (decoded like a wire line), or name then params. */
 export function toMessage(args: string[]): Message {
@@ -28,11 +32,12 @@ export function registerIpc(program: Command): void {
     .description("send one IPC request and print the reply, e.g. fmail ipc socket://127.0.0.1:14101 'pop: incoming'")
     .argument('<address>', 'socket://HOST:PORT or unix:///path')
     .argument('<message...>', "the whole message ('auth: alice@example.test ; secret') or its name then each parameter")
-    .option('--secret <secret>', 'IPC shared secret (default: $FMAIL_IPC_SECRET)')
+    .option('--secret <secret>', 'IPC shared secret (default: $FMAIL_IPC_SECRET, [ipc] secret, or DATA/ipc.secret)')
+    .option('-c, --config <file>', 'configuration file whose secret / data folder to use')
     .option('--timeout <ms>', 'reply timeout in milliseconds', '10000')
-    .action(async (address: string, args: string[], opts: { secret?: string; timeout: string }) => {
+    .action(async (address: string, args: string[], opts: { secret?: string; config?: string; timeout: string }) => {
       const msg = toMessage(args);
-      const secret = opts.secret ?? process.env.FMAIL_IPC_SECRET;
+      const secret = opts.secret ?? ipcSecret(loadConfig(opts.config));
       const client = new IpcClient(address, { timeoutMs: Number(opts.timeout), secret: secret || undefined });
       try {
         let ok: boolean;

@@ -6,12 +6,13 @@ import type { Command } from 'commander';
 
 import { loadConfig } from '../config/load.js';
 import { IpcClient } from '../ipc/index.js';
+import { ipcSecret } from '../shared/ipc-secret.js';
 
 type Opts = { config?: string };
 
 async function withQueued<T>(opts: Opts, fn: (c: IpcClient) => Promise<T>): Promise<T> {
   const cfg = loadConfig(opts.config);
-  const c = new IpcClient(cfg.ipc.queued, { timeoutMs: 30_000, connectTimeoutMs: 3000, secret: cfg.ipc.secret || undefined });
+  const c = new IpcClient(cfg.ipc.queued, { timeoutMs: 30_000, connectTimeoutMs: 3000, secret: ipcSecret(cfg) });
   try {
     return await fn(c);
   } catch (err) {

@@ -1,6 +1,5 @@
 // `fmail start [server...]` - run servers in this process until SIGTERM/SIGINT; SIGHUP reloads.
 
-import { mkdirSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 
 import type { Command } from 'commander';
@@ -8,6 +7,7 @@ import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { isLoopback, parseAddress } from '../ipc/index.js';
+import { IPC_SECRET_OFF, ensureDataDir, ipcSecret, ipcSecretPath } from '../shared/ipc-secret.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { type MetricsJson, startMetricsServer } from '../shared/metrics-http.js';
 import type { RunningServer } from '../shared/server-module.js';
@@ -31,9 +31,14 @@ const FRONT_END: readonly ServerName[] = ['smtpd', 'pop3d'];
 
 /** startSystem - start the named servers (all when none) in dependency order. */
 export async function startSystem(config: Config, logger: Logger, names: ServerName[] = [], opts: StartOptions = {}): Promise<System> {
-  mkdirSync(config.data_dir, { recursive: true });
+  const dir = ensureDataDir(config.data_dir);
+  if (dir.tightened) logger.info({ event: 'system.data_dir_tightened', dir: config.data_dir }, 'data folder made private (0700)');
+  if (dir.openTo) logger.warn({ event: 'system.data_dir_open', dir: config.data_dir, mode: dir.openTo }, 'data folder is readable by other users');
   const wanted = names.length ? START_ORDER.filter((n) => names.includes(n)) : START_ORDER;
   checkIpcExposure(config, wanted);
+  // Generated here, before any server, so every server and thread of this start reads one secret.
+  if (ipcSecret(config, { create: true }) === undefined) logger.warn({ event: 'system.ipc_open' }, IPC_OPEN_WARNING);
+  else if (!config.ipc.secret) logger.info({ event: 'system.ipc_secret', file: ipcSecretPath(config) }, 'IPC secret in use');
   const inWorker = wanted.filter((n) => FRONT_END.includes(n));
   const useWorker = opts.threads === true && inWorker.length > 0 && inWorker.length < wanted.length;
   const servers: RunningServer[] = [];
@@ -148,14 +153,16 @@ const IPC_LISTENERS: Partial<Record<ServerName, keyof Config['ipc']>> = {
   router: 'router',
 };
 
+const IPC_OPEN_WARNING = 'ipc.secret = "off": any local user can talk to every server over IPC (read mailboxes, queue mail)';
+
 /** checkIpcExposure - IPC beyond loopback only with a shared secret (DESIGN.md: never exposed unasked). */
 export function checkIpcExposure(config: Config, servers: readonly ServerName[]): void {
   for (const name of servers) {
     const key = IPC_LISTENERS[name];
     if (!key) continue;
     const addr = parseAddress(config.ipc[key] as string);
-    if (!isLoopback(addr) && !config.ipc.secret) {
-      throw new Error(`ipc.${key} = ${config.ipc[key]} listens beyond loopback: set ipc.secret (every IPC connection must then present it)`);
+    if (!isLoopback(addr) && config.ipc.secret === IPC_SECRET_OFF) {
+      throw new Error(`ipc.${key} = ${config.ipc[key]} listens beyond loopback: ipc.secret = "off" is for loopback only`);
     }
   }
 }
@@ -173,6 +180,7 @@ export function registerStart(program: Command): void {
       let config = loadConfig(opts.config);
       const logger = createLogger(config);
       const system = await startSystem(config, logger, names as ServerName[], { threads: config.threads });
+      if (config.ipc.secret === IPC_SECRET_OFF) process.stderr.write(`warning: ${IPC_OPEN_WARNING}\n`);
       for (const s of system.servers) {
         for (const [role, addr] of Object.entries(s.addresses)) process.stdout.write(`${s.name.padEnd(9)} ${role.padEnd(11)} ${addr}\n`);
       }

@@ -27,6 +27,10 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
     }
   }
   if (raw.data_dir === undefined && env.FMAIL_DATA) raw.data_dir = env.FMAIL_DATA;
+  if (env.FMAIL_IPC_SECRET) {
+    const ipc = (raw.ipc ?? {}) as Record<string, unknown>;
+    if (ipc.secret === undefined && typeof ipc === 'object') raw.ipc = { ...ipc, secret: env.FMAIL_IPC_SECRET };
+  }
   return parseConfig(raw, file ? path.dirname(path.resolve(file)) : process.cwd(), file ?? 'config');
 }
 

@@ -23,7 +23,12 @@ export const IpcConfig = z
     smtp_out: ipcAddress.default('socket://127.0.0.1:14102').describe('IPC address of smtp-out.'),
     mailboxd: ipcAddress.default('socket://127.0.0.1:14103').describe('IPC address of mailboxd.'),
     router: ipcAddress.default('socket://127.0.0.1:14104').describe('Where the router listens for `alert` callbacks from queued.'),
-    secret: z.string().default('').describe('Shared secret every IPC connection presents (`hello: SECRET`); required off loopback.'),
+    secret: z
+      .string()
+      .default('')
+      .describe(
+        'Shared secret every IPC connection presents first (`hello: SECRET`); "" = the one generated into DATA/ipc.secret (mode 0600) on first start; "off" = none (loopback only). FMAIL_IPC_SECRET overrides.',
+      ),
     timeout_ms: z.number().int().positive().default(30_000).describe('Client side: silence allowed while waiting for a reply.'),
     idle_timeout_s: z.number().positive().default(300).describe('Server side: idle connections are closed after this.'),
     max_connections: z.number().int().positive().default(1000).describe('Server side: connections accepted at once, per server.'),

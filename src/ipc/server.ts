@@ -200,7 +200,14 @@ export class IpcServer {
         return;
       }
       if (msg.name === 'hello') {
-        writer.push(this.hello(conn, msg));
+        const reply = this.hello(conn, msg);
+        writer.push(reply);
+        if (reply.kind === 'error') {
+          // DESIGN.md: a refused hello closes the connection (no guessing on one connection).
+          await writer.idle();
+          closeGracefully(socket);
+          return;
+        }
         continue;
       }
       if (!conn.authed) {

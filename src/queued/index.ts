@@ -33,6 +33,7 @@ import path from 'node:path';
 
 import { error, failure, ok } from '../ipc/index.js';
 import { dataPath } from '../config/load.js';
+import { ipcSecret } from '../shared/ipc-secret.js';
 import { createIpcServer } from '../shared/ipc-setup.js';
 import { queueSize } from '../shared/metrics.js';
 import type { RunningServer, ServerContext } from '../shared/server-module.js';
@@ -59,7 +60,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
     file: path.join(spoolDir, 'subscriptions.json'),
     backoffMs: qc.alert_backoff_s * 1000,
     maxFailures: qc.alert_max_failures,
-    secret: config.ipc.secret || undefined,
+    secret: ipcSecret(config, { create: true }),
     logger,
   });
   const spool = new Spool(spoolDir, {

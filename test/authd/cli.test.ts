@@ -10,9 +10,10 @@ import { after, before, describe, test } from 'node:test';
 
 import { start } from '../../src/authd/index.js';
 import { loadConfig } from '../../src/config/load.js';
-import { IpcClient } from '../../src/ipc/index.js';
+import type { IpcClient } from '../../src/ipc/index.js';
 import { silentLogger } from '../../src/shared/log.js';
 import type { RunningServer } from '../../src/shared/server-module.js';
+import { testClient } from '../helpers/config.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
 const FMAIL = path.resolve(fileURLToPath(import.meta.url), '../../../../bin/fmail.js');
@@ -53,8 +54,9 @@ describe('fmail user / alias with authd running', () => {
       conf,
       `data_dir = "${tmp.dir}"\n[log]\nlevel = "silent"\n[metrics]\nlisten = ""\n[ipc]\nauthd = "unix://${path.join(tmp.dir, 'authd.sock')}"\n`,
     );
-    server = await start({ config: loadConfig(conf), logger: silentLogger() });
-    client = new IpcClient(server.addresses.ipc!);
+    const config = loadConfig(conf);
+    server = await start({ config, logger: silentLogger() });
+    client = testClient(config, server.addresses.ipc!);
   });
   after(async () => {
     client.close();

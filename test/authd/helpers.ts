@@ -9,7 +9,7 @@ import type { Config } from '../../src/config/schema.js';
 import { IpcClient } from '../../src/ipc/index.js';
 import { silentLogger } from '../../src/shared/log.js';
 import type { RunningServer } from '../../src/shared/server-module.js';
-import { testConfig } from '../helpers/config.js';
+import { testClient, testConfig } from '../helpers/config.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /** Cheap hashes for tests that are not about the cost. */
@@ -36,7 +36,7 @@ export async function startAuthd(
   writeFileSync(path.join(tmp.dir, 'users'), text);
   if (aliases) writeFileSync(path.join(tmp.dir, 'aliases'), aliases);
   const server = await start({ config, logger: silentLogger() });
-  const client = new IpcClient(server.addresses.ipc!);
+  const client = testClient(config, server.addresses.ipc!);
   return {
     dir: tmp.dir,
     config,

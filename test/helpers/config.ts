@@ -5,6 +5,8 @@ import path from 'node:path';
 
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
+import { IpcClient, type IpcClientOptions } from '../../src/ipc/index.js';
+import { ipcSecret } from '../../src/shared/ipc-secret.js';
 
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] };
 
@@ -35,4 +37,12 @@ export function testConfig(dir: string, overrides: DeepPartial<Config> = {}): Co
     mail_auth: { check: false },
   };
   return parseConfig(merge(base, overrides as Record<string, unknown>));
+}
+
+/**
+ * testClient - an IpcClient to ADDRESS presenting CONFIG's IPC secret (DATA/ipc.secret, made by
+ * the first server of that data folder), as every FancyMail client does.
+ */
+export function testClient(config: Config, address: string, opts: IpcClientOptions = {}): IpcClient {
+  return new IpcClient(address, { ...opts, secret: ipcSecret(config, { create: true }) });
 }

@@ -70,9 +70,13 @@ export function fmailSync(args: string[], input?: string): { status: number | nu
   return { status: res.status, stdout: res.stdout, stderr: res.stderr };
 }
 
-/** fmailAsync - like fmailSync, without blocking this process (for servers running in it). */
-export async function fmailAsync(args: string[], input?: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [FMAIL, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+/** fmailAsync - like fmailSync, without blocking this process (for servers running in it); ENV added to ours. */
+export async function fmailAsync(
+  args: string[],
+  input?: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [FMAIL, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -8,10 +8,9 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { IpcClient } from '../../src/ipc/index.js';
 import { start } from '../../src/mailboxd/index.js';
 import { silentLogger } from '../../src/shared/log.js';
-import { testConfig } from '../helpers/config.js';
+import { testClient, testConfig } from '../helpers/config.js';
 import { tempDir } from '../helpers/tmp.js';
 import { fakeAuthd } from './helpers.js';
 
@@ -71,7 +70,7 @@ test('SIGKILL during stores never leaves a partial message visible to list', asy
       const exited = new Promise<void>((r) => child.once('exit', () => r()));
       let inFlight = 0;
       let stop = false;
-      const clients = Array.from({ length: CLIENTS }, () => new IpcClient(config.ipc.mailboxd, { timeoutMs: 10_000 }));
+      const clients = Array.from({ length: CLIENTS }, () => testClient(config, config.ipc.mailboxd, { timeoutMs: 10_000 }));
       const loops = clients.map(async (c) => {
         for (let n = 0; n < 10_000 && !stop; n++) {
           const id = `i${it}-${seq++}`;
@@ -97,7 +96,7 @@ test('SIGKILL during stores never leaves a partial message visible to list', asy
 
       // Restart in-process and look through list + retr, as pop3d would.
       const server = await start({ config, logger: silentLogger() });
-      const c = new IpcClient(server.addresses.ipc!, { timeoutMs: 30_000 });
+      const c = testClient(config, server.addresses.ipc!, { timeoutMs: 30_000 });
       try {
         const l = await c.requestList('list', [USER]);
         assert.equal(l.reply.ok, true);

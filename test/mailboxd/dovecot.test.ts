@@ -8,8 +8,8 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { IpcClient } from '../../src/ipc/index.js';
 import { toolSkip } from '../helpers/tools.js';
+import { testClient } from '../helpers/config.js';
 import { type Harness, harness } from './helpers.js';
 
 const LIBEXEC = '/usr/lib/dovecot';
@@ -77,7 +77,7 @@ describe('Dovecot interop', { skip: skipReason() }, () => {
     assert.equal(names.length, 3);
     assert.ok(names.every((n) => /^\d+\.M\d+P\d+\.[^,]+,S=\d+,W=\d+$/.test(n)), `Dovecot names: ${names.join(' ')}`);
 
-    const c = new IpcClient(h.mailboxd.addresses.ipc!);
+    const c = testClient(h.config, h.mailboxd.addresses.ipc!);
     try {
       const l = await c.requestList('list', [user]);
       assert.equal(l.items.length, 3);
@@ -108,7 +108,7 @@ describe('Dovecot interop', { skip: skipReason() }, () => {
       Buffer.from('Return-Path: <s@remote.test>\r\nSubject: one\r\n\r\nbody one\r\n'),
       Buffer.from('Subject: two\r\n\r\nbody two, 8-bit: \u00e9\r\n', 'utf8'),
     ];
-    const c = new IpcClient(h.mailboxd.addresses.ipc!);
+    const c = testClient(h.config, h.mailboxd.addresses.ipc!);
     try {
       for (const b of bodies) assert.equal((await c.store('store', [user, user, String(b.length)], b)).ok, true);
       const before = await c.requestList('list', [user]);

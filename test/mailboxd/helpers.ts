@@ -6,7 +6,7 @@ import type { Config } from '../../src/config/schema.js';
 import { start } from '../../src/mailboxd/index.js';
 import { silentLogger } from '../../src/shared/log.js';
 import type { RunningServer } from '../../src/shared/server-module.js';
-import { testConfig } from '../helpers/config.js';
+import { testClient, testConfig } from '../helpers/config.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /** fakeAuthd - `verify: USER` and `resolve: USER` (-> USER) for the given users (lower case). */
@@ -41,7 +41,7 @@ export async function harness(users: string[], overrides: Parameters<typeof test
     mailboxd,
     authd,
     client: () => {
-      const c = new IpcClient(mailboxd.addresses.ipc!, { timeoutMs: 60_000 });
+      const c = testClient(config, mailboxd.addresses.ipc!, { timeoutMs: 60_000 });
       clients.push(c);
       return c;
     },

@@ -8,27 +8,33 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { IpcClient, parseAddress } from '../../src/ipc/index.js';
+import { parseAddress } from '../../src/ipc/index.js';
 import { waitFor } from '../helpers/tmp.js';
+import { ipcSecret } from '../../src/shared/ipc-secret.js';
+import { testClient } from '../helpers/config.js';
 import { type Harness, fakeAuthd, harness } from './helpers.js';
 
 const ALICE = 'alice@example.com';
 const dt = (rcpt: string): Buffer => Buffer.from(`Delivered-To: ${rcpt}\r\n`);
 
-/** wire - send raw lines on a fresh socket, collect what comes back until `until` matches. */
+/**
+ * wire - send raw lines on a fresh socket, after the `hello: SECRET` handshake, and collect
+ * what comes back (the handshake's `ok` left out) until `until` matches.
+ */
 async function wire(h: Harness, send: string, until: (s: string) => boolean): Promise<string> {
   const addr = parseAddress(h.mailboxd.addresses.ipc!);
   assert.equal(addr.kind, 'unix');
   const sock = net.connect((addr as { path: string }).path);
   let got = '';
   sock.on('data', (d) => (got += d.toString('latin1')));
-  sock.write(send);
+  sock.write(`hello: ${ipcSecret(h.config)}\r\n${send}`);
+  const body = (): string => (got.startsWith('ok\r\n') ? got.slice(4) : '');
   try {
-    await waitFor(() => until(got), 20_000);
+    await waitFor(() => until(body()), 20_000);
   } finally {
     sock.destroy();
   }
-  return got;
+  return body();
 }
 
 function files(h: Harness, user: string, sub: string): string[] {
@@ -167,8 +173,8 @@ describe('mailboxd', () => {
     const sock = net.connect(addr.path);
     let got = '';
     sock.on('data', (d) => (got += d.toString()));
-    sock.write(`store: ${user} ; ${user} ; 100000\r\n`);
-    await waitFor(() => got.startsWith('ok\r\n'));
+    sock.write(`hello: ${ipcSecret(h.config)}\r\nstore: ${user} ; ${user} ; 100000\r\n`);
+    await waitFor(() => got.startsWith('ok\r\nok\r\n'));
     sock.write(Buffer.alloc(50_000, 'z'));
     await waitFor(() => files(h, user, 'tmp').length === 1, 20_000);
     sock.destroy();
@@ -240,7 +246,7 @@ describe('mailboxd', () => {
   test('files written by other tools: no ,S= (stat), cur/ with flags, moved between list and retr', async () => {
     const user = 'bob@example.com';
     const box = path.join(h.dir, 'mail', user);
-    const c = new IpcClient(h.mailboxd.addresses.ipc!);
+    const c = testClient(h.config, h.mailboxd.addresses.ipc!);
     try {
       for (const n of (await c.requestList('list', [user])).items) await c.request('dele', [user, n.params[0]!]);
       writeFileSync(path.join(box, 'new', '1000000000.P123Q1.oldhost'), 'Subject: qmail style\n\nA\n');

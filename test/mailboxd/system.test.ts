@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import { type System, startSystem } from '../../src/cli/start.js';
 import { IpcClient } from '../../src/ipc/index.js';
 import { silentLogger } from '../../src/shared/log.js';
-import { testConfig } from '../helpers/config.js';
+import { testClient, testConfig } from '../helpers/config.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const tmp = tempDir('fmail-mbox-sys-');
@@ -21,7 +21,7 @@ before(async () => {
   writeFileSync(path.join(tmp.dir, 'aliases'), 'team@example.com: alice@example.com, bob@example.com\n');
   const config = testConfig(tmp.dir);
   system = await startSystem(config, silentLogger(), ['authd', 'mailboxd']);
-  client = new IpcClient(config.ipc.mailboxd);
+  client = testClient(config, config.ipc.mailboxd);
 });
 after(async () => {
   client?.close();

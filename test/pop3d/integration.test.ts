@@ -12,7 +12,7 @@ import { type System, startSystem } from '../../src/cli/start.js';
 import type { Config } from '../../src/config/schema.js';
 import { IpcClient } from '../../src/ipc/index.js';
 import { silentLogger } from '../../src/shared/log.js';
-import { testConfig } from '../helpers/config.js';
+import { testClient, testConfig } from '../helpers/config.js';
 import { tempDir } from '../helpers/tmp.js';
 import { toolSkip } from '../helpers/tools.js';
 import { portOf } from './harness.js';
@@ -57,7 +57,7 @@ describe('pop3d with the real authd and mailboxd', () => {
     system = await startSystem(config, silentLogger(), ['authd', 'mailboxd', 'pop3d']);
     const pop = system.servers.find((s) => s.name === 'pop3d')!;
     port = portOf(pop.addresses.pop3);
-    store = new IpcClient(config.ipc.mailboxd);
+    store = testClient(config, config.ipc.mailboxd);
   });
   after(async () => {
     for (const c of clients) c.close();

@@ -6,8 +6,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { after, test } from 'node:test';
 
-import { IpcClient } from '../../src/ipc/index.js';
-import { testConfig } from '../helpers/config.js';
+import { testClient, testConfig } from '../helpers/config.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 import { startQueued } from './helpers.js';
 
@@ -15,15 +14,16 @@ const t = tempDir('fmail-queued-abandon-');
 after(() => t.cleanup());
 
 test('leases of a closed connection come back at once; finished ones do not', async () => {
-  const q = await startQueued(testConfig(t.dir, { queued: { lease_s: 600 } }));
-  const admin = new IpcClient(q.addresses.ipc!);
+  const cfg = testConfig(t.dir, { queued: { lease_s: 600 } });
+  const q = await startQueued(cfg);
+  const admin = testClient(cfg, q.addresses.ipc!);
   try {
     for (const body of ['first', 'second']) {
       const s = await admin.request('slot', ['work']);
       writeFileSync(s.params[0]!, body);
       assert.ok((await admin.request('push', ['work', s.params[0]!])).ok);
     }
-    const consumer = new IpcClient(q.addresses.ipc!);
+    const consumer = testClient(cfg, q.addresses.ipc!);
     const a = (await consumer.request('pop', ['work'])).params[0]!;
     const b = (await consumer.request('pop', ['work'])).params[0]!;
     assert.ok((await consumer.request('done', ['work', a])).ok);

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import { IpcClient } from '../../src/ipc/index.js';
 import type { RunningServer } from '../../src/shared/server-module.js';
 import { FMAIL } from '../helpers/fmail-process.js';
-import { testConfig } from '../helpers/config.js';
+import { testClient, testConfig } from '../helpers/config.js';
 import { tempDir } from '../helpers/tmp.js';
 import { startQueued } from './helpers.js';
 
@@ -20,8 +20,9 @@ let c: IpcClient;
 
 before(async () => {
   writeFileSync(configFile, `data_dir = ${JSON.stringify(t.dir)}\n[ipc]\nqueued = "unix://${t.dir}/queued.sock"\n[metrics]\nlisten = ""\n`);
-  q = await startQueued(testConfig(t.dir));
-  c = new IpcClient(q.addresses.ipc!);
+  const cfg = testConfig(t.dir);
+  q = await startQueued(cfg);
+  c = testClient(cfg, q.addresses.ipc!);
 });
 after(async () => {
   c.close();

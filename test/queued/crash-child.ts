@@ -1,15 +1,14 @@
 // Child process for crash.test.ts (not a test itself).
 //   push DIR   - start queued on DIR's config and push from 16 concurrent clients forever,
 //                printing `OK <path> <sha256>` after every push answered ok.
-//   consume ADDRESS QUEUE - pop one message, print `POPPED <path>`, then hang (never done).
+//   consume DIR QUEUE - pop one message from DIR's queued, print `POPPED <path>`, then hang (never done).
 
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 
-import { IpcClient } from '../../src/ipc/index.js';
 import { silentLogger } from '../../src/shared/log.js';
 import { start } from '../../src/queued/index.js';
-import { testConfig } from '../helpers/config.js';
+import { testClient, testConfig } from '../helpers/config.js';
 
 const [mode, a1, a2] = process.argv.slice(2);
 
@@ -25,7 +24,7 @@ if (mode === 'push') {
   const q = await start({ config: cfg, logger: silentLogger() });
   process.stdout.write('READY\n');
   const worker = async (): Promise<void> => {
-    const c = new IpcClient(q.addresses.ipc!);
+    const c = testClient(cfg, q.addresses.ipc!);
     for (;;) {
       const s = await c.request('slot', ['crash']);
       const { data, sum } = body();
@@ -36,7 +35,8 @@ if (mode === 'push') {
   };
   await Promise.all(Array.from({ length: 16 }, worker));
 } else if (mode === 'consume') {
-  const c = new IpcClient(a1!);
+  const cfg = testConfig(a1!);
+  const c = testClient(cfg, cfg.ipc.queued);
   const r = await c.request('pop', [a2!]);
   process.stdout.write(r.ok ? `POPPED ${r.params[0]}\n` : 'EMPTY\n');
   setInterval(() => {}, 1000);

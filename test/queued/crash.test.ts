@@ -11,8 +11,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
 
-import { IpcClient } from '../../src/ipc/index.js';
-import { testConfig } from '../helpers/config.js';
+import { testClient, testConfig } from '../helpers/config.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 import { startQueued } from './helpers.js';
 
@@ -59,7 +58,7 @@ test('SIGKILL at random points loses no acknowledged push and pops nothing half-
 
   const cfg = testConfig(t.dir);
   const q = await startQueued(cfg);
-  const c = new IpcClient(q.addresses.ipc!);
+  const c = testClient(cfg, q.addresses.ipc!);
   try {
     const seen = new Map<string, number>();
     for (let i = 0; i < 1_000_000; i++) {
@@ -85,14 +84,14 @@ test('a consumer killed between pop and done gets its message back after the lea
   dirs.push(t);
   const cfg = testConfig(t.dir, { queued: { lease_s: 1 } });
   const q = await startQueued(cfg);
-  const c = new IpcClient(q.addresses.ipc!);
+  const c = testClient(cfg, q.addresses.ipc!);
   try {
     const s = (await c.request('slot', ['work'])).params[0]!;
     const { writeFileSync } = await import('node:fs');
     writeFileSync(s, 'precious');
     assert.ok((await c.request('push', ['work', s])).ok);
     let popped = '';
-    const child = run(['consume', q.addresses.ipc!, 'work'], (l) => {
+    const child = run(['consume', t.dir, 'work'], (l) => {
       if (l.startsWith('POPPED ')) popped = l.slice(7);
     });
     const exited = new Promise((r) => child.once('exit', r));

@@ -29,12 +29,18 @@ export class RawLine {
     socket.on('error', () => {});
   }
 
-  static connect(address: string): Promise<RawLine> {
+  /** connect - a raw connection; with SECRET, opened with `hello: SECRET` as DESIGN.md says. */
+  static async connect(address: string, secret?: string): Promise<RawLine> {
     const p = address.replace(/^unix:\/\//, '');
-    return new Promise((resolve, reject) => {
+    const raw = await new Promise<RawLine>((resolve, reject) => {
       const s = net.connect(p, () => resolve(new RawLine(s)));
       s.once('error', reject);
     });
+    if (secret !== undefined) {
+      const reply = await raw.exchange(`hello: ${secret}\r\n`);
+      if (reply !== 'ok\r\n') throw new Error(`hello refused: ${reply}`);
+    }
+    return raw;
   }
 
   private wake(): void {
@@ -81,10 +87,10 @@ export async function startQueued(config: Config): Promise<RunningServer> {
   return start({ config, logger: silentLogger() });
 }
 
-/** Subscriber - an IPC server answering `alert` with ok and counting what it got. */
-export async function startSubscriber(address: string): Promise<{ alerts: string[]; server: IpcServer; address: string }> {
+/** Subscriber - an IPC server answering `alert` with ok and counting what it got (SECRET required). */
+export async function startSubscriber(address: string, secret?: string): Promise<{ alerts: string[]; server: IpcServer; address: string }> {
   const alerts: string[] = [];
-  const server = new IpcServer({ serverName: 'sub', version: '0', logger: silentLogger() });
+  const server = new IpcServer({ serverName: 'sub', version: '0', logger: silentLogger(), secret });
   server.on('alert', {
     params: 1,
     handle: (c) => {

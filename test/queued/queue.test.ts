@@ -9,7 +9,7 @@ import { IpcClient } from '../../src/ipc/index.js';
 import type { Config } from '../../src/config/schema.js';
 import { dirSyncCount } from '../../src/queued/dir-sync.js';
 import type { RunningServer } from '../../src/shared/server-module.js';
-import { testConfig } from '../helpers/config.js';
+import { testClient, testConfig } from '../helpers/config.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 import { startQueued, startSubscriber } from './helpers.js';
 
@@ -21,7 +21,7 @@ async function setup(overrides: Parameters<typeof testConfig>[1] = {}): Promise<
   dirs.push(t);
   const cfg = testConfig(t.dir, overrides);
   const q = await startQueued(cfg);
-  return { cfg, q, c: new IpcClient(q.addresses.ipc!), dir: t.dir };
+  return { cfg, q, c: testClient(cfg, q.addresses.ipc!), dir: t.dir };
 }
 
 async function pushOne(c: IpcClient, queue: string, body: string): Promise<string> {
@@ -99,8 +99,8 @@ describe('queued', () => {
   });
 
   test('group commit: 64 concurrent pushes share directory fsyncs', async () => {
-    const { q, dir } = await setup();
-    const clients = Array.from({ length: 8 }, () => new IpcClient(q.addresses.ipc!));
+    const { cfg, q, dir } = await setup();
+    const clients = Array.from({ length: 8 }, () => testClient(cfg, q.addresses.ipc!));
     try {
       const slots = await Promise.all(Array.from({ length: 64 }, (_, i) => clients[i % 8]!.request('slot', ['gc'])));
       slots.forEach((s, i) => writeFileSync(s.params[0]!, `msg ${i}`));
@@ -180,7 +180,7 @@ describe('queued', () => {
   test('restart recovers ready, leased and deferred messages in order; stale slots go', async () => {
     const { cfg, q, c } = await setup({ queued: { slot_grace_s: 0.5 } });
     let q2: RunningServer | null = null;
-    const c2 = new IpcClient(cfg.ipc.queued);
+    const c2 = testClient(cfg, cfg.ipc.queued);
     try {
       const ids: string[] = [];
       for (let i = 0; i < 4; i++) ids.push(await pushOne(c, 'rq', `r${i}`));

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 
 import type { RunningServer } from '../../src/shared/server-module.js';
+import { ipcSecret } from '../../src/shared/ipc-secret.js';
 import { testConfig } from '../helpers/config.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 import { RawLine, startQueued, startSubscriber, writeSlot } from './helpers.js';
@@ -12,10 +13,14 @@ import { RawLine, startQueued, startSubscriber, writeSlot } from './helpers.js';
 const tmp = tempDir('fmail-queued-seed-');
 let queued: RunningServer;
 let ipc: string;
+let secret: string;
 
 before(async () => {
-  queued = await startQueued(testConfig(tmp.dir));
+  const config = testConfig(tmp.dir);
+  queued = await startQueued(config);
   ipc = queued.addresses.ipc!;
+  // The examples as a client sends them today: the secret handshake first (DESIGN.md).
+  secret = ipcSecret(config)!;
 });
 after(async () => {
   await queued.close();
@@ -25,7 +30,7 @@ after(async () => {
 const spoolIncoming = (): string => path.join(tmp.dir, 'queue', 'incoming');
 
 test('seed: adding a message to a queue (slot, push)', async () => {
-  const c = await RawLine.connect(ipc);
+  const c = await RawLine.connect(ipc, secret);
   try {
     const slotLine = await c.exchange('slot: incoming\r\n');
     const m = /^ok: (\S+)\r\n$/.exec(slotLine);
@@ -41,7 +46,7 @@ test('seed: adding a message to a queue (slot, push)', async () => {
 });
 
 test('seed: getting a message from a queue (pop)', async () => {
-  const c = await RawLine.connect(ipc);
+  const c = await RawLine.connect(ipc, secret);
   try {
     const line = await c.exchange('pop: incoming\r\n');
     const m = /^ok: (\S+)\r\n$/.exec(line);
@@ -55,8 +60,9 @@ test('seed: getting a message from a queue (pop)', async () => {
 });
 
 test('seed: subscribing to a queue, alert, pop until error', async () => {
-  const sub = await startSubscriber(`unix://${path.join(tmp.dir, 'sub.sock')}`);
-  const c = await RawLine.connect(ipc);
+  // The subscriber requires the secret too: queued's alert must present it.
+  const sub = await startSubscriber(`unix://${path.join(tmp.dir, 'sub.sock')}`, secret);
+  const c = await RawLine.connect(ipc, secret);
   try {
     assert.equal(await c.exchange(`subscribe: incoming ; ${sub.address}\r\n`), 'ok\r\n');
     assert.equal(sub.alerts.length, 0, 'no alert while the queue is empty');

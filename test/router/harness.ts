@@ -12,11 +12,10 @@ import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 
 import { type System, startSystem } from '../../src/cli/start.js';
 import type { Config } from '../../src/config/schema.js';
-import { IpcClient } from '../../src/ipc/index.js';
 import { formatEnvelope } from '../../src/mail/envelope.js';
 import { newQueueId } from '../../src/mail/queue-id.js';
 import { spoolMessage } from '../../src/mail/spool.js';
-import { testConfig } from '../helpers/config.js';
+import { testClient, testConfig } from '../helpers/config.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
 type Overrides = Parameters<typeof testConfig>[1];
@@ -56,7 +55,7 @@ export async function startFancy(overrides: Overrides = {}): Promise<Fancy> {
   });
   const logger = pino({ level: 'info' }, sink);
   const system = await startSystem(config, logger, ['authd', 'queued', 'mailboxd', 'smtp-out', 'router']);
-  const queued = new IpcClient(config.ipc.queued, { timeoutMs: 10_000 });
+  const queued = testClient(config, config.ipc.queued, { timeoutMs: 10_000 });
   return {
     dir: tmp.dir,
     config,

@@ -6,8 +6,8 @@ import { after, before, describe, test } from 'node:test';
 
 import { simpleParser } from 'mailparser';
 
-import { IpcClient } from '../../src/ipc/index.js';
 import { waitFor } from '../helpers/tmp.js';
+import { testClient } from '../helpers/config.js';
 import { type Fancy, type Sink, message, startFancy, startSink } from '../router/harness.js';
 
 describe('smtp-out: expiry and quota bounces', () => {
@@ -29,7 +29,7 @@ describe('smtp-out: expiry and quota bounces', () => {
   test('4xx until max_age_s: deferred (reason listed by queued), then bounced with 5.4.7', async () => {
     const qid = await f.inject('bob@example.test', ['grey@slow.test'], message('never accepted'));
     await f.waitLog((l) => l.event === 'smtp-out.deferred' && l.qid === qid);
-    const admin = new IpcClient(f.config.ipc.queued);
+    const admin = testClient(f.config, f.config.ipc.queued);
     try {
       // The defer reaches queued just after smtp-out logs it: poll briefly.
       let items: unknown[] = [];

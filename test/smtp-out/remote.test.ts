@@ -6,8 +6,8 @@ import { after, before, describe, test } from 'node:test';
 
 import { simpleParser } from 'mailparser';
 
-import { IpcClient } from '../../src/ipc/index.js';
 import { waitFor } from '../helpers/tmp.js';
+import { testClient } from '../helpers/config.js';
 import { type Fancy, type Sink, message, startFancy, startSink } from '../router/harness.js';
 
 describe('smtp-out: remote delivery via a route', () => {
@@ -98,7 +98,7 @@ describe('smtp-out: remote delivery via a route', () => {
   });
 
   test('send refuses a slot outside the queue spool, and bad addresses', async () => {
-    const c = new IpcClient(f.config.ipc.smtp_out);
+    const c = testClient(f.config, f.config.ipc.smtp_out);
     try {
       const outside = await c.request('send', ['alice@example.test', 'x@remote.test', '/etc/passwd']);
       assert.equal(outside.ok, false);

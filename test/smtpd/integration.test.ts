@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { type System, startSystem } from '../../src/cli/start.js';
 import { IpcClient } from '../../src/ipc/index.js';
 import { silentLogger } from '../../src/shared/log.js';
-import { testConfig } from '../helpers/config.js';
+import { testClient, testConfig } from '../helpers/config.js';
 import { tempDir } from '../helpers/tmp.js';
 import { RawSmtp, dotStuff, greet, plainToken, readQueued, sendMessage } from './harness.js';
 
@@ -28,7 +28,7 @@ describe('smtpd + real authd + real queued', () => {
     const smtpd = sys.servers.find((s) => s.name === 'smtpd')!;
     smtp = Number(smtpd.addresses.smtp!.split(':').pop());
     submission = Number(smtpd.addresses.submission!.split(':').pop());
-    queued = new IpcClient(config.ipc.queued);
+    queued = testClient(config, config.ipc.queued);
   });
   after(async () => {
     queued?.close();
