@@ -117,8 +117,8 @@ describe('queued', () => {
   });
 
   test('renew keeps a lease alive past lease_s, only for its holder; without it the message comes back', async () => {
-    const { q, c } = await setup({ queued: { lease_s: 0.3 } });
-    const other = new IpcClient(q.addresses.ipc!);
+    const { cfg, q, c } = await setup({ queued: { lease_s: 0.3 } });
+    const other = testClient(cfg, q.addresses.ipc!);
     try {
       await pushOne(c, 'rq', 'renew me');
       const p1 = (await popPath(c, 'rq'))!;
