@@ -12,7 +12,9 @@ export type Reply =
   /** several lines in a row, e.g. `ok: 2`, `mailinfo: ...`, `ok` (the `list` style) */
   | { kind: 'lines'; lines: Message[] }
   /** `ok: SIZE` followed by exactly SIZE raw bytes (the `retr` style) */
-  | { kind: 'raw'; size: number; body: Buffer | Readable };
+  | { kind: 'raw'; size: number; body: Buffer | Readable }
+  /** wire text already formatted by the handler (a long `list` built in one string) */
+  | { kind: 'text'; text: string };
 
 export const ok = (...values: string[]): Reply => ({ kind: 'ok', values });
 export const error = (message?: string): Reply => ({ kind: 'error', message });
@@ -29,6 +31,11 @@ export function multiLine(items: Message[]): Reply {
     kind: 'lines',
     lines: [{ name: 'ok', params: [String(items.length)] }, ...items, { name: 'ok', params: [] }],
   };
+}
+
+/** preformatted - lines the handler formatted itself (each ending in CRLF, parameters encoded). */
+export function preformatted(text: string): Reply {
+  return { kind: 'text', text };
 }
 
 /** rawData - `ok: SIZE` then the bytes; `size` must be the exact byte count of `body`. */

@@ -404,6 +404,9 @@ async function writeReply(socket: net.Socket, reply: Reply): Promise<void> {
       socket.write(text);
       return;
     }
+    case 'text':
+      socket.write(reply.text);
+      return;
     case 'raw': {
       socket.write(formatMessage('ok', [String(reply.size)]));
       if (Buffer.isBuffer(reply.body)) {

@@ -36,7 +36,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
   const { config, logger } = ctx;
   const root = dataPath(config, config.mailboxd.maildirs);
   const authd = ipcClient(config, 'authd');
-  const service = new MailboxService(root, maildirHost(config.hostname), config.mailboxd, authd, logger);
+  const service = new MailboxService(root, maildirHost(config.hostname), config.mailboxd, authd, logger, config.ipc.secret || undefined);
   const server = createIpcServer(config, 'mailboxd', logger);
   for (const [name, spec] of Object.entries(service.handlers())) server.on(name, spec);
   const ipc = await server.listen(config.ipc.mailboxd);
@@ -46,6 +46,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
     addresses: { ipc },
     close: async () => {
       await server.close();
+      service.close();
       authd.close();
     },
     reload: (next) => service.setLimits(next.mailboxd),

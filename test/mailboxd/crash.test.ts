@@ -20,7 +20,7 @@ const CLIENTS = 4;
 const DEADLINE_MS = 35_000;
 
 const tmp = tempDir('fmail-crash-');
-after(() => tmp.cleanup());
+after(() => (process.env.KEEP ? undefined : tmp.cleanup()));
 
 /** message - `X-Id` and `X-Len` headers, then LEN pattern bytes, then `END id`. */
 function message(id: string, len: number): Buffer {
@@ -99,11 +99,11 @@ test('SIGKILL during stores never leaves a partial message visible to list', asy
       const c = testClient(config, server.addresses.ipc!, { timeoutMs: 30_000 });
       try {
         const l = await c.requestList('list', [USER]);
-        assert.equal(l.reply.ok, true);
+        assert.equal(l.reply.ok, true, `list: ${l.reply.params[0]}`);
         const seen = new Set<string>();
         for (const item of l.items) {
           const r = await c.requestRaw('retr', [USER, item.params[0]!]);
-          assert.equal(r.reply.ok, true);
+          assert.equal(r.reply.ok, true, `retr ${item.params[0]}: ${r.reply.params[0]}`);
           assert.equal(r.data!.length, Number(item.params[1]), 'listed size is the size retr sends');
           seen.add(check(r.data!));
         }

@@ -1,0 +1,583 @@
+// Folder - the index of one Maildir folder (INBOX or a Maildir++ `.Name/`): UID -> file, size,
+// flags, MODSEQ, in UID (= arrival) order, kept in memory and persisted in dovecot-uidlist.
+//
+// Mechanisms:
+// - "stat check": before answering from memory, `sync()` compares the mtimes of new/ and cur/
+//   and the uidlist's stamp with what this index last saw; a difference (another MDA, Dovecot,
+//   a user's mutt) runs a "reconcile": readdir both, drop what is gone, adopt renames (flags),
+//   number what is new. Our own changes re-read the stamps right after they are made.
+// - "group commit": new messages of concurrent stores are numbered and appended to the uidlist
+//   in one locked write + fdatasync, in parallel with the directory fsync of new/; a store is
+//   acknowledged after both. UIDs are handed out only under the uidlist lock, so Dovecot
+//   writing the same file never makes two messages share one.
+// - "batched expunge": concurrent `dele`s share one directory fsync.
+// A mutex orders reconciles and every change of the folder's files, so a reconcile never sees
+// a rename half done.
+
+import { promises as fsp, statSync } from 'node:fs';
+import path from 'node:path';
+
+import { Keywords } from './flags.js';
+import { DirSyncer, writeMessage } from './maildir.js';
+import { compareArrival, newBaseName, parseName } from './maildir-name.js';
+import { Mutex, nextModseq } from './modseq.js';
+import { type UidlistFile, appendLines, headerLine, newGuid, readUidlist, rewrite, sweepRewrites, uidKey, uidlistStamp, withLock } from './uidlist.js';
+
+export type Sub = 'new' | 'cur';
+
+/** One message of the folder. Objects stay the same while the message exists (renames update them). */
+export interface Msg {
+  uid: number;
+  /** uidlist key: file name up to `:`. */
+  key: string;
+  /** POP3 UIDL: the Maildir base name (before `,` or `:`), as before the index existed. */
+  pop3: string;
+  sub: Sub;
+  name: string;
+  size: number;
+  /** Maildir info letters after `:2,` (sorted). */
+  letters: string;
+  modseq: number;
+  /** INTERNALDATE (file mtime, seconds); -1 until asked. */
+  mtime: number;
+  /** Exactly-once delivery key (`,D=` in the name), or null. */
+  dkey: string | null;
+  gone: boolean;
+  secs: number;
+  usecs: number;
+  seq: number;
+}
+
+export interface Expunged {
+  uid: number;
+  modseq: number;
+}
+
+const MAX_EXPUNGE_LOG = 100_000;
+let lastUidValidity = 0;
+
+/** newUidValidity - unix time, strictly increasing within this process. */
+function newUidValidity(): number {
+  lastUidValidity = Math.max(lastUidValidity + 1, Math.floor(Date.now() / 1000));
+  return lastUidValidity;
+}
+
+/** infoLetters - the flag letters of a file name (after `:2,`). */
+function infoLetters(name: string): string {
+  const at = name.indexOf(':2,');
+  return at < 0 ? '' : name.slice(at + 3);
+}
+
+/** dkeyOf - the `,D=` delivery key in a base name, or null. */
+function dkeyOf(key: string): string | null {
+  const at = key.indexOf(',D=');
+  if (at < 0) return null;
+  const end = key.indexOf(',', at + 3);
+  return key.slice(at + 3, end < 0 ? key.length : end);
+}
+
+export class Folder {
+  readonly keywords: Keywords;
+  uidvalidity = 0;
+  uidnext = 1;
+  highestModseq = 0;
+  /** Live messages in UID order. */
+  private msgs: Msg[] = [];
+  private readonly byKey = new Map<string, Msg>();
+  readonly byDkey = new Map<string, Msg>();
+  /** Files renamed into place but not numbered yet (a reconcile leaves them alone). */
+  private readonly pendingKeys = new Set<string>();
+  private guid = '';
+  private loaded: Promise<void> | null = null;
+  private readonly lock = new Mutex();
+  private stamps = { new: '', cur: '', uidlist: '' };
+  private fileLines = 0;
+  private needRewrite = false;
+  private readonly expungeLog: Expunged[] = [];
+  /** Expunges with a MODSEQ above this are all in expungeLog. */
+  expungeFloor = 0;
+  private commitQueue: Array<{ m: Msg; resolve(): void; reject(err: Error): void }> = [];
+  private commitScheduled = false;
+  private deleteQueue: Array<{ m: Msg; resolve(ok: boolean): void; reject(err: Error): void }> = [];
+  private deleteScheduled = false;
+
+  constructor(
+    readonly name: string,
+    readonly dir: string,
+    private readonly host: string,
+    private readonly syncer: DirSyncer,
+    private readonly onChange: (folder: Folder) => void,
+  ) {
+    this.keywords = new Keywords(dir);
+  }
+
+  /** ready - load the index once (creating tmp/ new/ cur/ if missing). */
+  ready(): Promise<void> {
+    if (!this.loaded) {
+      this.loaded = this.lock.run(async () => {
+        for (const sub of ['tmp', 'new', 'cur']) await fsp.mkdir(path.join(this.dir, sub), { recursive: true, mode: 0o700 });
+        await sweepTmp(path.join(this.dir, 'tmp'));
+        await sweepRewrites(this.dir);
+        await this.reconcile(true);
+      });
+      this.loaded.catch(() => (this.loaded = null));
+    }
+    return this.loaded;
+  }
+
+  /** sync - the stat check; reconcile when something changed behind our back. */
+  async sync(): Promise<void> {
+    await this.ready();
+    const [n, c, u] = await Promise.all([dirStamp(path.join(this.dir, 'new')), dirStamp(path.join(this.dir, 'cur')), uidlistStamp(this.dir)]);
+    if (n === this.stamps.new && c === this.stamps.cur && u === this.stamps.uidlist) return;
+    await this.lock.run(() => this.reconcile(false));
+  }
+
+  /** resync - reconcile now (a file we expected was gone: moved by another reader). */
+  resync(): Promise<void> {
+    return this.lock.run(() => this.reconcile(false));
+  }
+
+  /** messages - the live messages in UID order (the array is not to be changed). */
+  messages(): readonly Msg[] {
+    return this.msgs;
+  }
+
+  /** get - the message with this UID, or undefined. */
+  get(uid: number): Msg | undefined {
+    let lo = 0;
+    let hi = this.msgs.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const u = this.msgs[mid]!.uid;
+      if (u === uid) return this.msgs[mid];
+      if (u < uid) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return undefined;
+  }
+
+  maxUid(): number {
+    return this.msgs.length ? this.msgs[this.msgs.length - 1]!.uid : 0;
+  }
+
+  /** pathOf - where the message's file is now (inside this folder: sub + a readdir name). */
+  pathOf(m: Msg): string {
+    return path.join(this.dir, m.sub, m.name);
+  }
+
+  /** internalDate - the file's mtime in seconds (stat once, then remembered). */
+  internalDate(m: Msg): number {
+    if (m.mtime < 0) {
+      try {
+        m.mtime = Math.floor(statSync(this.pathOf(m)).mtimeMs / 1000);
+      } catch {
+        m.mtime = m.secs < Number.MAX_SAFE_INTEGER ? m.secs : 0;
+      }
+    }
+    return m.mtime;
+  }
+
+  /** expunges - the expunge log since MODSEQ. */
+  expungedSince(modseq: number): Expunged[] {
+    return this.expungeLog.filter((e) => e.modseq > modseq);
+  }
+
+  usage(): number {
+    let total = 0;
+    for (const m of this.msgs) total += m.size;
+    return total;
+  }
+
+  /**
+   * deliver - write exactly `size` bytes from `body` as a new message; numbered and durable
+   * (file, directory entry, uidlist line) when it resolves.
+   */
+  async deliver(body: AsyncIterable<Buffer>, size: number, opts: { dkey?: string; letters?: string; mtime?: number } = {}): Promise<Msg> {
+    await this.ready();
+    const base = newBaseName(this.host);
+    const letters = opts.letters ?? '';
+    const key = `${base},S=${size}${opts.dkey ? `,D=${opts.dkey}` : ''}`;
+    const sub: Sub = letters ? 'cur' : 'new';
+    const name = letters ? `${key}:2,${letters}` : key;
+    const m = this.makeMsg(sub, name, size);
+    this.pendingKeys.add(key);
+    try {
+      await writeMessage(this.dir, base, body, size, path.join(this.dir, sub, name), opts.mtime);
+      m.mtime = opts.mtime ?? Math.floor(Date.now() / 1000);
+      await Promise.all([this.syncer.sync(path.join(this.dir, sub)), this.commit(m)]);
+    } finally {
+      this.pendingKeys.delete(key);
+    }
+    return m;
+  }
+
+  /** adopt - number files already linked or renamed into this folder by copy/move. */
+  async adopt(files: Array<{ sub: Sub; name: string; size: number; mtime: number }>): Promise<Msg[]> {
+    await this.ready();
+    const msgs = files.map((f) => {
+      const m = this.makeMsg(f.sub, f.name, f.size);
+      m.mtime = f.mtime;
+      return m;
+    });
+    for (const m of msgs) this.pendingKeys.add(m.key);
+    try {
+      const subs = new Set(files.map((f) => f.sub));
+      await Promise.all([...[...subs].map((s) => this.syncer.sync(path.join(this.dir, s))), ...msgs.map((m) => this.commit(m))]);
+    } finally {
+      for (const m of msgs) this.pendingKeys.delete(m.key);
+    }
+    return msgs;
+  }
+
+  /** newFileName - a fresh name for a copy into this folder. */
+  newFileName(size: number, letters: string): { sub: Sub; name: string } {
+    const key = `${newBaseName(this.host)},S=${size}`;
+    return letters ? { sub: 'cur', name: `${key}:2,${letters}` } : { sub: 'new', name: key };
+  }
+
+  /** remove - unlink the message (batched with concurrent removes: one directory fsync). */
+  remove(m: Msg): Promise<boolean> {
+    if (m.gone) return Promise.resolve(false);
+    return new Promise((resolve, reject) => {
+      this.deleteQueue.push({ m, resolve, reject });
+      if (!this.deleteScheduled) {
+        this.deleteScheduled = true;
+        void this.lock.run(() => this.flushDeletes());
+      }
+    });
+  }
+
+  /** setLetters - rename each message to its new flag letters; no fsync (flags are not acknowledged mail). */
+  async setLetters(changes: Array<{ m: Msg; letters: string }>): Promise<void> {
+    await this.lock.run(async () => {
+      let retry: Array<{ m: Msg; letters: string }> = [];
+      for (let pass = 0; pass < 2; pass++) {
+        for (const { m, letters } of pass === 0 ? changes : retry) {
+          if (m.gone || m.letters === letters) continue;
+          const name = `${m.key}:2,${letters}`;
+          try {
+            await fsp.rename(this.pathOf(m), path.join(this.dir, 'cur', name));
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+            if (pass === 0) retry.push({ m, letters });
+            continue;
+          }
+          m.sub = 'cur';
+          m.name = name;
+          m.letters = letters;
+          m.modseq = this.bump();
+        }
+        if (pass === 0 && retry.length > 0) await this.reconcile(false);
+        else break;
+      }
+      retry = [];
+      await this.restamp();
+    });
+    this.onChange(this);
+  }
+
+  private bump(): number {
+    const v = nextModseq();
+    this.highestModseq = v;
+    return v;
+  }
+
+  private makeMsg(sub: Sub, name: string, size = -1): Msg {
+    const e = parseName(sub, name)!;
+    const key = uidKey(name);
+    return {
+      uid: 0,
+      key,
+      pop3: e.uid,
+      sub,
+      name,
+      size: size >= 0 ? size : e.size,
+      letters: infoLetters(name),
+      modseq: 0,
+      mtime: -1,
+      dkey: dkeyOf(key),
+      gone: false,
+      secs: e.secs,
+      usecs: e.usecs,
+      seq: e.seq,
+    };
+  }
+
+  private commit(m: Msg): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.commitQueue.push({ m, resolve, reject });
+      if (!this.commitScheduled) {
+        this.commitScheduled = true;
+        void this.lock.run(() => this.flushCommits());
+      }
+    });
+  }
+
+  private async flushCommits(): Promise<void> {
+    this.commitScheduled = false;
+    const batch = this.commitQueue.splice(0);
+    if (batch.length === 0) return;
+    try {
+      await this.number(batch.map((b) => b.m));
+      for (const b of batch) b.resolve();
+    } catch (err) {
+      for (const b of batch) b.reject(err as Error);
+    }
+    this.onChange(this);
+  }
+
+  /** number - give new messages their UIDs and persist them (under the folder mutex). */
+  private async number(fresh: Msg[]): Promise<void> {
+    await withLock(this.dir, async (lockPath) => {
+      const stamp = await uidlistStamp(this.dir);
+      if (stamp !== this.stamps.uidlist) {
+        const f = stamp === 'none' ? null : await readUidlist(this.dir);
+        if (f && f.uidvalidity === this.uidvalidity) {
+          // Another writer (Dovecot) added lines: take its numbers, never hand one out twice.
+          this.uidnext = Math.max(this.uidnext, f.nextUid);
+          for (const m of fresh) {
+            const u = f.uids.get(m.key);
+            if (u && !this.get(u)) m.uid = u;
+          }
+          this.fileLines = f.lines;
+        } else {
+          this.needRewrite = true;
+        }
+      }
+      for (const m of fresh) {
+        if (!m.uid) m.uid = this.uidnext++;
+        if (m.uid >= this.uidnext) this.uidnext = m.uid + 1;
+        m.modseq = this.bump();
+      }
+      const obsolete = this.fileLines - this.msgs.length;
+      if (this.needRewrite || (obsolete > 1000 && obsolete > this.msgs.length)) {
+        const all = [...this.msgs, ...fresh].sort((a, b) => a.uid - b.uid);
+        let text = headerLine({ uidvalidity: this.uidvalidity, nextUid: this.uidnext, guid: this.guid });
+        for (const m of all) text += `${m.uid} :${m.key}\n`;
+        await rewrite(this.dir, lockPath, text);
+        this.fileLines = all.length;
+        this.needRewrite = false;
+      } else {
+        let text = '';
+        for (const m of fresh) text += `${m.uid} :${m.key}\n`;
+        await appendLines(this.dir, text);
+        this.fileLines += fresh.length;
+      }
+      this.stamps.uidlist = await uidlistStamp(this.dir);
+    });
+    for (const m of fresh) this.insert(m);
+    await this.restamp();
+  }
+
+  private insert(m: Msg): void {
+    const last = this.msgs[this.msgs.length - 1];
+    if (!last || last.uid < m.uid) this.msgs.push(m);
+    else {
+      let i = this.msgs.length;
+      while (i > 0 && this.msgs[i - 1]!.uid > m.uid) i--;
+      this.msgs.splice(i, 0, m);
+    }
+    this.byKey.set(m.key, m);
+    if (m.dkey) this.byDkey.set(m.dkey, m);
+  }
+
+  private drop(m: Msg): void {
+    m.gone = true;
+    this.byKey.delete(m.key);
+    if (m.dkey && this.byDkey.get(m.dkey) === m) this.byDkey.delete(m.dkey);
+    const modseq = this.bump();
+    this.expungeLog.push({ uid: m.uid, modseq });
+    if (this.expungeLog.length > MAX_EXPUNGE_LOG) this.expungeFloor = this.expungeLog.splice(0, this.expungeLog.length - MAX_EXPUNGE_LOG).pop()!.modseq;
+  }
+
+  private async flushDeletes(): Promise<void> {
+    this.deleteScheduled = false;
+    const batch = this.deleteQueue.splice(0);
+    if (batch.length === 0) return;
+    try {
+      const subs = new Set<Sub>();
+      const results: boolean[] = [];
+      let missing = false;
+      for (const b of batch) results.push(await this.unlinkOne(b.m, subs).then((r) => (r === null ? ((missing = true), false) : r)));
+      if (missing) {
+        // Moved meanwhile (new -> cur by another reader): look again once.
+        await this.reconcile(false);
+        for (let i = 0; i < batch.length; i++) if (!results[i] && !batch[i]!.m.gone) results[i] = (await this.unlinkOne(batch[i]!.m, subs)) === true;
+      }
+      await Promise.all([...subs].map((s) => this.syncer.sync(path.join(this.dir, s))));
+      let removed = false;
+      for (let i = 0; i < batch.length; i++) {
+        if (results[i]) {
+          this.drop(batch[i]!.m);
+          removed = true;
+        }
+      }
+      if (removed) this.msgs = this.msgs.filter((m) => !m.gone);
+      await this.restamp();
+      for (let i = 0; i < batch.length; i++) batch[i]!.resolve(results[i]!);
+      if (removed) this.onChange(this);
+    } catch (err) {
+      for (const b of batch) b.reject(err as Error);
+    }
+  }
+
+  /** unlinkOne - true removed, null not where the index says, false already gone. */
+  private async unlinkOne(m: Msg, subs: Set<Sub>): Promise<boolean | null> {
+    if (m.gone) return false;
+    try {
+      await fsp.unlink(this.pathOf(m));
+      subs.add(m.sub);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      return null;
+    }
+  }
+
+  /** restamp - remember the directories' state after our own change. */
+  private async restamp(): Promise<void> {
+    const [n, c] = await Promise.all([dirStamp(path.join(this.dir, 'new')), dirStamp(path.join(this.dir, 'cur'))]);
+    this.stamps.new = n;
+    this.stamps.cur = c;
+  }
+
+  /** reconcile - make the index agree with the directories and the uidlist (under the mutex). */
+  private async reconcile(first: boolean): Promise<void> {
+    const u = await uidlistStamp(this.dir);
+    const [n, c] = await Promise.all([dirStamp(path.join(this.dir, 'new')), dirStamp(path.join(this.dir, 'cur'))]);
+    let file: UidlistFile | null = null;
+    if (first || u !== this.stamps.uidlist) file = u === 'none' ? null : await readUidlist(this.dir);
+    const [newNames, curNames] = await Promise.all([readdirSafe(path.join(this.dir, 'new')), readdirSafe(path.join(this.dir, 'cur'))]);
+    let changed = false;
+    if (file) {
+      if (!first && file.uidvalidity !== this.uidvalidity) {
+        // The uidlist was replaced with other numbers: all our UIDs are void.
+        for (const m of this.msgs) this.drop(m);
+        this.msgs = [];
+        changed = true;
+      }
+      this.uidvalidity = file.uidvalidity;
+      this.uidnext = Math.max(this.uidnext, file.nextUid);
+      this.guid = file.guid || this.guid || newGuid();
+      this.fileLines = file.lines;
+    } else if (first || u === 'none') {
+      if (first) {
+        this.uidvalidity = newUidValidity();
+        this.guid = newGuid();
+      }
+      this.needRewrite = true;
+    }
+    if (first) {
+      this.highestModseq = nextModseq();
+      this.expungeFloor = this.highestModseq;
+    }
+    const seen = new Map<string, { sub: Sub; name: string }>();
+    for (const [sub, names] of [['new', newNames], ['cur', curNames]] as const) {
+      for (const name of names) {
+        if (name.charCodeAt(0) === 0x2e) continue;
+        const key = uidKey(name);
+        if (this.pendingKeys.has(key)) continue;
+        seen.set(key, { sub, name });
+      }
+    }
+    const loadModseq = first ? this.highestModseq : 0;
+    for (const m of this.msgs) {
+      const s = seen.get(m.key);
+      if (!s) {
+        this.drop(m);
+        changed = true;
+        continue;
+      }
+      seen.delete(m.key);
+      if (s.name !== m.name || s.sub !== m.sub) {
+        const letters = infoLetters(s.name);
+        m.sub = s.sub;
+        m.name = s.name;
+        if (letters !== m.letters) {
+          m.letters = letters;
+          m.modseq = this.bump();
+          changed = true;
+        }
+      }
+    }
+    if (changed) this.msgs = this.msgs.filter((m) => !m.gone);
+    const known: Msg[] = [];
+    const fresh: Msg[] = [];
+    for (const [key, s] of seen) {
+      const m = this.makeMsg(s.sub, s.name);
+      if (m.size < 0) {
+        try {
+          const st = await fsp.stat(path.join(this.dir, s.sub, s.name));
+          if (!st.isFile()) continue;
+          m.size = st.size;
+          m.mtime = Math.floor(st.mtimeMs / 1000);
+        } catch {
+          continue;
+        }
+      }
+      const uid = file?.uids.get(key);
+      if (uid && uid < this.uidnext && !this.get(uid)) {
+        m.uid = uid;
+        m.modseq = first ? loadModseq : this.bump();
+        known.push(m);
+      } else {
+        fresh.push(m);
+      }
+    }
+    known.sort((a, b) => a.uid - b.uid);
+    if (first && this.msgs.length === 0) {
+      this.msgs = known;
+      for (const m of known) {
+        this.byKey.set(m.key, m);
+        if (m.dkey) this.byDkey.set(m.dkey, m);
+      }
+    } else {
+      for (const m of known) this.insert(m);
+    }
+    if (known.length > 0 && !first) changed = true;
+    this.stamps = { new: n, cur: c, uidlist: u };
+    if (fresh.length > 0 || this.needRewrite) {
+      fresh.sort((a, b) => compareArrival({ ...a, uid: a.pop3, rel: '' }, { ...b, uid: b.pop3, rel: '' }));
+      await this.number(fresh);
+      if (!first) changed = true;
+    }
+    this.stamps.new = n;
+    this.stamps.cur = c;
+    if (changed) this.onChange(this);
+  }
+}
+
+async function dirStamp(dir: string): Promise<string> {
+  try {
+    const st = await fsp.stat(dir, { bigint: true });
+    return `${st.ino}:${st.mtimeNs}`;
+  } catch {
+    return 'none';
+  }
+}
+
+async function readdirSafe(dir: string): Promise<string[]> {
+  try {
+    return await fsp.readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+/** Maildir convention: tmp/ files older than this are leftovers of a crash. */
+const STALE_TMP_MS = 36 * 3600 * 1000;
+
+async function sweepTmp(tmp: string): Promise<void> {
+  const now = Date.now();
+  for (const name of await readdirSafe(tmp)) {
+    const p = path.join(tmp, name);
+    try {
+      const st = await fsp.stat(p);
+      if (st.isFile() && now - st.mtimeMs > STALE_TMP_MS) await fsp.unlink(p);
+    } catch {
+      // gone already, or not ours to remove
+    }
+  }
+}
