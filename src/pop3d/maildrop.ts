@@ -1,12 +1,24 @@
-// Maildrop - one POP3 session's view of a user's mailbox, all through mailboxd.
+// Maildrop - one POP3 session's view of a user's mailbox, listed through mailboxd.
 //
 // The list is taken once at login (RFC 1939: numbers and sizes stay fixed for the session,
 // whatever arrives meanwhile); DELE only marks here; commit() sends the `dele`s at QUIT. The
 // session owns its own mailboxd connection because mailboxd numbers messages per connection.
+//
+// "Direct read": when mailboxd runs on this host (Unix socket or loopback address) the list is
+// asked as `list: USER ; path`, which names the Maildir and each file's place in it, and RETR
+// reads the file itself - no IPC round trip per message. Safety: the paths come only from
+// mailboxd over the authenticated IPC, for the user who just logged in; each one must be that
+// Maildir + `new/` or `cur/` + one name without `/` (never `.`/`..`), the Maildir absolute and
+// normalised; files are opened read-only with O_NOFOLLOW (a symlink planted in the Maildir is
+// refused) and must be regular files. Any doubt (a path refused, the file moved by a flag
+// change or gone) falls back to mailboxd's `retr`, which follows moves.
 
 import { createHash } from 'node:crypto';
+import { closeSync, constants, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
 
-import { type IpcClient, type StreamResult } from '../ipc/index.js';
+import { type IpcClient, isLoopback } from '../ipc/index.js';
 
 export interface MessageInfo {
   /** 1-based POP3 message number (= mailboxd's number on this connection). */
@@ -14,12 +26,20 @@ export interface MessageInfo {
   size: number;
   uid: string;
   deleted: boolean;
+  /** The file to read directly, when mailboxd is on this host (see "direct read"). */
+  file?: string;
 }
+
+/** A message body: small ones in memory, big ones streamed. */
+export type Body = { ok: true; size: number; data: Buffer } | { ok: true; size: number; stream: Readable } | { ok: false; error: string };
 
 export class MaildropError extends Error {}
 
 /** RFC 1939 §7: a unique-id is 1 to 70 characters in 0x21..0x7E. */
 const UID_RE = /^[\x21-\x7e]{1,70}$/;
+const REL_RE = /^(?:new|cur)\/[^/\0]+$/;
+const SMALL = 256 * 1024;
+const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
 
 export class Maildrop {
   private constructor(
@@ -28,17 +48,25 @@ export class Maildrop {
     readonly messages: MessageInfo[],
   ) {}
 
-  /** open - `list: USER`; throws MaildropError when mailboxd refuses. */
+  /** open - `list: USER` (with paths when mailboxd is local); throws MaildropError when refused. */
   static async open(mailboxd: IpcClient, user: string): Promise<Maildrop> {
-    const res = await mailboxd.requestList('list', [user]);
+    const local = isLoopback(mailboxd.address);
+    let res = await mailboxd.requestList('list', local ? [user, 'path'] : [user]);
+    // An older mailboxd that knows only `list: USER`.
+    if (local && !res.reply.ok && /takes 1 parameter|second parameter/.test(res.reply.params[0] ?? '')) res = await mailboxd.requestList('list', [user]);
     if (!res.reply.ok) throw new MaildropError(res.reply.params[0] ?? 'list refused');
+    const maildir = res.reply.params[1];
+    const root = maildir !== undefined && path.isAbsolute(maildir) && path.normalize(maildir) === maildir ? maildir : null;
     const messages = res.items.map((m, i): MessageInfo => {
       const n = Number(m.params[0]);
       const size = Number(m.params[1]);
       if (m.name !== 'mailinfo' || !Number.isSafeInteger(n) || !Number.isSafeInteger(size) || size < 0) {
         throw new MaildropError(`bad mailinfo line ${i + 1}`);
       }
-      return { n, size, uid: pop3Uid(m.params[2], n, size), deleted: false };
+      const info: MessageInfo = { n, size, uid: pop3Uid(m.params[2], n, size), deleted: false };
+      const rel = m.params[3];
+      if (root && rel !== undefined && REL_RE.test(rel) && !/\/\.\.?$/.test(rel)) info.file = root + '/' + rel;
+      return info;
     });
     return new Maildrop(mailboxd, user, messages);
   }
@@ -50,18 +78,29 @@ export class Maildrop {
 
   stat(): { count: number; octets: number } {
     let octets = 0;
-    const live = this.live();
-    for (const m of live) octets += m.size;
-    return { count: live.length, octets };
+    let count = 0;
+    for (const m of this.messages) {
+      if (m.deleted) continue;
+      count++;
+      octets += m.size;
+    }
+    return { count, octets };
   }
 
   reset(): void {
     for (const m of this.messages) m.deleted = false;
   }
 
-  /** retr - mailboxd `retr`, the bytes as a stream that must be read to its end. */
-  retr(n: number): Promise<StreamResult> {
-    return this.mailboxd.requestStream('retr', [this.user, String(n)]);
+  /** body - the message: read directly when possible, else mailboxd `retr` (a stream to read to its end). */
+  async body(m: MessageInfo): Promise<Body> {
+    if (m.file) {
+      const direct = readDirect(m.file);
+      if (direct) return direct;
+      m.file = undefined; // moved or refused: mailboxd from now on
+    }
+    const res = await this.mailboxd.requestStream('retr', [this.user, String(m.n)]);
+    if (!res.reply.ok || !res.stream) return { ok: false, error: res.reply.params[0] ?? 'retr refused' };
+    return { ok: true, size: res.size, stream: res.stream };
   }
 
   /** commit - the UPDATE state: `dele` every marked message (pipelined); counts both ways. */
@@ -70,6 +109,43 @@ export class Maildrop {
     const results = await Promise.allSettled(marked.map((m) => this.mailboxd.request('dele', [this.user, String(m.n)])));
     const deleted = results.filter((r) => r.status === 'fulfilled' && r.value.ok).length;
     return { deleted, failed: marked.length - deleted };
+  }
+}
+
+/**
+ * readDirect - the file's bytes (small: one synchronous read from the page cache, cheaper than
+ * thread-pool round trips) or a stream (big); null when it cannot be opened safely.
+ */
+function readDirect(file: string): Body | null {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | O_NOFOLLOW);
+  } catch {
+    return null;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) {
+      closeSync(fd);
+      return null;
+    }
+    if (st.size > SMALL) return { ok: true, size: st.size, stream: createReadStream('', { fd, highWaterMark: 256 * 1024 }) };
+    const buf = Buffer.allocUnsafe(st.size);
+    let off = 0;
+    while (off < st.size) {
+      const n = readSync(fd, buf, off, st.size - off, off);
+      if (n === 0) break;
+      off += n;
+    }
+    closeSync(fd);
+    return { ok: true, size: off, data: off === st.size ? buf : buf.subarray(0, off) };
+  } catch {
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed
+    }
+    return null;
   }
 }
 

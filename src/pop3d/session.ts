@@ -9,7 +9,7 @@ import net from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import tls from 'node:tls';
 
-import { type IpcClient, type StreamResult, replyText } from '../ipc/index.js';
+import { type IpcClient, replyText } from '../ipc/index.js';
 import { canonicalUser } from '../mail/address.js';
 import type { Logger } from '../shared/log.js';
 import { connections } from '../shared/metrics.js';
@@ -17,7 +17,7 @@ import { DotStuffer, TopCut } from './body-encoder.js';
 import type { Pop3dConfig } from './config.js';
 import { LineReader } from './line-reader.js';
 import type { MaildropLocks } from './locks.js';
-import { Maildrop, type MessageInfo } from './maildrop.js';
+import { type Body, Maildrop, type MessageInfo } from './maildrop.js';
 import { decodePlain } from './sasl.js';
 
 /** What every session of one pop3d shares. */
@@ -83,7 +83,7 @@ export class Session {
   private mailboxd: IpcClient | null = null;
   private maildrop: Maildrop | null = null;
   /** mailboxd replies requested ahead, in order: exactly the RETR lines next in the buffer. */
-  private ahead: Array<{ n: number; reply: Promise<StreamResult> }> = [];
+  private ahead: Array<{ n: number; reply: Promise<Body> }> = [];
   private loginFailures = 0;
   private badCommands = 0;
   private closing = false;
@@ -353,7 +353,7 @@ export class Session {
     this.sock.write(text + '.\r\n');
   }
 
-  /** retr - RETR (topLines null) or TOP: streamed from mailboxd, dot-stuffed on the way. */
+  /** retr - RETR (topLines null) or TOP: read directly or streamed from mailboxd, dot-stuffed on the way. */
   async retr(arg: string, topLines: string | null): Promise<void> {
     let lines: number | null = null;
     if (topLines !== null) {
@@ -362,35 +362,40 @@ export class Session {
     }
     const m = this.message(arg);
     if (!m) return;
-    let res;
+    let res: Body;
     try {
       // This message's request goes out first: mailboxd answers in the order asked.
-      let pending: Promise<StreamResult>;
+      let pending: Promise<Body>;
       if (this.ahead.length > 0) {
         // Guaranteed by readAhead: this command is the head of the requests sent ahead.
         const head = this.ahead.shift()!;
         if (head.n !== m.n) throw new Error(`read-ahead out of step: ${head.n} != ${m.n}`);
         pending = head.reply;
       } else {
-        pending = this.maildrop!.retr(m.n);
+        pending = this.maildrop!.body(m);
       }
-      if (lines === null) this.readAhead(m.n);
+      if (lines === null && !m.file) this.readAhead(m.n);
       res = await pending;
     } catch (err) {
       this.log.error({ event: 'pop3d.retr_failed', user: this.user, n: m.n, err: String(err) }, 'mailboxd retr failed');
       return this.err('[SYS/TEMP] Mailbox unavailable, try again later');
     }
-    if (!res.reply.ok || !res.stream) return this.err(`Message ${m.n} is no longer available`);
-    this.send(lines === null ? `+OK ${res.size} octets` : '+OK Top of message follows');
-    await this.sendBody(res.stream, lines === null ? null : new TopCut(lines));
+    if (!res.ok) return this.err(`Message ${m.n} is no longer available`);
+    const head = lines === null ? `+OK ${res.size} octets\r\n` : '+OK Top of message follows\r\n';
+    if ('data' in res) await this.sendSmall(head, res.data, lines === null ? null : new TopCut(lines));
+    else {
+      this.sock.write(head);
+      await this.sendBody(res.stream, lines === null ? null : new TopCut(lines));
+    }
     if (lines === null) this.log.info({ event: 'pop3d.retr', user: this.user, n: m.n, uid: m.uid, size: res.size }, 'message retrieved');
   }
 
   /**
-   * readAhead - "read-ahead" for pipelining clients (mpop, fetchmail): the RETRs buffered right
-   * behind this one are asked of mailboxd now, so its file work overlaps our sending. Only an
-   * unbroken run of RETRs is taken: nothing between them can change what they will find.
-   * mailboxd answers in order on the session's connection, so each reply waits its turn.
+   * readAhead - "read-ahead" for pipelining clients (mpop, fetchmail) when messages come over
+   * IPC: the RETRs buffered right behind this one are asked of mailboxd now, so its file work
+   * overlaps our sending. Only an unbroken run of RETRs is taken: nothing between them can
+   * change what they will find. mailboxd answers in order on the session's connection, so
+   * each reply waits its turn. Messages read directly need none of this.
    */
   private readAhead(current: number): void {
     // The first ahead.length buffered lines are the RETRs already asked for.
@@ -403,12 +408,19 @@ export class Session {
       const n = Number(match[1]);
       const m = this.maildrop!.messages[n - 1];
       // A repeat would need a second reply for the same number: stop the run there.
-      if (!m || m.deleted || asked.has(n)) break;
-      const reply = this.maildrop!.retr(n);
+      if (!m || m.deleted || m.file || asked.has(n)) break;
+      const reply = this.maildrop!.body(m);
       reply.catch(() => {});
       this.ahead.push({ n, reply });
       asked.add(n);
     }
+  }
+
+  /** sendSmall - a message in memory: status line, stuffed body and terminator in one write (back-pressure kept). */
+  private async sendSmall(head: string, data: Buffer, top: TopCut | null): Promise<void> {
+    const stuffer = new DotStuffer();
+    const body = stuffer.encode(top ? top.cut(data) : data);
+    if (!this.sock.write(Buffer.concat([Buffer.from(head), body, stuffer.finish()]))) await drained(this.sock);
   }
 
   /**
