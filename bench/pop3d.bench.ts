@@ -1,7 +1,9 @@
-// pop3d, side by side with Dovecot: one client logs in and RETRs 2,000 messages of 4 KiB,
-// one command at a time and then pipelined (windows of 50), against FancyMail (`fmail start
-// authd mailboxd pop3d` in its own process) and against Dovecot's pop3 on the same Maildir.
-// Also: mailboxd's own IPC `retr` rate (the floor under pop3d), and the peak memory growth of the FancyMail process while one 50 MiB message is RETRed.
+// pop3d, side by side with Dovecot on the same Maildirs, same run: one client logs in and RETRs
+// 2,000 messages of 4 KiB and 200 of 1 MiB, one command at a time and then pipelined (a
+// sliding window of 64 in flight), against FancyMail (`fmail start authd mailboxd pop3d` in its
+// own process) and against Dovecot's pop3. Also: PASS+STAT time (mailbox opening) at 1,000,
+// 10,000 and 100,000 messages for both; mailboxd's own IPC figures (retr pipelined over one
+// connection, list of 100,000 warm); the memory growth while one 50 MiB message is RETRed.
 //
 // BENCH_MESSAGES=500 for a shorter run. Dovecot needs root (it runs mail as `nobody`).
 
@@ -16,9 +18,17 @@ import { IpcClient } from '../src/ipc/index.js';
 import { freePort, tempDir } from '../test/helpers/tmp.js';
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 2000);
-const SIZE = 4096;
-const WINDOW = 50;
-const USER = 'alice@bench.test';
+const BIG_MESSAGES = Math.max(10, Math.round(MESSAGES / 10));
+const WINDOW = 64;
+const SETS: Array<[string, number, number]> = [
+  ['alice@bench.test', MESSAGES, 4096],
+  ['carol@bench.test', BIG_MESSAGES, 1 << 20],
+];
+const LIST_SIZES: Array<[string, number]> = [
+  ['k1@bench.test', 1000],
+  ['k10@bench.test', 10_000],
+  ['k100@bench.test', 100_000],
+];
 const BIG_USER = 'bob@bench.test';
 const PASSWORD = 'secret';
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -120,17 +130,25 @@ interface Figures {
   seqS: number;
   pipeS: number;
   bytes: number;
+  count: number;
 }
 
-/** retrAll - log in, RETR 1..N one by one, then again pipelined; QUIT without deleting. */
-async function retrAll(port: number, user: string): Promise<Figures> {
+/** login - connect, USER/PASS; the time from PASS to the STAT answer (mailbox opening + STAT). */
+async function login(port: number, user: string): Promise<{ c: PopClient; count: number; statMs: number }> {
   const c = await PopClient.connect(port);
   const u = await c.cmd(`USER ${user}`);
+  const t0 = process.hrtime.bigint();
   const p = await c.cmd(`PASS ${PASSWORD}`);
   if (!u.startsWith('+OK') || !p.startsWith('+OK')) throw new Error(`login: ${u} / ${p}`);
   const stat = await c.cmd('STAT');
-  const count = Number(stat.split(' ')[1]);
-  if (count !== MESSAGES) throw new Error(`expected ${MESSAGES} messages, STAT says ${stat}`);
+  const statMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  return { c, count: Number(stat.split(' ')[1]), statMs };
+}
+
+/** retrAll - log in, RETR 1..N one by one, then again pipelined; QUIT without deleting. */
+async function retrAll(port: number, user: string, expected: number): Promise<Figures> {
+  const { c, count } = await login(port, user);
+  if (count !== expected) throw new Error(`expected ${expected} messages, STAT says ${count}`);
   let bytes = 0;
   let t0 = process.hrtime.bigint();
   for (let i = 1; i <= count; i++) {
@@ -139,24 +157,49 @@ async function retrAll(port: number, user: string): Promise<Figures> {
   }
   const seqS = Number(process.hrtime.bigint() - t0) / 1e9;
   t0 = process.hrtime.bigint();
-  for (let i = 1; i <= count; i += WINDOW) {
+  // A sliding window: WINDOW commands in flight all the time.
+  let sent = 0;
+  const send = (): void => {
     let batch = '';
-    const last = Math.min(count, i + WINDOW - 1);
-    for (let j = i; j <= last; j++) batch += `RETR ${j}\r\n`;
-    c.write(batch);
-    for (let j = i; j <= last; j++) await c.retrReply();
+    while (sent < count && sent - done < WINDOW) batch += `RETR ${++sent}\r\n`;
+    if (batch) c.write(batch);
+  };
+  let done = 0;
+  send();
+  while (done < count) {
+    await c.retrReply();
+    done++;
+    send();
   }
   const pipeS = Number(process.hrtime.bigint() - t0) / 1e9;
   await c.cmd('QUIT');
   c.close();
-  return { seqS, pipeS, bytes };
+  return { seqS, pipeS, bytes, count };
+}
+
+/** statTimes - PASS+STAT time per mailbox size (the second login: warm). */
+async function statTimes(port: number): Promise<number[]> {
+  const out: number[] = [];
+  for (const [user] of LIST_SIZES) {
+    let best = Infinity;
+    for (let i = 0; i < 3; i++) {
+      const { c, statMs } = await login(port, user);
+      await c.cmd('QUIT');
+      c.close();
+      if (i > 0) best = Math.min(best, statMs);
+    }
+    out.push(best);
+  }
+  return out;
+}
+
+function line(label: string, count: number, bytes: number, s: number): string {
+  return `${label} ${Math.round(count / s).toLocaleString('en-US').padStart(6)} msg/s ${(bytes / s / 1e6).toFixed(1).padStart(6)} MB/s (${s.toFixed(2)} s)`;
 }
 
 function report(name: string, f: Figures | null): void {
   if (!f) return void console.log(`  ${name.padEnd(10)} n/a`);
-  const line = (label: string, s: number): string =>
-    `${label} ${Math.round(MESSAGES / s).toLocaleString('en-US').padStart(6)} msg/s ${(f.bytes / s / 1e6).toFixed(1).padStart(6)} MB/s (${s.toFixed(2)} s)`;
-  console.log(`  ${name.padEnd(10)} ${line('one by one:', f.seqS)}   ${line('pipelined:', f.pipeS)}`);
+  console.log(`  ${name.padEnd(10)} ${line('one by one:', f.count, f.bytes, f.seqS)}   ${line(`pipelined x${WINDOW}:`, f.count, f.bytes, f.pipeS)}`);
 }
 
 function rssKiB(pid: number): number {
@@ -190,41 +233,78 @@ async function startFancyMail(dir: string): Promise<{ child: ChildProcess; pop3:
   return { child, pop3 };
 }
 
-/** fill - N messages of SIZE bytes for USER, through mailboxd's `store` (4 clients at once). */
-async function fill(dir: string): Promise<void> {
-  const clients = Array.from({ length: 4 }, () => new IpcClient(`unix://${dir}/mailboxd.sock`));
-  const message = (i: number): Buffer => {
-    const head = `From: bench@remote.test\r\nTo: ${USER}\r\nSubject: message ${i}\r\nMessage-ID: <${i}@bench.test>\r\n\r\n`;
-    const line = 'The quick brown fox jumps over the lazy dog. 0123456789 .........\r\n';
-    let body = head;
-    while (body.length + line.length <= SIZE) body += body.length % 7 === 0 ? '.' + line.slice(1) : line;
-    return Buffer.from(body.padEnd(SIZE - 2, 'x') + '\r\n');
-  };
-  let next = 1;
-  await Promise.all(
-    clients.map(async (c) => {
-      while (next <= MESSAGES) {
-        const data = message(next++);
-        const r = await c.store('store', [USER, USER, String(data.length)], data);
-        if (!r.ok) throw new Error(`store: ${r.params.join(' ')}`);
-      }
-      c.close();
-    }),
-  );
+/** message - SIZE bytes of plain text, some lines starting with a dot (stuffed by POP3). */
+function message(user: string, i: number, size: number): Buffer {
+  const head = `From: bench@remote.test\r\nTo: ${user}\r\nSubject: message ${i}\r\nMessage-ID: <${i}@bench.test>\r\n\r\n`;
+  const line = 'The quick brown fox jumps over the lazy dog. 0123456789 .........\r\n';
+  const parts = [head];
+  let len = head.length;
+  for (let k = 0; len + line.length <= size - 2; k++) {
+    const l = k % 7 === 0 ? '.' + line.slice(1) : line;
+    parts.push(l);
+    len += l.length;
+  }
+  return Buffer.from(parts.join('').padEnd(size - 2, 'x') + '\r\n');
 }
 
-/** mailboxdAlone - the same 2,000 `retr`s asked of mailboxd directly over IPC: pop3d's floor. */
-async function mailboxdAlone(dir: string): Promise<number> {
+/** fill - the RETR sets through mailboxd's `store` (4 clients at once); list-size mailboxes written on disk. */
+async function fill(dir: string): Promise<void> {
+  for (const [user, count, size] of SETS) {
+    const clients = Array.from({ length: 4 }, () => new IpcClient(`unix://${dir}/mailboxd.sock`));
+    let next = 1;
+    await Promise.all(
+      clients.map(async (c) => {
+        while (next <= count) {
+          const data = message(user, next++, size);
+          const r = await c.store('store', [user, user, String(data.length)], data);
+          if (!r.ok) throw new Error(`store: ${r.params.join(' ')}`);
+        }
+        c.close();
+      }),
+    );
+  }
+  // Big mailboxes made directly on disk with Dovecot-style names, as another MDA would.
+  const small = 'Subject: x\r\n\r\nbody\r\n';
+  for (const [user, count] of LIST_SIZES) {
+    const newDir = path.join(dir, 'mail', user, 'new');
+    for (const sub of ['tmp', 'new', 'cur']) mkdirSync(path.join(dir, 'mail', user, sub), { recursive: true });
+    for (let i = 0; i < count; i++) writeFileSync(path.join(newDir, `${1700000000 + Math.floor(i / 1000)}.M${i % 1000}P1Q${i}.bench,S=${small.length}`), small);
+  }
+}
+
+/** mailboxdAlone - mailboxd's own IPC: `retr` one by one and 64 in flight; `list` of 100,000 warm. */
+async function mailboxdAlone(dir: string): Promise<string> {
+  const [user, count] = SETS[0]!;
   const c = new IpcClient(`unix://${dir}/mailboxd.sock`);
-  await c.requestList('list', [USER]);
-  const t0 = process.hrtime.bigint();
-  for (let i = 1; i <= MESSAGES; i++) {
-    const r = await c.requestRaw('retr', [USER, String(i)]);
+  await c.requestList('list', [user]);
+  let t0 = process.hrtime.bigint();
+  for (let i = 1; i <= count; i++) {
+    const r = await c.requestRaw('retr', [user, String(i)]);
     if (!r.reply.ok) throw new Error(`retr ${i}: ${r.reply.params.join(' ')}`);
   }
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  const seq = Number(process.hrtime.bigint() - t0) / 1e9;
+  t0 = process.hrtime.bigint();
+  let next = 1;
+  await Promise.all(
+    Array.from({ length: WINDOW }, async () => {
+      while (next <= count) {
+        const r = await c.requestRaw('retr', [user, String(next++)]);
+        if (!r.reply.ok) throw new Error(`retr: ${r.reply.params.join(' ')}`);
+      }
+    }),
+  );
+  const pipe = Number(process.hrtime.bigint() - t0) / 1e9;
+  const [bigUser] = LIST_SIZES[2]!;
+  await c.requestList('list', [bigUser]);
+  let best = Infinity;
+  for (let i = 0; i < 5; i++) {
+    const t = process.hrtime.bigint();
+    const l = await c.requestList('list', [bigUser]);
+    if (l.items.length !== LIST_SIZES[2]![1]) throw new Error(`list: ${l.items.length}`);
+    best = Math.min(best, Number(process.hrtime.bigint() - t) / 1e6);
+  }
   c.close();
-  return s;
+  return `IPC retr 4 KiB one by one ${Math.round(count / seq).toLocaleString('en-US')} msg/s, ${WINDOW} in flight ${Math.round(count / pipe).toLocaleString('en-US')} msg/s; list of ${LIST_SIZES[2]![1].toLocaleString('en-US')} (warm, best of 5) ${best.toFixed(0)} ms`;
 }
 
 /** bigRetrMemory - peak RSS growth of the fmail process while a 50 MiB message is RETRed. */
@@ -252,14 +332,14 @@ async function bigRetrMemory(dir: string, fm: { child: ChildProcess; pop3: numbe
   return `${(size / 1e6).toFixed(1)} MB in ${s.toFixed(2)} s (${(size / s / 1e6).toFixed(0)} MB/s); fmail RSS ${Math.round(base / 1024)} MiB before, peak +${Math.round((peak - base) / 1024)} MiB during`;
 }
 
-async function runDovecot(dir: string, maildirs: string): Promise<Figures | null> {
+async function runDovecot(dir: string, maildirs: string): Promise<{ sets: Figures[]; stats: number[] } | null> {
   if (process.getuid?.() !== 0 || spawnSync('sh', ['-c', 'command -v dovecot'], { stdio: 'ignore' }).status !== 0) {
     console.log('  Dovecot: skipped (needs root and the dovecot-pop3d package)');
     return null;
   }
   const port = await freePort();
   for (const d of ['run', 'state', 'home']) mkdirSync(path.join(dir, d), { recursive: true });
-  writeFileSync(path.join(dir, 'passwd'), `${USER}:{PLAIN}${PASSWORD}\n`);
+  writeFileSync(path.join(dir, 'passwd'), [...SETS, ...LIST_SIZES].map(([u]) => `${u}:{PLAIN}${PASSWORD}\n`).join(''));
   // Dovecot will not run mail processes as root: the Maildir is handed to `nobody` for it.
   spawnSync('chown', ['-R', '65534:65534', maildirs]);
   const conf = path.join(dir, 'dovecot.conf');
@@ -302,12 +382,14 @@ async function runDovecot(dir: string, maildirs: string): Promise<Figures | null
       await new Promise((r) => setTimeout(r, 100));
     }
     // First login indexes the Maildir (moves new/ to cur/): not part of the timing.
-    const warm = await PopClient.connect(port);
-    await warm.cmd(`USER ${USER}`);
-    await warm.cmd(`PASS ${PASSWORD}`);
-    await warm.cmd('QUIT');
-    warm.close();
-    return await retrAll(port, USER);
+    for (const [user] of [...SETS, ...LIST_SIZES]) {
+      const { c } = await login(port, user);
+      await c.cmd('QUIT');
+      c.close();
+    }
+    const sets: Figures[] = [];
+    for (const [user, count] of SETS) sets.push(await retrAll(port, user, count));
+    return { sets, stats: await statTimes(port) };
   } finally {
     spawnSync('dovecot', ['-c', conf, 'stop'], { stdio: 'ignore', timeout: 30_000 });
   }
@@ -319,31 +401,46 @@ try {
   const fmDir = path.join(tmp.dir, 'fancymail');
   mkdirSync(fmDir, { recursive: true });
   chmodSync(fmDir, 0o755);
-  writeFileSync(path.join(fmDir, 'users'), `${USER}:{PLAIN}${PASSWORD}::::::\n${BIG_USER}:{PLAIN}${PASSWORD}::::::\n`);
-  console.log(`pop3d: one client, USER/PASS, RETR ${MESSAGES} messages of ${SIZE} bytes (one by one, then pipelined x${WINDOW}), no TLS, loopback`);
+  writeFileSync(path.join(fmDir, 'users'), [...SETS, ...LIST_SIZES, [BIG_USER]].map(([u]) => `${u}:{PLAIN}${PASSWORD}::::::\n`).join(''));
+  console.log(`pop3d: one client, USER/PASS, RETR every message one by one, then pipelined (${WINDOW} in flight), no TLS, loopback`);
   const fm = await startFancyMail(fmDir);
-  let fmFigures: Figures | null = null;
+  const fmSets: Figures[] = [];
+  let fmStats: number[] = [];
   let memory = '';
-  let floor = 0;
+  let floor = '';
   try {
     await fill(fmDir);
-    // Warm-up login (JIT, first list), then the timed run.
-    await retrAll(fm.pop3, USER).catch(() => null);
-    fmFigures = await retrAll(fm.pop3, USER);
+    for (const [user, count] of SETS) {
+      // Warm-up login (JIT, first list), then the timed run.
+      await retrAll(fm.pop3, user, count).catch(() => null);
+      fmSets.push(await retrAll(fm.pop3, user, count));
+    }
+    fmStats = await statTimes(fm.pop3);
     floor = await mailboxdAlone(fmDir);
     memory = await bigRetrMemory(fmDir, fm);
   } finally {
     fm.child.kill('SIGTERM');
     await once(fm.child, 'exit');
   }
-  report('FancyMail', fmFigures);
   const dv = await runDovecot(path.join(tmp.dir, 'dovecot'), path.join(fmDir, 'mail'));
-  report('Dovecot', dv);
-  if (fmFigures && dv) {
-    console.log(`  ratio FancyMail/Dovecot: one by one ${(dv.seqS / fmFigures.seqS).toFixed(2)}, pipelined ${(dv.pipeS / fmFigures.pipeS).toFixed(2)}`);
+  for (let i = 0; i < SETS.length; i++) {
+    const [, count, size] = SETS[i]!;
+    console.log(`${count} x ${size >= 1 << 20 ? `${size >> 20} MiB` : `${size >> 10} KiB`}:`);
+    report('FancyMail', fmSets[i] ?? null);
+    report('Dovecot', dv?.sets[i] ?? null);
+    const f = fmSets[i];
+    const d = dv?.sets[i];
+    if (f && d) console.log(`  ratio FancyMail/Dovecot (rate): one by one ${(d.seqS / f.seqS).toFixed(2)}x, pipelined ${(d.pipeS / f.pipeS).toFixed(2)}x`);
   }
-  if (floor) console.log(`  (mailboxd alone, IPC retr one by one: ${Math.round(MESSAGES / floor).toLocaleString('en-US')} msg/s - the floor under pop3d's figures)`);
-  console.log(`  50 MiB RETR (FancyMail): ${memory}`);
+  console.log('PASS+STAT (opening the mailbox, warm, best of 2):');
+  for (let i = 0; i < LIST_SIZES.length; i++) {
+    const n = LIST_SIZES[i]![1].toLocaleString('en-US').padStart(7);
+    const f = fmStats[i];
+    const d = dv?.stats[i];
+    console.log(`  ${n} messages: FancyMail ${f === undefined ? 'n/a' : `${f.toFixed(1)} ms`}, Dovecot ${d === undefined ? 'n/a' : `${d.toFixed(1)} ms`}${f && d ? ` (FancyMail takes ${(f / d).toFixed(2)}x Dovecot's time)` : ''}`);
+  }
+  if (floor) console.log(`mailboxd alone: ${floor}`);
+  console.log(`50 MiB RETR (FancyMail): ${memory}`);
 } finally {
   tmp.cleanup();
 }

@@ -157,7 +157,11 @@ export class IpcClient {
       const count = Number(reply.params[0]);
       if (!Number.isSafeInteger(count) || count < 0) throw new CodecError(`bad list count ${reply.params[0]}`);
       const items: Message[] = [];
-      for (let i = 0; i < count; i++) items.push(parseMessage(await readLine(reader)));
+      for (let i = 0; i < count; i++) {
+        // Lines already buffered are taken without a promise each (a list can be 100,000 long).
+        const line = reader.tryLine();
+        items.push(parseMessage(typeof line === 'string' ? line : await readLine(reader)));
+      }
       const end = await readReply(reader);
       if (!end.ok) throw new CodecError('list did not end with ok');
       return { reply, items };
@@ -165,12 +169,14 @@ export class IpcClient {
   }
 
   /** requestRaw - a `retr`-style exchange, the bytes gathered in memory. */
-  async requestRaw(name: string, params: string[] = []): Promise<{ reply: IpcReply; data?: Buffer }> {
-    const res = await this.requestStream(name, params);
-    if (!res.stream) return { reply: res.reply };
-    const chunks: Buffer[] = [];
-    for await (const c of res.stream) chunks.push(c as Buffer);
-    return { reply: res.reply, data: Buffer.concat(chunks, res.size) };
+  requestRaw(name: string, params: string[] = []): Promise<{ reply: IpcReply; data?: Buffer }> {
+    return this.exchange(name, params, async (reader) => {
+      const reply = await readReply(reader);
+      if (!reply.ok) return { reply };
+      const size = Number(reply.params[0]);
+      if (!Number.isSafeInteger(size) || size < 0) throw new CodecError(`bad raw size ${reply.params[0]}`);
+      return { reply, data: await reader.readRawBuffer(size) };
+    });
   }
 
   /** requestStream - a `retr`-style exchange; the bytes arrive as a stream (constant memory). */

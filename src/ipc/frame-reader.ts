@@ -141,9 +141,28 @@ export class FrameReader {
 
   /** readRawBuffer - exactly `length` bytes, gathered in memory (for small payloads). */
   async readRawBuffer(length: number): Promise<Buffer> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of this.readRaw(length)) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks, length);
+    if (this.rawActive) throw new Error('raw read already in progress');
+    // Most replies are already buffered whole: no stream, no copy beyond the one slice.
+    if (this.buf.length >= length) {
+      const out = Buffer.from(this.buf.subarray(0, length));
+      this.buf = this.buf.subarray(length);
+      return out;
+    }
+    const out = Buffer.allocUnsafe(length);
+    let got = 0;
+    while (got < length) {
+      if (this.buf.length === 0) {
+        if (this.failure) throw this.failure;
+        if (this.ended) throw new Error('connection closed before the data was complete');
+        await this.waitForData();
+        continue;
+      }
+      const take = Math.min(length - got, this.buf.length);
+      this.buf.copy(out, got, 0, take);
+      this.buf = this.buf.subarray(take);
+      got += take;
+    }
+    return out;
   }
 
   /** skipRaw - read and discard `length` bytes (a handler that refused data mid-way). */

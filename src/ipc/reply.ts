@@ -14,7 +14,7 @@ export type Reply =
   /** `ok: SIZE` followed by exactly SIZE raw bytes (the `retr` style) */
   | { kind: 'raw'; size: number; body: Buffer | Readable }
   /** wire text already formatted by the handler (a long `list` built in one string) */
-  | { kind: 'text'; text: string };
+  | { kind: 'text'; text: string | Buffer };
 
 export const ok = (...values: string[]): Reply => ({ kind: 'ok', values });
 export const error = (message?: string): Reply => ({ kind: 'error', message });
@@ -34,7 +34,7 @@ export function multiLine(items: Message[]): Reply {
 }
 
 /** preformatted - lines the handler formatted itself (each ending in CRLF, parameters encoded). */
-export function preformatted(text: string): Reply {
+export function preformatted(text: string | Buffer): Reply {
   return { kind: 'text', text };
 }
 

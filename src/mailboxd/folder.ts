@@ -19,7 +19,7 @@ import path from 'node:path';
 
 import { Keywords } from './flags.js';
 import { DirSyncer, writeMessage } from './maildir.js';
-import { compareArrival, newBaseName, parseName } from './maildir-name.js';
+import { newBaseName, parseName } from './maildir-name.js';
 import { Mutex, nextModseq } from './modseq.js';
 import { type UidlistFile, appendLines, headerLine, newGuid, readUidlist, rewrite, sweepRewrites, uidKey, uidlistStamp, withLock } from './uidlist.js';
 
@@ -80,6 +80,8 @@ export class Folder {
   readonly keywords: Keywords;
   uidvalidity = 0;
   uidnext = 1;
+  /** Grows with every change of the message list or a file's place: lets answers be cached. */
+  version = 0;
   highestModseq = 0;
   /** Live messages in UID order. */
   private msgs: Msg[] = [];
@@ -266,6 +268,7 @@ export class Folder {
           m.sub = 'cur';
           m.name = name;
           m.letters = letters;
+          this.version++;
           m.modseq = this.bump();
         }
         if (pass === 0 && retry.length > 0) await this.reconcile(false);
@@ -371,6 +374,7 @@ export class Folder {
   }
 
   private insert(m: Msg): void {
+    this.version++;
     const last = this.msgs[this.msgs.length - 1];
     if (!last || last.uid < m.uid) this.msgs.push(m);
     else {
@@ -383,6 +387,7 @@ export class Folder {
   }
 
   private drop(m: Msg): void {
+    this.version++;
     m.gone = true;
     this.byKey.delete(m.key);
     if (m.dkey && this.byDkey.get(m.dkey) === m) this.byDkey.delete(m.dkey);
@@ -494,6 +499,7 @@ export class Folder {
         const letters = infoLetters(s.name);
         m.sub = s.sub;
         m.name = s.name;
+        this.version++;
         if (letters !== m.letters) {
           m.letters = letters;
           m.modseq = this.bump();
@@ -528,6 +534,7 @@ export class Folder {
     known.sort((a, b) => a.uid - b.uid);
     if (first && this.msgs.length === 0) {
       this.msgs = known;
+      this.version++;
       for (const m of known) {
         this.byKey.set(m.key, m);
         if (m.dkey) this.byDkey.set(m.dkey, m);
@@ -538,7 +545,7 @@ export class Folder {
     if (known.length > 0 && !first) changed = true;
     this.stamps = { new: n, cur: c, uidlist: u };
     if (fresh.length > 0 || this.needRewrite) {
-      fresh.sort((a, b) => compareArrival({ ...a, uid: a.pop3, rel: '' }, { ...b, uid: b.pop3, rel: '' }));
+      fresh.sort(arrivalOrder);
       await this.number(fresh);
       if (!first) changed = true;
     }
@@ -546,6 +553,11 @@ export class Folder {
     this.stamps.cur = c;
     if (changed) this.onChange(this);
   }
+}
+
+/** arrivalOrder - time, then microseconds, then counter, then name (as maildir-name's compareArrival). */
+function arrivalOrder(a: Msg, b: Msg): number {
+  return a.secs - b.secs || a.usecs - b.usecs || a.seq - b.seq || (a.pop3 < b.pop3 ? -1 : a.pop3 > b.pop3 ? 1 : 0);
 }
 
 async function dirStamp(dir: string): Promise<string> {

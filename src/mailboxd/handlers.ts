@@ -196,20 +196,7 @@ export class MailboxService {
     await inbox.sync();
     const msgs = inbox.messages();
     numbering(conn).set(check.user, msgs.slice());
-    const withPath = option === 'path';
-    const parts: string[] = [withPath ? `ok: ${msgs.length} ; ${encodeParam(inbox.dir)}\r\n` : `ok: ${msgs.length}\r\n`];
-    for (let i = 0; i < msgs.length; i++) {
-      const m = msgs[i]!;
-      const uid = NEEDS_ENCODING.test(m.pop3) ? encodeParam(m.pop3) : m.pop3;
-      if (withPath) {
-        const rel = `${m.sub}/${m.name}`;
-        parts.push(`mailinfo: ${i + 1} ; ${m.size} ; ${uid} ; ${NEEDS_ENCODING.test(rel) ? encodeParam(rel) : rel}\r\n`);
-      } else {
-        parts.push(`mailinfo: ${i + 1} ; ${m.size} ; ${uid}\r\n`);
-      }
-    }
-    parts.push('ok\r\n');
-    return preformatted(parts.join(''));
+    return preformatted(listText(inbox, option === 'path'));
   }
 
   /** entry - the message numbered N for USER on this connection (numbered now if never listed). */
@@ -249,6 +236,30 @@ export class MailboxService {
     this.logger.info({ event: 'mailboxd.deleted', user: found.user, uid: found.m.uid, pop3: found.m.pop3 }, 'deleted');
     return ok();
   }
+}
+
+const listCache = new WeakMap<Folder, { version: number; path: boolean; text: Buffer }>();
+
+/** listText - the whole `list` answer, cached until the folder changes (a POP3 login is mostly a list). */
+function listText(folder: Folder, withPath: boolean): Buffer {
+  const hit = listCache.get(folder);
+  if (hit && hit.version === folder.version && hit.path === withPath) return hit.text;
+  const msgs = folder.messages();
+  const parts: string[] = [withPath ? `ok: ${msgs.length} ; ${encodeParam(folder.dir)}\r\n` : `ok: ${msgs.length}\r\n`];
+  for (let i = 0; i < msgs.length; i++) {
+    const m = msgs[i]!;
+    const uid = NEEDS_ENCODING.test(m.pop3) ? encodeParam(m.pop3) : m.pop3;
+    if (withPath) {
+      const rel = `${m.sub}/${m.name}`;
+      parts.push(`mailinfo: ${i + 1} ; ${m.size} ; ${uid} ; ${NEEDS_ENCODING.test(rel) ? encodeParam(rel) : rel}\r\n`);
+    } else {
+      parts.push(`mailinfo: ${i + 1} ; ${m.size} ; ${uid}\r\n`);
+    }
+  }
+  parts.push('ok\r\n');
+  const text = Buffer.from(parts.join(''));
+  listCache.set(folder, { version: folder.version, path: withPath, text });
+  return text;
 }
 
 /**
