@@ -126,7 +126,9 @@ export class MailboxService {
     send: (name: string, params?: string[]) => void,
     receiveRaw: (len: number) => Readable,
   ): Promise<Reply> {
-    const [to, recipient, lengthText, qid] = params as [string, string, string, string | undefined];
+    const [to, recipient, lengthText, rawQid] = params as [string, string, string, string | undefined];
+    // An empty QID is the 3-parameter form (a message without a queue id is stored each time).
+    const qid = rawQid === '' ? undefined : rawQid;
     if (!/^\d{1,15}$/.test(lengthText)) return failure('5.5.4', 'bad length');
     const length = Number(lengthText);
     if (length > this.limits.max_message_size) return failure('5.3.4', `message too large: limit is ${this.limits.max_message_size} bytes`);

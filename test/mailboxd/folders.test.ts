@@ -184,7 +184,7 @@ describe('mailboxd index and folders', () => {
     assert.equal((await c.requestList('list', [V])).items.length, 3);
     // A bad queue id is refused before any data.
     const bad = await c.store('store', [V, V, '3', 'a/b'], Buffer.from('abc'));
-    assert.equal(bad.params[0], 'bad queue id');
+    assert.equal(bad.params[0], '5.5.4 bad queue id');
     // Across a restart the key is still known (it lives in the file name).
     const s2 = await start({ config: { ...h.config, ipc: { ...h.config.ipc, mailboxd: `unix://${h.dir}/mailboxd3.sock` } }, logger: silentLogger() });
     const { IpcClient } = await import('../../src/ipc/index.js');
