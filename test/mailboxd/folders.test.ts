@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { type IpcClient, IpcServer, ok } from '../../src/ipc/index.js';
 import { start } from '../../src/mailboxd/index.js';
 import { silentLogger } from '../../src/shared/log.js';
+import { testClient } from '../helpers/config.js';
 import { waitFor } from '../helpers/tmp.js';
 import { type Harness, harness } from './helpers.js';
 
@@ -143,8 +144,7 @@ describe('mailboxd index and folders', () => {
     const c = h.client();
     const before = await index(c, U, 'INBOX');
     const s2 = await start({ config: { ...h.config, ipc: { ...h.config.ipc, mailboxd: `unix://${h.dir}/mailboxd2.sock` } }, logger: silentLogger() });
-    const { IpcClient } = await import('../../src/ipc/index.js');
-    const c2 = new IpcClient(s2.addresses.ipc!);
+    const c2 = testClient(h.config, s2.addresses.ipc!);
     try {
       const after = await index(c2, U, 'INBOX');
       assert.deepEqual(after.head.slice(0, 3), before.head.slice(0, 3));
@@ -187,8 +187,7 @@ describe('mailboxd index and folders', () => {
     assert.equal(bad.params[0], '5.5.4 bad queue id');
     // Across a restart the key is still known (it lives in the file name).
     const s2 = await start({ config: { ...h.config, ipc: { ...h.config.ipc, mailboxd: `unix://${h.dir}/mailboxd3.sock` } }, logger: silentLogger() });
-    const { IpcClient } = await import('../../src/ipc/index.js');
-    const c2 = new IpcClient(s2.addresses.ipc!);
+    const c2 = testClient(h.config, s2.addresses.ipc!);
     try {
       assert.equal(await store(c2, V, 'Subject: q\r\n\r\nq\r\n', 'Q1A2B3'), 'duplicate');
     } finally {
