@@ -2,15 +2,18 @@
 //   [smtp_out] routes["example.net"] (exact, or ".example.net" for its subdomains) -> host:port
 //   [smtp_out] relay_host                                                        -> host:port (+ AUTH)
 //   otherwise DNS: MX records by preference; none -> the domain's own A/AAAA (RFC 5321 5.1);
-//   a null MX (RFC 7505, "0 .") -> permanent failure.
+//   a null MX (RFC 7505, "0 .") -> permanent failure. Lookups go through the [dns] resolver;
+//   when it names servers, MX host names are resolved there too (connect to the address,
+//   keep the name for TLS and MTA-STS).
 
-import { promises as dns } from 'node:dns';
-
+import { type Dns, systemDns } from '../mail/auth/dns.js';
 import type { SmtpOutConfig } from './config.js';
 
 export interface Host {
   host: string;
   port: number;
+  /** The MX host name when `host` is its address. */
+  name?: string;
 }
 
 export interface Nexthop {
@@ -19,6 +22,8 @@ export interface Nexthop {
   auth?: { user: string; pass: string };
   /** Hosts in the order to try; resolved lazily for MX destinations. */
   hosts(): Promise<Host[]>;
+  /** For MX destinations: the recipient domain (whose MTA-STS policy applies). */
+  mx?: string;
 }
 
 /** DeliveryError - a failure with its enhanced status; `permanent` decides bounce vs. defer. */
@@ -43,7 +48,7 @@ export function parseHostPort(spec: string, defaultPort: number): Host {
 }
 
 /** nexthopFor - the destination of mail to DOMAIN under the current configuration. */
-export function nexthopFor(cfg: SmtpOutConfig, domain: string): Nexthop {
+export function nexthopFor(cfg: SmtpOutConfig, domain: string, dns: Dns = systemDns()): Nexthop {
   const d = domain.toLowerCase();
   const route = routeFor(cfg.routes, d);
   if (route) {
@@ -55,7 +60,7 @@ export function nexthopFor(cfg: SmtpOutConfig, domain: string): Nexthop {
     const auth = cfg.relay_user ? { user: cfg.relay_user, pass: cfg.relay_password } : undefined;
     return { key: `relay:${cfg.relay_host}`, auth, hosts: async () => [host] };
   }
-  return { key: `mx:${d}`, hosts: () => mxHosts(d, cfg.port) };
+  return { key: `mx:${d}`, mx: d, hosts: () => mxHosts(d, cfg.port, dns) };
 }
 
 function routeFor(routes: Record<string, string>, domain: string): string | undefined {
@@ -70,10 +75,25 @@ function routeFor(routes: Record<string, string>, domain: string): string | unde
 }
 
 /** mxHosts - MX hosts by preference (ties kept in DNS order), falling back to the domain itself. */
-export async function mxHosts(domain: string, port: number): Promise<Host[]> {
-  let records;
+export async function mxHosts(domain: string, port: number, dns: Dns = systemDns()): Promise<Host[]> {
+  const names = await mxNames(domain, port, dns);
+  if (!dns.custom) return names;
+  const out: Host[] = [];
+  for (const h of names) {
+    try {
+      for (const a of await dns.addresses(h.host)) out.push({ host: a, port, name: h.host });
+    } catch {
+      /* this MX has no address now; the others may */
+    }
+  }
+  if (out.length === 0) throw new DeliveryError(`no address for the MX hosts of ${domain}`, false, '4.4.3');
+  return out;
+}
+
+async function mxNames(domain: string, port: number, dns: Dns): Promise<Host[]> {
+  let records: Array<{ exchange: string; priority: number }>;
   try {
-    records = await dns.resolveMx(domain);
+    records = await dns.resolve(domain, 'MX');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENODATA') return [{ host: domain, port }];

@@ -38,6 +38,8 @@ import { domainOf } from '../mail/address.js';
 import { queueBounce } from '../mail/bounce.js';
 import type { DsnRecipient } from '../mail/dsn.js';
 import { type Envelope, readEnvelopeFile } from '../mail/envelope.js';
+import { dnsFor } from '../mail/auth/dns.js';
+import { MtaSts } from '../mail/auth/mta-sts.js';
 import { QueueConsumer } from '../mail/queue-consumer.js';
 import { fileBody, spoolMessage } from '../mail/spool.js';
 import { ipcClient } from '../shared/ipc-setup.js';
@@ -45,6 +47,7 @@ import type { Logger } from '../shared/log.js';
 import { messagesBounced, messagesDeferred, messagesDelivered } from '../shared/metrics.js';
 import { MAX_RCPTS_PER_FILE } from './accept.js';
 import { DeliveryError, type Nexthop, nexthopFor } from './nexthop.js';
+import { stsPlan } from './mta-sts-plan.js';
 import { Session, SmtpError } from './session.js';
 
 /** Seconds a file popped for a destination at its jobs-in-hand limit waits before it comes back. */
@@ -105,6 +108,7 @@ interface Failure {
 export class Outbound {
   readonly queued: IpcClient;
   private readonly authd: IpcClient;
+  private readonly sts: MtaSts;
   private readonly destinations = new Map<string, Destination>();
   /** Round robin: destinations with work waiting for a session slot, in turn. */
   private readonly ring: Destination[] = [];
@@ -118,6 +122,7 @@ export class Outbound {
   ) {
     this.queued = ipcClient(config, 'queued');
     this.authd = ipcClient(config, 'authd');
+    this.sts = new MtaSts(config.mta_sts, dnsFor(config.dns), (domain, err) => logger.warn({ event: 'smtp-out.mta_sts_error', domain, err }, 'MTA-STS policy lookup failed'));
     this.consumer = new QueueConsumer({
       queued: this.queued,
       queue: 'outgoing',
@@ -140,7 +145,7 @@ export class Outbound {
 
   /** destinationOf - the next-hop key of DOMAIN under the current configuration (accept.ts). */
   destinationOf(domain: string): string {
-    return nexthopFor(this.config.smtp_out, domain).key;
+    return nexthopFor(this.config.smtp_out, domain, dnsFor(this.config.dns)).key;
   }
 
   /** reload - new routes and credentials apply to the next session; cached ones are closed. */
@@ -189,7 +194,7 @@ export class Outbound {
     }
     const byDest = new Map<string, { nexthop: Nexthop; rcpts: string[] }>();
     for (const rcpt of env.rcpt) {
-      const nexthop = nexthopFor(this.config.smtp_out, domainOf(rcpt));
+      const nexthop = nexthopFor(this.config.smtp_out, domainOf(rcpt), dnsFor(this.config.dns));
       const g = byDest.get(nexthop.key) ?? { nexthop, rcpts: [] };
       byDest.set(nexthop.key, g);
       g.rcpts.push(rcpt);
@@ -330,7 +335,10 @@ export class Outbound {
 
   /** openSession - try the next hop's hosts in order; the last error decides. */
   private async openSession(dest: Destination): Promise<Session> {
-    const hosts = await dest.nexthop.hosts();
+    const all = await dest.nexthop.hosts();
+    // MX destinations follow the domain's MTA-STS policy (mta-sts-plan.ts).
+    const sts = dest.nexthop.mx ? await stsPlan(this.sts, dest.nexthop.mx, all, this.logger) : null;
+    const hosts = sts?.hosts ?? all;
     let last: unknown = new DeliveryError('no hosts', false, '4.4.1');
     for (const host of hosts) {
       try {
@@ -339,7 +347,9 @@ export class Outbound {
           connectTimeoutMs: this.config.smtp_out.connect_timeout_s * 1000,
           commandTimeoutMs: this.config.smtp_out.command_timeout_s * 1000,
           auth: dest.nexthop.auth,
+          tls: sts?.tls(host),
         });
+        sts?.connected(s, host);
         this.logger.debug({ event: 'smtp-out.connected', host: `${host.host}:${host.port}`, tls: s.secure }, 'connected');
         return s;
       } catch (err) {

@@ -13,6 +13,8 @@ export interface SessionOptions {
   connectTimeoutMs: number;
   commandTimeoutMs: number;
   auth?: { user: string; pass: string };
+  /** Verified TLS (MTA-STS): the name the certificate must carry, the CAs; verify = required. */
+  tls?: { servername: string; ca: string[]; verify: boolean };
 }
 
 export interface TransactionResult {
@@ -55,7 +57,7 @@ export class Session {
     try {
       conn = await connect(host, opts, false);
     } catch (err) {
-      if (!(err instanceof SmtpError) || err.kind !== 'ETLS') throw err;
+      if (!(err instanceof SmtpError) || err.kind !== 'ETLS' || opts.tls?.verify) throw err;
       conn = await connect(host, opts, true);
     }
     const session = new Session(conn, host);
@@ -74,6 +76,13 @@ export class Session {
 
   get usable(): boolean {
     return !this.broken && !(this.conn as unknown as { _destroyed?: boolean })._destroyed;
+  }
+
+  /** tlsVerified - TLS is on and its certificate checked out against opts.tls (chain and name). */
+  get tlsVerified(): { ok: boolean; error: string } {
+    const s = (this.conn as unknown as { _socket?: { authorized?: boolean; authorizationError?: Error | string } })._socket;
+    if (!this.conn.secure) return { ok: false, error: 'no TLS' };
+    return { ok: !!s?.authorized, error: s?.authorized ? '' : String(s?.authorizationError ?? 'certificate not verified') };
   }
 
   get secure(): boolean {
@@ -143,7 +152,10 @@ function connect(host: Host, opts: SessionOptions, plain: boolean): Promise<SMTP
     secure: false,
     ignoreTLS: plain,
     opportunisticTLS: true,
-    tls: { rejectUnauthorized: false, servername: /^[\d.:]+$/.test(host.host) ? undefined : host.host },
+    requireTLS: opts.tls?.verify ?? false,
+    tls: opts.tls
+      ? { rejectUnauthorized: opts.tls.verify, servername: opts.tls.servername, ca: opts.tls.ca }
+      : { rejectUnauthorized: false, servername: host.name ?? (/^[\d.:]+$/.test(host.host) ? undefined : host.host) },
     connectionTimeout: opts.connectTimeoutMs,
     greetingTimeout: opts.connectTimeoutMs,
     socketTimeout: opts.commandTimeoutMs,

@@ -2,14 +2,16 @@
 // the DSN builder, mailboxd error classification.
 
 import assert from 'node:assert/strict';
-import dns from 'node:dns';
+import dgram from 'node:dgram';
 import { describe, test } from 'node:test';
 
+import { dnsFor } from '../../src/mail/auth/dns.js';
 import { buildDsn, headerBlock } from '../../src/mail/dsn.js';
 import { classifyError } from '../../src/router/deliver.js';
 import { SmtpOutConfig } from '../../src/smtp-out/config.js';
 import { DeliveryError, mxHosts, nexthopFor, parseHostPort } from '../../src/smtp-out/nexthop.js';
 import { statusOf } from '../../src/smtp-out/outbound.js';
+import { startDnsServer } from '../helpers/dns-server.js';
 
 describe('next hop', () => {
   test('host:port forms', () => {
@@ -30,32 +32,28 @@ describe('next hop', () => {
   });
 
   test('MX: preference order, A fallback, null MX permanent, NXDOMAIN permanent, timeouts temporary', async () => {
-    const real = dns.promises.resolveMx;
-    const fake = (fn: (d: string) => Promise<dns.MxRecord[]>): void => {
-      (dns.promises as { resolveMx: typeof real }).resolveMx = fn as typeof real;
-    };
-    const fail = (code: string) => async (): Promise<dns.MxRecord[]> => {
-      throw Object.assign(new Error(code), { code });
-    };
+    // A real DNS server on loopback; a bound UDP port that never answers for the timeout.
+    const server = await startDnsServer(
+      ['x.test MX 20 b.mx', 'x.test MX 10 a.mx', 'a.mx A 127.0.0.2', 'b.mx A 127.0.0.3', 'b.mx AAAA ::1', 'nomx.test A 127.0.0.4', 'null.test MX 0 .'].join('\n'),
+    );
+    const silent = dgram.createSocket('udp4');
+    await new Promise<void>((r) => silent.bind(0, '127.0.0.1', () => r()));
     try {
-      fake(async () => [
-        { exchange: 'b.mx', priority: 20 },
-        { exchange: 'a.mx', priority: 10 },
+      const byName = dnsFor({ servers: [server.address], timeout_ms: 1000, tries: 1 });
+      // With [dns] servers set, MX names are resolved there too; the name stays for TLS.
+      assert.deepEqual(await mxHosts('x.test', 25, byName), [
+        { host: '127.0.0.2', port: 25, name: 'a.mx' },
+        { host: '127.0.0.3', port: 25, name: 'b.mx' },
+        { host: '::1', port: 25, name: 'b.mx' },
       ]);
-      assert.deepEqual(await mxHosts('x.test', 25), [
-        { host: 'a.mx', port: 25 },
-        { host: 'b.mx', port: 25 },
-      ]);
-      fake(fail('ENODATA'));
-      assert.deepEqual(await mxHosts('x.test', 25), [{ host: 'x.test', port: 25 }]);
-      fake(async () => [{ exchange: '', priority: 0 }]);
-      await assert.rejects(mxHosts('x.test', 25), (e: DeliveryError) => e.permanent && e.status === '5.1.10');
-      fake(fail('ENOTFOUND'));
-      await assert.rejects(mxHosts('x.test', 25), (e: DeliveryError) => e.permanent && e.status === '5.1.2');
-      fake(fail('ETIMEOUT'));
-      await assert.rejects(mxHosts('x.test', 25), (e: DeliveryError) => !e.permanent && e.status.startsWith('4.'));
+      assert.deepEqual(await mxHosts('nomx.test', 25, byName), [{ host: '127.0.0.4', port: 25, name: 'nomx.test' }]);
+      await assert.rejects(mxHosts('null.test', 25, byName), (e: DeliveryError) => e.permanent && e.status === '5.1.10');
+      await assert.rejects(mxHosts('gone.test', 25, byName), (e: DeliveryError) => e.permanent && e.status === '5.1.2');
+      const dead = dnsFor({ servers: [`127.0.0.1:${silent.address().port}`], timeout_ms: 200, tries: 1 });
+      await assert.rejects(mxHosts('x.test', 25, dead), (e: DeliveryError) => !e.permanent && e.status.startsWith('4.'));
     } finally {
-      fake(real);
+      silent.close();
+      await server.close();
     }
   });
 });

@@ -37,6 +37,11 @@ export function dnsFor(cfg: DnsConfig): Dns {
   return d;
 }
 
+/** systemDns - the system's resolver (no [dns] servers), for callers without a configuration. */
+export function systemDns(): Dns {
+  return dnsFor({ servers: [], timeout_ms: 5000, tries: 2 });
+}
+
 function makeDns(cfg: DnsConfig): Dns {
   const resolver = new Resolver({ timeout: cfg.timeout_ms, tries: cfg.tries });
   if (cfg.servers.length > 0) resolver.setServers(cfg.servers);
