@@ -21,8 +21,12 @@ export interface QueueConsumerOptions {
   logger: Logger;
   /** Prefix of this consumer's log events, e.g. `router`. */
   events: string;
-  /** Take one popped PATH; call `release` once its slot is free again. Must not throw. */
-  take(path: string, release: () => void): Promise<void>;
+  /**
+   * Take one popped PATH; call `release` once it is done with (its lease is no longer renewed,
+   * its slot is free again). `unslot` frees the slot early while the lease is still renewed
+   * (a message parked in memory that waits its turn). Must not throw.
+   */
+  take(path: string, release: () => void, unslot: () => void): Promise<void>;
 }
 
 /** First renewal of a message still in hand, after its pop. */
@@ -139,12 +143,22 @@ export class QueueConsumer {
           const file = popped.params[0];
           this.leases.set(file, Date.now() + FIRST_RENEW_MS);
           let released = false;
-          await this.opts.take(file, () => {
-            if (released) return;
-            released = true;
-            this.leases.delete(file);
+          let slotted = true;
+          const unslot = (): void => {
+            if (!slotted) return;
+            slotted = false;
             this.release();
-          });
+          };
+          await this.opts.take(
+            file,
+            () => {
+              if (released) return;
+              released = true;
+              this.leases.delete(file);
+              unslot();
+            },
+            unslot,
+          );
         }
       } while (this.again && !this.closed);
     } catch (err) {

@@ -5,9 +5,12 @@
 //   destinations    jobs are grouped by next hop (route, relay or the domain's MX); each has its
 //                   own job list and at most destination_concurrency sessions
 //   jobs in hand    a destination holds at most destination_jobs_limit jobs (waiting or being
-//                   sent); a file popped for a destination at its limit goes straight back to
-//                   the queue for a few seconds, so a slow or dead destination holds only its
-//                   share of the pop slots and cannot starve the others
+//                   sent) in the consumer's slots, so a slow or dead destination holds only its
+//                   share of them and cannot starve the others
+//   backlog         a file popped for a destination at its limit is parked in memory (its lease
+//                   still renewed, its pop slot freed) and moves up when one of the
+//                   destination's jobs finishes; with 10 x concurrency files parked, more go
+//                   straight back to the queue for a few seconds instead (memory stays bounded)
 //   dead-destination cache  a destination whose hosts all failed to connect is "dead" for
 //                   dead_destination_s: its mail is deferred at once, without a connection
 //                   attempt (and connect timeout) per message
@@ -50,13 +53,19 @@ import { DeliveryError, type Nexthop, nexthopFor } from './nexthop.js';
 import { stsPlan } from './mta-sts-plan.js';
 import { Session, SmtpError } from './session.js';
 
-/** Seconds a file popped for a destination at its jobs-in-hand limit waits before it comes back. */
+/** Seconds a file popped with the backlog full waits in the queue before it comes back. */
 const BUSY_DEFER_S = 5;
+/** Files parked in the backlog at most, per pop slot ([smtp_out] concurrency). */
+const BACKLOG_PER_SLOT = 10;
 
 /** Item - one popped `outgoing` file: its recipients' results are gathered until all are in. */
 interface Item {
   /** Frees the file's slot in the consumer once it is done, deferred or requeued. */
   release: () => void;
+  /** Frees the pop slot early, lease still renewed (every open job of the file is parked). */
+  unslot: () => void;
+  /** Jobs of this file parked in a backlog. */
+  parked: number;
   file: string;
   qid: string;
   env: Envelope;
@@ -85,6 +94,8 @@ interface Destination {
   jobs: Job[];
   /** Jobs in hand: waiting in `jobs` or in a transaction. */
   held: number;
+  /** Jobs over the limit, parked until a held one finishes. */
+  backlog: Job[];
   active: number;
   idle: Array<{ session: Session; timer: NodeJS.Timeout }>;
   /** Dead-destination cache: no connection attempt before this time (epoch ms). */
@@ -113,6 +124,8 @@ export class Outbound {
   /** Round robin: destinations with work waiting for a session slot, in turn. */
   private readonly ring: Destination[] = [];
   private sessions = 0;
+  /** Jobs parked in all backlogs. */
+  private parked = 0;
   private readonly consumer: QueueConsumer;
   private closed = false;
 
@@ -131,8 +144,8 @@ export class Outbound {
       logger,
       events: 'smtp-out',
       // A file keeps its slot until every recipient is sent, deferred or bounced (see finish).
-      take: (file, release) =>
-        this.load(file, release).catch((err: unknown) => {
+      take: (file, release, unslot) =>
+        this.load(file, release, unslot).catch((err: unknown) => {
           this.logger.error({ event: 'smtp-out.load_failed', file, err: String(err) }, 'cannot load job');
           release();
         }),
@@ -167,7 +180,7 @@ export class Outbound {
   }
 
   /** load - read a popped file and put its recipients on their destinations' job lists. */
-  private async load(file: string, release: () => void): Promise<void> {
+  private async load(file: string, release: () => void, unslot: () => void): Promise<void> {
     let parsed;
     try {
       parsed = await readEnvelopeFile(file);
@@ -180,7 +193,7 @@ export class Outbound {
       return;
     }
     const env = parsed.envelope;
-    const item: Item = { release, file, qid: env.qid, env, bodyOffset: parsed.bodyOffset, size: parsed.size, eightBit: env.extra?.['eight-bit'] === '1', open: 0, failed: [] };
+    const item: Item = { release, unslot, parked: 0, file, qid: env.qid, env, bodyOffset: parsed.bodyOffset, size: parsed.size, eightBit: env.extra?.['eight-bit'] === '1', open: 0, failed: [] };
     // A requeued remainder waits out its back-off here (see requeue()).
     const notBefore = Date.parse(env.extra?.['not-before'] ?? '');
     if (notBefore > Date.now() || env.rcpt.length === 0) {
@@ -212,24 +225,48 @@ export class Outbound {
     for (const { dest, job } of jobs) {
       if (dest.deadUntil > Date.now() && dest.deadReason) {
         // Dead-destination cache: deferred without a connection attempt.
-        const f = dest.deadReason;
-        this.settle(job, job.rcpts.map((rcpt) => ({ rcpt, f: { ...f, diagnostic: `${f.diagnostic} (destination dead, not retried before ${new Date(dest.deadUntil).toISOString()})` } })));
-      } else if (dest.held >= cfg.destination_jobs_limit) {
-        const f: Failure = { permanent: false, status: '4.4.5', diagnostic: `destination ${dest.nexthop.key} busy: ${dest.held} jobs in hand`, busy: true };
-        this.settle(job, job.rcpts.map((rcpt) => ({ rcpt, f })));
+        this.failDead(dest, job);
+      } else if (dest.held < cfg.destination_jobs_limit) {
+        this.hold(dest, job);
+      } else if (this.parked < BACKLOG_PER_SLOT * cfg.concurrency) {
+        dest.backlog.push(job);
+        this.parked++;
+        if (++item.parked === item.open) item.unslot();
       } else {
-        job.dest = dest;
-        dest.held++;
-        dest.jobs.push(job);
-        this.schedule(dest);
+        const f: Failure = { permanent: false, status: '4.4.5', diagnostic: `destination ${dest.nexthop.key} busy: ${dest.held} jobs in hand, ${dest.backlog.length} waiting`, busy: true };
+        this.settle(job, job.rcpts.map((rcpt) => ({ rcpt, f })));
       }
     }
+  }
+
+  /** hold - JOB joins its destination's jobs in hand and may start a session. */
+  private hold(dest: Destination, job: Job): void {
+    job.dest = dest;
+    dest.held++;
+    dest.jobs.push(job);
+    this.schedule(dest);
+  }
+
+  /** unpark - a job of DEST finished: the oldest parked one moves up into its place. */
+  private unpark(dest: Destination): void {
+    while (dest.backlog.length > 0 && dest.held < this.config.smtp_out.destination_jobs_limit) {
+      const job = dest.backlog.shift()!;
+      this.parked--;
+      job.item.parked--;
+      if (dest.deadUntil > Date.now() && dest.deadReason) this.failDead(dest, job);
+      else this.hold(dest, job);
+    }
+  }
+
+  private failDead(dest: Destination, job: Job): void {
+    const f = dest.deadReason!;
+    this.settle(job, job.rcpts.map((rcpt) => ({ rcpt, f: { ...f, diagnostic: `${f.diagnostic} (destination dead, not retried before ${new Date(dest.deadUntil).toISOString()})` } })));
   }
 
   private destination(nexthop: Nexthop): Destination {
     let dest = this.destinations.get(nexthop.key);
     if (!dest) {
-      dest = { nexthop, jobs: [], held: 0, active: 0, idle: [], deadUntil: 0, connected: false, nextSend: 0 };
+      dest = { nexthop, jobs: [], held: 0, backlog: [], active: 0, idle: [], deadUntil: 0, connected: false, nextSend: 0 };
       this.destinations.set(nexthop.key, dest);
     }
     dest.nexthop = nexthop; // the current configuration's credentials
@@ -283,6 +320,8 @@ export class Outbound {
             this.logger.info({ event: 'smtp-out.destination_dead', destination: dest.nexthop.key, reason: failure.diagnostic, until: new Date(dest.deadUntil).toISOString() }, 'destination marked dead');
           }
           for (const j of dest.jobs.splice(0)) this.settle(j, j.rcpts.map((rcpt) => ({ rcpt, f: failure })));
+          // The backlog moves up as these settle: with the destination dead, straight to a deferral.
+          this.unpark(dest);
           return;
         }
       }
@@ -402,9 +441,11 @@ export class Outbound {
   /** settle - a job's recipients are through (sent, or failed with F); the last job finishes the file. */
   private settle(job: Job, results: Array<{ rcpt: string; f?: Failure }>): void {
     const { item } = job;
-    if (job.dest) {
-      job.dest.held--;
+    const dest = job.dest;
+    if (dest) {
+      dest.held--;
       job.dest = undefined;
+      this.unpark(dest);
     }
     for (const r of results) if (r.f) item.failed.push({ rcpt: r.rcpt, f: r.f });
     if (--item.open > 0) return;
