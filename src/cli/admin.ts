@@ -88,6 +88,7 @@ async function printStatus(cfg: Config): Promise<boolean> {
   for (const [name, port] of [
     ['smtpd', cfg.smtpd.port],
     ['pop3d', cfg.pop3d.port],
+    ['imapd', cfg.imapd.port],
   ] as const) {
     if (port <= 0) continue;
     const host = cfg.smtpd.host === '0.0.0.0' || cfg.smtpd.host === '::' ? '127.0.0.1' : cfg.smtpd.host;

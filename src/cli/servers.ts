@@ -6,7 +6,7 @@ import { SERVER_NAMES, type ServerName, type StartServer } from '../shared/serve
 export { SERVER_NAMES, type ServerName };
 
 /** Start order: the servers others call come first; stop order is the reverse. */
-export const START_ORDER: readonly ServerName[] = ['authd', 'queued', 'mailboxd', 'smtp-out', 'router', 'smtpd', 'pop3d'];
+export const START_ORDER: readonly ServerName[] = ['authd', 'queued', 'mailboxd', 'smtp-out', 'router', 'smtpd', 'pop3d', 'imapd'];
 
 export function isServerName(name: string): name is ServerName {
   return (SERVER_NAMES as readonly string[]).includes(name);

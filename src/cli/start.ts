@@ -22,12 +22,12 @@ export interface System {
 }
 
 export interface StartOptions {
-  /** Run the front-end servers (smtpd, pop3d) in a second thread (see `threads` in the config). */
+  /** Run the front-end servers (smtpd, pop3d, imapd) in a second thread (see `threads` in the config). */
   threads?: boolean;
 }
 
 /** Servers that run in the second thread when `threads` is on: the per-connection protocol work. */
-const FRONT_END: readonly ServerName[] = ['smtpd', 'pop3d'];
+const FRONT_END: readonly ServerName[] = ['smtpd', 'pop3d', 'imapd'];
 
 /** startSystem - start the named servers (all when none) in dependency order. */
 export async function startSystem(config: Config, logger: Logger, names: ServerName[] = [], opts: StartOptions = {}): Promise<System> {

@@ -6,6 +6,7 @@ import os from 'node:os';
 import { z } from 'zod';
 
 import { AuthdConfig } from '../authd/config.js';
+import { ImapdConfig } from '../imapd/config.js';
 import { DkimConfig, DnsConfig, MailAuthConfig, MtaStsConfig } from '../mail/auth/config.js';
 import { MailboxdConfig } from '../mailboxd/config.js';
 import { Pop3dConfig } from '../pop3d/config.js';
@@ -23,6 +24,7 @@ export const IpcConfig = z
     smtp_out: ipcAddress.default('socket://127.0.0.1:14102').describe('IPC address of smtp-out.'),
     mailboxd: ipcAddress.default('socket://127.0.0.1:14103').describe('IPC address of mailboxd.'),
     router: ipcAddress.default('socket://127.0.0.1:14104').describe('Where the router listens for `alert` callbacks from queued.'),
+    imapd: ipcAddress.default('socket://127.0.0.1:14105').describe('Where imapd listens for `changed` notifications from mailboxd.'),
     secret: z
       .string()
       .default('')
@@ -62,7 +64,7 @@ export const ConfigSchema = z
     threads: z
       .boolean()
       .default(true)
-      .describe('fmail start with every server: run smtpd and pop3d in a second thread of the process, so it uses two cores.'),
+      .describe('fmail start with every server: run smtpd, pop3d and imapd in a second thread of the process, so it uses two cores.'),
     log: LogConfig.prefault({}),
     ipc: IpcConfig.prefault({}),
     tls: TlsConfig.prefault({}),
@@ -72,6 +74,7 @@ export const ConfigSchema = z
     mailboxd: MailboxdConfig.prefault({}),
     smtpd: SmtpdConfig.prefault({}),
     pop3d: Pop3dConfig.prefault({}),
+    imapd: ImapdConfig.prefault({}),
     smtp_out: SmtpOutConfig.prefault({}),
     router: RouterConfig.prefault({}),
     dns: DnsConfig.prefault({}),

@@ -17,8 +17,8 @@ import { DotStuffer, TopCut } from './body-encoder.js';
 import type { Pop3dConfig } from './config.js';
 import { LineReader } from './line-reader.js';
 import type { MaildropLocks } from './locks.js';
+import { decodePlain } from '../mail/sasl.js';
 import { type Body, Maildrop, type MessageInfo } from './maildrop.js';
-import { decodePlain } from './sasl.js';
 
 /** What every session of one pop3d shares. */
 export interface SessionDeps {

@@ -3,7 +3,7 @@
 import type { Config } from '../config/schema.js';
 import type { Logger } from './log.js';
 
-export const SERVER_NAMES = ['authd', 'queued', 'mailboxd', 'smtp-out', 'router', 'smtpd', 'pop3d'] as const;
+export const SERVER_NAMES = ['authd', 'queued', 'mailboxd', 'smtp-out', 'router', 'smtpd', 'pop3d', 'imapd'] as const;
 export type ServerName = (typeof SERVER_NAMES)[number];
 
 export interface ServerContext {

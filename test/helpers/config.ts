@@ -28,10 +28,11 @@ export function testConfig(dir: string, overrides: DeepPartial<Config> = {}): Co
     data_dir: dir,
     hostname: 'mx.fancymail.test',
     log: { level: process.env.FMAIL_TEST_LOG ?? 'silent' },
-    ipc: { authd: sock('authd'), queued: sock('queued'), smtp_out: sock('smtp-out'), mailboxd: sock('mailboxd'), router: sock('router'), timeout_ms: 10_000 },
+    ipc: { authd: sock('authd'), queued: sock('queued'), smtp_out: sock('smtp-out'), mailboxd: sock('mailboxd'), router: sock('router'), imapd: sock('imapd'), timeout_ms: 10_000 },
     metrics: { listen: '' },
     smtpd: { host: '127.0.0.1', port: 0, submission_port: 0, submissions_port: 0 },
     pop3d: { host: '127.0.0.1', port: 0, pop3s_port: 0 },
+    imapd: { host: '127.0.0.1', port: 0, imaps_port: 0 },
     // No lookups to the machine's resolver from tests: mail-auth tests turn checks on with
     // [dns] servers pointing at their own loopback DNS server (test/helpers/dns-server.ts).
     mail_auth: { check: false },

@@ -1,4 +1,4 @@
-// SASL PLAIN (RFC 4616) for POP3 AUTH (RFC 5034): decode, check the shape, nothing more.
+// SASL PLAIN (RFC 4616) for POP3 AUTH (RFC 5034) and IMAP AUTHENTICATE: decode, check the shape, nothing more.
 
 export interface PlainCredentials {
   authzid: string;

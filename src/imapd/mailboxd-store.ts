@@ -1,0 +1,230 @@
+// MailboxdStore - the store interface over mailboxd IPC (README "mailboxd": folders, index,
+// changes, fetch, append, flags, copy, move, expunge, watch). imapd never touches a Maildir.
+//
+// "Connection pool": sessions share a few pipelined mailboxd connections (a session keeps
+// the one it got at login), so a thousand idle sessions do not hold a thousand mailboxd
+// connections, and one session's long FETCH does not stall every other session.
+// "Special folders": at a user's first login in this process, Sent, Drafts, Trash, Junk and
+// Archive are created and subscribed when missing (RFC 6154 needs them to exist).
+
+import { type IpcClient, type IpcReply, type Message, replyText } from '../ipc/index.js';
+import { SPECIAL_USE } from './names.js';
+import {
+  type CopyResult,
+  type FlagMode,
+  type FolderChanges,
+  type FolderInfo,
+  type FolderState,
+  type FolderStatus,
+  type MailStore,
+  type MessageMeta,
+  type StoreResult,
+  StoreError,
+  type UserMail,
+} from './store.js';
+import type { WatchHub } from './watch-hub.js';
+
+const DELIMITER = '.';
+
+export class MailboxdStore implements MailStore {
+  private next = 0;
+  private readonly prepared = new Set<string>();
+
+  constructor(
+    private readonly pool: IpcClient[],
+    private readonly hub: WatchHub,
+  ) {}
+
+  async open(user: string): Promise<UserMail> {
+    const client = this.pool[this.next++ % this.pool.length]!;
+    const mail = new MailboxdUser(user, client, this.hub);
+    if (!this.prepared.has(user)) {
+      await mail.ensureSpecialFolders();
+      this.prepared.add(user);
+    }
+    return mail;
+  }
+}
+
+class MailboxdUser implements UserMail {
+  readonly delimiter = DELIMITER;
+  private readonly unwatches = new Set<() => void>();
+
+  constructor(
+    private readonly user: string,
+    private readonly ipc: IpcClient,
+    private readonly hub: WatchHub,
+  ) {}
+
+  async ensureSpecialFolders(): Promise<void> {
+    const have = new Set((await this.folders()).filter((f) => f.exists).map((f) => f.name));
+    for (const name of Object.keys(SPECIAL_USE)) {
+      if (have.has(name)) continue;
+      const r = await this.ipc.request('folder-create', [this.user, name]);
+      if (!r.ok && !/exists/.test(replyText(r))) throw fail(r);
+      await this.ipc.request('folder-subscribe', [this.user, name, '1']);
+    }
+  }
+
+  async folders(): Promise<FolderInfo[]> {
+    const r = await this.ipc.requestList('folders', [this.user]);
+    if (!r.reply.ok) throw fail(r.reply);
+    return r.items.map((m) => ({ name: m.params[0] ?? '', subscribed: m.params[1] === '1', exists: m.params[2] !== 'nonexistent' }));
+  }
+
+  async create(name: string): Promise<void> {
+    check(await this.ipc.request('folder-create', [this.user, name]));
+  }
+
+  async remove(name: string): Promise<void> {
+    check(await this.ipc.request('folder-delete', [this.user, name]));
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    check(await this.ipc.request('folder-rename', [this.user, from, to]));
+  }
+
+  async subscribe(name: string, on: boolean): Promise<void> {
+    check(await this.ipc.request('folder-subscribe', [this.user, name, on ? '1' : '0']));
+  }
+
+  async status(name: string): Promise<FolderStatus> {
+    const r = check(await this.ipc.request('folder-status', [this.user, name]));
+    const [messages, uidvalidity, uidnext, unseen, highestModseq, size] = r.params.map(Number);
+    return { messages: messages!, uidvalidity: uidvalidity!, uidnext: uidnext!, unseen: unseen!, highestModseq: highestModseq!, size: size! };
+  }
+
+  async state(name: string): Promise<FolderState> {
+    const r = await this.ipc.requestList('index', [this.user, name]);
+    if (!r.reply.ok) throw fail(r.reply);
+    const [, uidvalidity, uidnext, highestModseq] = r.reply.params.map(Number);
+    return { uidvalidity: uidvalidity!, uidnext: uidnext!, highestModseq: highestModseq!, messages: r.items.map(uidinfo) };
+  }
+
+  async changes(name: string, sinceModseq: number): Promise<FolderChanges> {
+    const r = await this.ipc.requestList('changes', [this.user, name, String(sinceModseq)]);
+    if (!r.reply.ok) throw fail(r.reply);
+    const [, , uidnext, highestModseq, complete] = r.reply.params.map(Number);
+    // Not every expunge remembered (mailboxd restarted): diff against the whole index.
+    if (complete !== 1) return { kind: 'full', state: await this.state(name) };
+    const changed: MessageMeta[] = [];
+    const expunged: number[] = [];
+    for (const m of r.items) {
+      if (m.name === 'uidinfo') changed.push(uidinfo(m));
+      else if (m.name === 'expunged') expunged.push(...expandSet(m.params[0] ?? ''));
+    }
+    return { kind: 'delta', highestModseq: highestModseq!, uidnext: uidnext!, changed, expunged };
+  }
+
+  async fetch(name: string, uid: number): Promise<Buffer | null> {
+    const r = await this.ipc.requestRaw('fetch', [this.user, name, String(uid)]);
+    if (!r.reply.ok) {
+      if (/no such message/.test(replyText(r.reply))) return null;
+      throw fail(r.reply);
+    }
+    return r.data ?? Buffer.alloc(0);
+  }
+
+  async append(name: string, data: Buffer, flags: string[], internalDate: number | null): Promise<{ uidvalidity: number; uid: number }> {
+    const date = internalDate === null ? '' : String(Math.floor(internalDate / 1000));
+    const r = check(await this.ipc.store('append', [this.user, name, String(data.length), flags.join(' '), date], data));
+    return { uid: Number(r.params[0]), uidvalidity: Number(r.params[1]) };
+  }
+
+  async copy(from: string, uids: number[], to: string, move: boolean): Promise<CopyResult> {
+    const r = check(await this.ipc.request(move ? 'move' : 'copy', [this.user, from, uidSet(uids), to]));
+    const src = (r.params[1] ?? '').split(',').filter(Boolean).map(Number);
+    const dst = (r.params[2] ?? '').split(',').filter(Boolean).map(Number);
+    return { uidvalidity: Number(r.params[0]), pairs: src.map((s, i) => [s, dst[i]!] as [number, number]) };
+  }
+
+  async setFlags(name: string, uids: number[], mode: FlagMode, flags: string[], unchangedSince?: number): Promise<StoreResult> {
+    const op = mode === 'add' ? 'add' : mode === 'remove' ? 'remove' : 'set';
+    const params = [this.user, name, uidSet(uids), op, flags.join(' ')];
+    if (unchangedSince !== undefined) params.push(String(unchangedSince));
+    const r = await this.ipc.requestList('flags', params);
+    if (!r.reply.ok) throw fail(r.reply);
+    return { updated: r.items.map(uidinfo), modified: expandSet(r.reply.params[1] ?? '') };
+  }
+
+  async expunge(name: string, uids: number[]): Promise<number[]> {
+    const r = check(await this.ipc.request('expunge', [this.user, name, uidSet(uids)]));
+    return replyText(r).split(',').filter(Boolean).map(Number);
+  }
+
+  watch(name: string, onChange: () => void): () => void {
+    const off = this.hub.watch(this.user, name, onChange);
+    const unwatch = (): void => {
+      off();
+      this.unwatches.delete(unwatch);
+    };
+    this.unwatches.add(unwatch);
+    return unwatch;
+  }
+
+  close(): void {
+    for (const u of [...this.unwatches]) u();
+  }
+}
+
+/** uidinfo - `uidinfo: UID ; SIZE ; FLAGS ; MODSEQ ; INTERNALDATE` (seconds). */
+function uidinfo(m: Message): MessageMeta {
+  const [uid, size, flags, modseq, date] = m.params;
+  return {
+    uid: Number(uid),
+    size: Number(size),
+    flags: (flags ?? '').split(' ').filter(Boolean),
+    modseq: Number(modseq) || 1,
+    internalDate: Number(date) * 1000,
+  };
+}
+
+/** uidSet - ascending UIDs as a compact IMAP set. */
+function uidSet(uids: number[]): string {
+  const sorted = [...uids].sort((a, b) => a - b);
+  const out: string[] = [];
+  for (let i = 0; i < sorted.length; ) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1]! <= sorted[j]! + 1) j++;
+    out.push(j > i ? `${sorted[i]}:${sorted[j]}` : String(sorted[i]));
+    i = j + 1;
+  }
+  return out.join(',');
+}
+
+/** expandSet - a UID set with no `*` (as mailboxd sends them) as numbers, bounded. */
+function expandSet(set: string): number[] {
+  const out: number[] = [];
+  for (const item of set.split(',').filter(Boolean)) {
+    const [a, b] = item.split(':').map(Number);
+    const lo = Math.min(a!, b ?? a!);
+    const hi = Math.max(a!, b ?? a!);
+    if (!Number.isSafeInteger(lo) || !Number.isSafeInteger(hi) || hi - lo > 10_000_000) continue;
+    for (let u = lo; u <= hi; u++) out.push(u);
+  }
+  return out;
+}
+
+function check(r: IpcReply): IpcReply {
+  if (!r.ok) throw fail(r);
+  return r;
+}
+
+/** fail - a mailboxd error as a StoreError with the IMAP response code that fits. */
+function fail(r: IpcReply): StoreError {
+  const text = replyText(r) || 'mailboxd error';
+  const code = /no such folder/.test(text)
+    ? 'NONEXISTENT'
+    : /folder exists/.test(text)
+      ? 'ALREADYEXISTS'
+      : /quota/.test(text)
+        ? 'OVERQUOTA'
+        : /too large/.test(text)
+          ? 'TOOBIG'
+          : /too many keywords|too many watches/.test(text)
+            ? 'LIMIT'
+            : /bad folder name|cannot delete|bad flag/.test(text)
+              ? 'CANNOT'
+              : 'SERVERBUG';
+  return new StoreError(code, text.charAt(0).toUpperCase() + text.slice(1));
+}

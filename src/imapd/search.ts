@@ -1,0 +1,276 @@
+// SEARCH (RFC 9051 §6.4.4, ESEARCH RFC 4731, MODSEQ RFC 7162): the keys parsed into a tree,
+// then evaluated message by message. Keys on flags, sizes, dates and numbers need only the
+// metadata; header and text keys read the message (the session fetches it only then).
+// Text matching is case-insensitive substring on decoded header values and on the raw body.
+
+import libmime from 'libmime';
+
+import { parseSearchDate } from './encode.js';
+import { headerFields, headerValue } from './mime.js';
+import { Args, ParseError, type Token, parseNumber } from './parser.js';
+import { type Range, SeqMatcher, parseSequenceSet } from './sequence.js';
+import type { MessageMeta } from './store.js';
+
+export type SearchKey =
+  | { k: 'all' }
+  | { k: 'flag'; flag: string; set: boolean }
+  | { k: 'new' }
+  | { k: 'old' }
+  | { k: 'recent' }
+  | { k: 'size'; larger: boolean; n: number }
+  | { k: 'date'; field: 'internal' | 'sent'; op: 'before' | 'on' | 'since'; day: number }
+  | { k: 'seq'; ranges: Range[] }
+  | { k: 'uid'; ranges: Range[] }
+  | { k: 'header'; name: string; value: string }
+  | { k: 'body'; value: string }
+  | { k: 'text'; value: string }
+  | { k: 'modseq'; n: number }
+  | { k: 'not'; key: SearchKey }
+  | { k: 'or'; a: SearchKey; b: SearchKey }
+  | { k: 'and'; keys: SearchKey[] };
+
+const FLAG_KEYS: Record<string, [string, boolean]> = {
+  ANSWERED: ['\\Answered', true],
+  DELETED: ['\\Deleted', true],
+  DRAFT: ['\\Draft', true],
+  FLAGGED: ['\\Flagged', true],
+  SEEN: ['\\Seen', true],
+  UNANSWERED: ['\\Answered', false],
+  UNDELETED: ['\\Deleted', false],
+  UNDRAFT: ['\\Draft', false],
+  UNFLAGGED: ['\\Flagged', false],
+  UNSEEN: ['\\Seen', false],
+};
+
+const HEADER_KEYS = new Set(['FROM', 'TO', 'CC', 'BCC', 'SUBJECT']);
+
+export class BadCharsetError extends Error {}
+
+export interface SearchProgram {
+  key: SearchKey;
+  /** ESEARCH RETURN options (null = plain SEARCH response). */
+  returns: string[] | null;
+  needsRaw: boolean;
+  usesModseq: boolean;
+}
+
+/** parseSearch - `[RETURN (...)] [CHARSET x] key...` */
+export function parseSearch(args: Args): SearchProgram {
+  let returns: string[] | null = null;
+  let t = args.peek();
+  if (t?.t === 'atom' && t.v.toUpperCase() === 'RETURN') {
+    args.next('RETURN');
+    returns = args.list('return options').map((x) => {
+      if (x.t !== 'atom') throw new ParseError('Bad RETURN option');
+      const o = x.v.toUpperCase();
+      if (!['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE'].includes(o)) throw new ParseError(`Unknown RETURN option ${o}`);
+      return o;
+    });
+    if (returns.length === 0) returns = ['ALL'];
+    t = args.peek();
+  }
+  if (t?.t === 'atom' && t.v.toUpperCase() === 'CHARSET') {
+    args.next('CHARSET');
+    const cs = args.astring('charset').toUpperCase();
+    if (cs !== 'UTF-8' && cs !== 'US-ASCII') throw new BadCharsetError(cs);
+  }
+  const keys: SearchKey[] = [];
+  const state = { needsRaw: false, usesModseq: false };
+  while (!args.done) keys.push(parseKey(args, state, 0));
+  if (!keys.length) throw new ParseError('Missing search key');
+  return { key: keys.length === 1 ? keys[0]! : { k: 'and', keys }, returns, ...state };
+}
+
+function parseKey(args: Args, st: { needsRaw: boolean; usesModseq: boolean }, depth: number): SearchKey {
+  if (depth > 32) throw new ParseError('Search keys nested too deep');
+  const tok = args.next('search key');
+  if (tok.t === 'list') {
+    const inner = new Args(tok.v);
+    const keys: SearchKey[] = [];
+    while (!inner.done) keys.push(parseKey(inner, st, depth + 1));
+    if (!keys.length) throw new ParseError('Empty search list');
+    return { k: 'and', keys };
+  }
+  if (tok.t !== 'atom') throw new ParseError('Bad search key');
+  const word = tok.v.toUpperCase();
+  const flag = FLAG_KEYS[word];
+  if (flag) return { k: 'flag', flag: flag[0], set: flag[1] };
+  const dateOf = (): number => {
+    const d = parseSearchDate(args.astring('date'));
+    if (d === null) throw new ParseError('Bad date');
+    return d;
+  };
+  switch (word) {
+    case 'ALL':
+      return { k: 'all' };
+    case 'NEW':
+      return { k: 'new' };
+    case 'OLD':
+      return { k: 'old' };
+    case 'RECENT':
+      return { k: 'recent' };
+    case 'KEYWORD':
+      return { k: 'flag', flag: args.atom('keyword'), set: true };
+    case 'UNKEYWORD':
+      return { k: 'flag', flag: args.atom('keyword'), set: false };
+    case 'LARGER':
+      return { k: 'size', larger: true, n: args.number() };
+    case 'SMALLER':
+      return { k: 'size', larger: false, n: args.number() };
+    case 'BEFORE':
+    case 'ON':
+    case 'SINCE':
+      return { k: 'date', field: 'internal', op: word.toLowerCase() as 'on', day: dateOf() };
+    case 'SENTBEFORE':
+    case 'SENTON':
+    case 'SENTSINCE':
+      st.needsRaw = true;
+      return { k: 'date', field: 'sent', op: word.slice(4).toLowerCase() as 'on', day: dateOf() };
+    case 'UID':
+      return { k: 'uid', ranges: parseSequenceSet(args.atom('UID set')) };
+    case 'NOT':
+      return { k: 'not', key: parseKey(args, st, depth + 1) };
+    case 'OR': {
+      const a = parseKey(args, st, depth + 1);
+      return { k: 'or', a, b: parseKey(args, st, depth + 1) };
+    }
+    case 'HEADER': {
+      st.needsRaw = true;
+      const name = args.astring('header name').toLowerCase();
+      return { k: 'header', name, value: args.astring('value') };
+    }
+    case 'BODY':
+      st.needsRaw = true;
+      return { k: 'body', value: args.astring('value') };
+    case 'TEXT':
+      st.needsRaw = true;
+      return { k: 'text', value: args.astring('value') };
+    case 'MODSEQ': {
+      st.usesModseq = true;
+      // Optional entry name and type (RFC 7162): "/flags/\\Seen" all
+      let v = args.next('mod-sequence');
+      if (v.t === 'string') {
+        args.atom('entry type');
+        v = args.next('mod-sequence');
+      }
+      if (v.t !== 'atom') throw new ParseError('Bad MODSEQ');
+      return { k: 'modseq', n: parseNumber(v.v) };
+    }
+    default:
+      if (HEADER_KEYS.has(word)) {
+        st.needsRaw = true;
+        return { k: 'header', name: word.toLowerCase(), value: args.astring('value') };
+      }
+      if (/^[0-9*]/.test(word)) return { k: 'seq', ranges: parseSequenceSet(tok.v) };
+      throw new ParseError(`Unknown search key ${word.slice(0, 40)}`);
+  }
+}
+
+/** What a key is evaluated against. */
+export interface SearchContext {
+  seq: number;
+  meta: MessageMeta;
+  /** The raw message when the program needs it. */
+  raw: Buffer | null;
+  maxSeq: number;
+  maxUid: number;
+}
+
+const DAY = 86_400_000;
+
+/** matches - whether one message satisfies the key. */
+export function matches(key: SearchKey, c: SearchContext, cache: Map<Range[], SeqMatcher> = new Map()): boolean {
+  switch (key.k) {
+    case 'all':
+      return true;
+    case 'flag':
+      return hasFlag(c.meta.flags, key.flag) === key.set;
+    case 'recent':
+    case 'new':
+      return false; // no \Recent kept: no message is recent
+    case 'old':
+      return true;
+    case 'size':
+      return key.larger ? c.meta.size > key.n : c.meta.size < key.n;
+    case 'date': {
+      const t = key.field === 'internal' ? c.meta.internalDate : sentDate(c.raw);
+      if (t === null) return false;
+      const day = Math.floor(t / DAY) * DAY;
+      return key.op === 'on' ? day === key.day : key.op === 'before' ? day < key.day : day >= key.day;
+    }
+    case 'seq':
+      return matcher(cache, key.ranges, c.maxSeq).has(c.seq);
+    case 'uid':
+      return matcher(cache, key.ranges, c.maxUid).has(c.meta.uid);
+    case 'modseq':
+      return c.meta.modseq >= key.n;
+    case 'header': {
+      if (!c.raw) return false;
+      const fields = headerFields(headerBlock(c.raw));
+      const wanted = key.value.toLowerCase();
+      return fields.some((f) => {
+        if (f.key !== key.name) return false;
+        if (wanted === '') return true;
+        const v = headerValue([f], key.name) ?? '';
+        return decode(v).toLowerCase().includes(wanted);
+      });
+    }
+    case 'body':
+    case 'text': {
+      if (!c.raw) return false;
+      const wanted = key.value.toLowerCase();
+      const head = headerBlock(c.raw);
+      const body = c.raw.subarray(head.length).toString('utf8').toLowerCase();
+      if (body.includes(wanted)) return true;
+      return key.k === 'text' && decode(head.toString('utf8')).toLowerCase().includes(wanted);
+    }
+    case 'not':
+      return !matches(key.key, c, cache);
+    case 'or':
+      return matches(key.a, c, cache) || matches(key.b, c, cache);
+    case 'and':
+      return key.keys.every((k) => matches(k, c, cache));
+  }
+}
+
+function matcher(cache: Map<Range[], SeqMatcher>, ranges: Range[], star: number): SeqMatcher {
+  let m = cache.get(ranges);
+  if (!m) {
+    m = new SeqMatcher(ranges, star);
+    cache.set(ranges, m);
+  }
+  return m;
+}
+
+export function hasFlag(flags: readonly string[], flag: string): boolean {
+  const f = flag.toLowerCase();
+  return flags.some((x) => x.toLowerCase() === f);
+}
+
+function headerBlock(raw: Buffer): Buffer {
+  const a = raw.indexOf('\r\n\r\n');
+  const b = raw.indexOf('\n\n');
+  const end = a >= 0 && (b < 0 || a < b) ? a + 4 : b >= 0 ? b + 2 : raw.length;
+  return raw.subarray(0, end);
+}
+
+function sentDate(raw: Buffer | null): number | null {
+  if (!raw) return null;
+  const v = headerValue(headerFields(headerBlock(raw)), 'date');
+  if (!v) return null;
+  const t = Date.parse(v.replace(/\([^)]*\)/g, '').trim());
+  return Number.isFinite(t) ? t : null;
+}
+
+function decode(v: string): string {
+  try {
+    return libmime.decodeWords(v);
+  } catch {
+    return v;
+  }
+}
+
+/** usesTokens - a tiny guard for callers that pre-check the argument shape. */
+export function isSearchToken(t: Token | undefined): boolean {
+  return t !== undefined;
+}

@@ -1,0 +1,1081 @@
+// Session - one IMAP connection: the RFC 9051 state machine (not authenticated ->
+// authenticated -> selected -> logout) with the command handlers in a table keyed by name.
+//
+// Commands run one at a time in arrival order (pipelined ones wait in the reader). Before
+// each tagged completion the selected mailbox is brought up to date ("change catch-up", see
+// view.ts), so a session sees other sessions' changes at the next command, and at once while
+// it IDLEs. Every limit of the connection lives here or in the reader: line and literal size,
+// the line deadline, bad commands, failed logins, and the autologout timer.
+
+import net from 'node:net';
+import type { Writable } from 'node:stream';
+import tls from 'node:tls';
+
+import type { Logger } from '../shared/log.js';
+import { connections } from '../shared/metrics.js';
+import { VERSION } from '../shared/version.js';
+import type { ImapdConfig } from './config.js';
+import { astring, flagList, formatInternalDate, istring, parseDateTime } from './encode.js';
+import { type FetchRequest, parseFetchItems, renderFetch } from './fetch.js';
+import { type Part, parseStructure } from './mime.js';
+import { BadNameError, checkName, fromWire, patternMatcher, specialUse, toWire } from './names.js';
+import { Args, ParseError, type Token, atomsOf, parseNumber, splitTagAndCommand, tokenize } from './parser.js';
+import { CommandReader, type LiteralVerdict } from './reader.js';
+import { BadCharsetError, hasFlag, matches, parseSearch } from './search.js';
+import { SeqMatcher, formatSet, parseSequenceSet } from './sequence.js';
+import { type FlagMode, type FolderInfo, type MailStore, type MessageMeta, StoreError, type UserMail } from './store.js';
+import { MailboxView } from './view.js';
+
+export type AuthResult = { ok: true; user: string } | { ok: false; temporary: boolean };
+
+/** What every session of one imapd shares. */
+export interface SessionDeps {
+  /** Read at each use, so a reload applies to new decisions. */
+  cfg(): ImapdConfig;
+  secureContext: tls.SecureContext;
+  authenticate(name: string, password: string, clientIp: string): Promise<AuthResult>;
+  store: MailStore;
+  logger: Logger;
+}
+
+type State = 'notauth' | 'auth' | 'selected' | 'logout';
+
+interface Command {
+  states: readonly State[];
+  run(s: Session, tag: string, args: Args, uid: boolean): Promise<void> | void;
+}
+
+const ANY: readonly State[] = ['notauth', 'auth', 'selected'];
+const NOTAUTH: readonly State[] = ['notauth'];
+const AUTHED: readonly State[] = ['auth', 'selected'];
+const SELECTED: readonly State[] = ['selected'];
+
+const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft'];
+/** Messages whose bytes are requested from the store at once during FETCH/SEARCH. */
+const FETCH_WINDOW = 32;
+/** Part trees kept per session (BODYSTRUCTURE, numbered sections). */
+const STRUCTURE_CACHE = 256;
+/** Literals before login are small: a user name or a password. */
+const PREAUTH_LITERAL_BYTES = 4096;
+
+const COMMANDS = new Map<string, Command>([
+  ['CAPABILITY', { states: ANY, run: (s, t, a) => s.capability(t, a) }],
+  ['NOOP', { states: ANY, run: (s, t, a) => s.noop(t, a) }],
+  ['CHECK', { states: SELECTED, run: (s, t, a) => s.noop(t, a) }],
+  ['LOGOUT', { states: ANY, run: (s, t, a) => s.logout(t, a) }],
+  ['ID', { states: ANY, run: (s, t, a) => s.idCmd(t, a) }],
+  ['STARTTLS', { states: NOTAUTH, run: (s, t, a) => s.starttls(t, a) }],
+  ['LOGIN', { states: NOTAUTH, run: (s, t, a) => s.loginCmd(t, a) }],
+  ['AUTHENTICATE', { states: NOTAUTH, run: (s, t, a) => s.authenticate(t, a) }],
+  ['ENABLE', { states: AUTHED, run: (s, t, a) => s.enable(t, a) }],
+  ['NAMESPACE', { states: AUTHED, run: (s, t, a) => s.namespace(t, a) }],
+  ['LIST', { states: AUTHED, run: (s, t, a) => s.list(t, a, false) }],
+  ['LSUB', { states: AUTHED, run: (s, t, a) => s.list(t, a, true) }],
+  ['CREATE', { states: AUTHED, run: (s, t, a) => s.create(t, a) }],
+  ['DELETE', { states: AUTHED, run: (s, t, a) => s.deleteCmd(t, a) }],
+  ['RENAME', { states: AUTHED, run: (s, t, a) => s.rename(t, a) }],
+  ['SUBSCRIBE', { states: AUTHED, run: (s, t, a) => s.subscribe(t, a, true) }],
+  ['UNSUBSCRIBE', { states: AUTHED, run: (s, t, a) => s.subscribe(t, a, false) }],
+  ['SELECT', { states: AUTHED, run: (s, t, a) => s.select(t, a, false) }],
+  ['EXAMINE', { states: AUTHED, run: (s, t, a) => s.select(t, a, true) }],
+  ['STATUS', { states: AUTHED, run: (s, t, a) => s.status(t, a) }],
+  ['APPEND', { states: AUTHED, run: (s, t, a) => s.append(t, a) }],
+  ['IDLE', { states: AUTHED, run: (s, t, a) => s.idle(t, a) }],
+  ['CLOSE', { states: SELECTED, run: (s, t, a) => s.close(t, a, true) }],
+  ['UNSELECT', { states: SELECTED, run: (s, t, a) => s.close(t, a, false) }],
+  ['EXPUNGE', { states: SELECTED, run: (s, t, a, u) => s.expunge(t, a, u) }],
+  ['SEARCH', { states: SELECTED, run: (s, t, a, u) => s.search(t, a, u) }],
+  ['FETCH', { states: SELECTED, run: (s, t, a, u) => s.fetch(t, a, u) }],
+  ['STORE', { states: SELECTED, run: (s, t, a, u) => s.store(t, a, u) }],
+  ['COPY', { states: SELECTED, run: (s, t, a, u) => s.copy(t, a, u, false) }],
+  ['MOVE', { states: SELECTED, run: (s, t, a, u) => s.copy(t, a, u, true) }],
+]);
+
+/** Commands that may follow UID. */
+const UID_COMMANDS = new Set(['FETCH', 'STORE', 'COPY', 'MOVE', 'SEARCH', 'EXPUNGE']);
+
+/** Protocol errors that end in a tagged BAD (counted) or NO. */
+class Bad extends Error {}
+class No extends Error {
+  constructor(
+    readonly code: string | null,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+let nextSessionId = 1;
+
+export class Session {
+  readonly id = nextSessionId++;
+  readonly clientIp: string;
+  private sock: net.Socket | tls.TLSSocket;
+  private tls: boolean;
+  private readonly reader: CommandReader;
+  private state: State = 'notauth';
+  private user: string | null = null;
+  private mail: UserMail | null = null;
+  private view: MailboxView | null = null;
+  private unwatch: (() => void) | null = null;
+  /** Set while IDLE waits: a change wakes it. */
+  private idleWake: (() => void) | null = null;
+  private condstore = false;
+  private readonly structures = new Map<number, Part>();
+  private loginFailures = 0;
+  private badCommands = 0;
+  private closing = false;
+  private endReason = 'dropped';
+  private readonly log: Logger;
+
+  constructor(
+    sock: net.Socket | tls.TLSSocket,
+    isTls: boolean,
+    private readonly deps: SessionDeps,
+  ) {
+    this.sock = sock;
+    this.tls = isTls;
+    this.clientIp = normalizeIp(sock.remoteAddress ?? '');
+    this.log = deps.logger.child({ session: this.id, client: this.clientIp });
+    sock.setNoDelay(true);
+    sock.on('error', () => {});
+    this.reader = new CommandReader(
+      sock,
+      { maxLine: () => deps.cfg().max_line_bytes, lineDeadlineMs: () => deps.cfg().command_timeout_s * 1000 },
+      () => this.send('+ Ready for literal data\r\n'),
+    );
+    this.armIdleTimer();
+  }
+
+  /** run - greet, serve commands until LOGOUT or the connection ends, then clean up. */
+  async run(): Promise<void> {
+    connections.inc({ server: 'imapd' });
+    try {
+      this.send(`* OK [CAPABILITY ${this.capabilities()}] FancyMail IMAP server ready\r\n`);
+      while (!this.closing) {
+        const r = await this.reader.nextCommand((text, size, nonSync) => this.literalVerdict(text, size, nonSync));
+        if (r === null) break;
+        if (r.kind === 'timeout') {
+          this.send('* BYE Command line took too long\r\n');
+          this.hangup('line deadline');
+          break;
+        }
+        if (r.kind === 'refused') {
+          this.send(r.response + '\r\n');
+          if (r.close) {
+            this.hangup('refused input');
+            break;
+          }
+          this.countBad();
+          continue;
+        }
+        await this.dispatch(r.parts);
+      }
+    } catch (err) {
+      this.log.warn({ event: 'imapd.session_error', err: String(err) }, 'session failed');
+      this.sock.destroy();
+    } finally {
+      this.cleanup();
+      connections.dec({ server: 'imapd' });
+    }
+  }
+
+  /** abort - end the session now (server shutdown). */
+  abort(text: string): void {
+    if (this.sock.destroyed) return;
+    this.endReason = 'shutdown';
+    this.send(`* BYE [UNAVAILABLE] ${text}\r\n`);
+    this.closing = true;
+    this.idleWake?.();
+    this.sock.destroy();
+  }
+
+  /** literalVerdict - decide on a literal before any of its bytes is read. */
+  private literalVerdict(text: string, size: number, nonSync: boolean): LiteralVerdict {
+    const cfg = this.deps.cfg();
+    const m = /^(\S+) +(?:UID +)?(\S+)/i.exec(text);
+    const tag = m ? m[1]! : '*';
+    const isAppend = m?.[2]?.toUpperCase() === 'APPEND' && this.state !== 'notauth';
+    const limit = this.state === 'notauth' ? PREAUTH_LITERAL_BYTES : isAppend ? cfg.max_message_size : cfg.max_literal_bytes;
+    if (size <= limit) return { ok: true };
+    if (nonSync) return { ok: false, response: `* BYE [TOOBIG] Literal of ${size} octets is over the limit of ${limit}`, close: true };
+    return { ok: false, response: `${tag} NO [TOOBIG] Literal of ${size} octets is over the limit of ${limit}`, close: false };
+  }
+
+  private async dispatch(parts: Array<string | Buffer>): Promise<void> {
+    let tokens: Token[];
+    try {
+      tokens = tokenize(parts);
+    } catch (err) {
+      const tag = /^(\S+)/.exec(typeof parts[0] === 'string' ? parts[0] : '')?.[1];
+      const safeTag = tag && /^[\x21-\x7e]+$/.test(tag) && !/[+(){%*"\\]/.test(tag) ? tag : '*';
+      this.send(`${safeTag} BAD ${(err as Error).message}\r\n`);
+      this.countBad();
+      return;
+    }
+    const head = splitTagAndCommand(tokens);
+    if (!head) {
+      if (tokens.length) {
+        this.send('* BAD Invalid tag\r\n');
+        this.countBad();
+      }
+      return;
+    }
+    let { name } = head;
+    const { tag } = head;
+    let rest = head.rest;
+    let uid = false;
+    if (name === 'UID') {
+      const sub = rest[0];
+      if (sub?.t !== 'atom' || !UID_COMMANDS.has(sub.v.toUpperCase())) return this.bad(tag, 'Unknown UID command');
+      uid = true;
+      name = sub.v.toUpperCase();
+      rest = rest.slice(1);
+    }
+    const cmd = COMMANDS.get(name);
+    if (!cmd) return this.bad(tag, name ? 'Unknown command' : 'Missing command');
+    if (!cmd.states.includes(this.state)) {
+      return this.bad(tag, this.state === 'notauth' ? `${name} needs you to log in first` : this.state === 'auth' && cmd.states === SELECTED ? `${name} needs a selected mailbox` : `${name} is not allowed now`);
+    }
+    try {
+      await cmd.run(this, tag, new Args(rest), uid);
+    } catch (err) {
+      if (err instanceof Bad || err instanceof ParseError) return this.bad(tag, err.message);
+      if (err instanceof BadNameError) return this.no(tag, 'CANNOT', err.message);
+      if (err instanceof No) return this.no(tag, err.code, err.message);
+      if (err instanceof StoreError) return this.no(tag, err.code, err.message);
+      if (err instanceof BadCharsetError) return this.no(tag, 'BADCHARSET (UTF-8 US-ASCII)', 'Unsupported charset');
+      this.log.error({ event: 'imapd.command_failed', command: name, err: String(err) }, 'command failed');
+      return this.no(tag, 'UNAVAILABLE', 'Mail store unavailable, try again later');
+    }
+  }
+
+  // ---- output ----
+
+  private send(data: string | Buffer): boolean {
+    if (this.sock.destroyed) return false;
+    return this.sock.write(data);
+  }
+
+  /** sendAll - pieces of one response, waiting for the socket to drain when it is full. */
+  private async sendAll(pieces: Array<string | Buffer>): Promise<void> {
+    let text = '';
+    let full = false;
+    for (const p of pieces) {
+      if (typeof p === 'string') {
+        text += p;
+        continue;
+      }
+      if (text) full = !this.send(text) || full;
+      text = '';
+      full = !this.send(p) || full;
+    }
+    if (text) full = !this.send(text) || full;
+    if (full) await drained(this.sock);
+  }
+
+  /** done - the tagged OK, after bringing the selected mailbox up to date. */
+  private async done(tag: string, text: string, opts: { code?: string; allowExpunge?: boolean } = {}): Promise<void> {
+    await this.catchUp(opts.allowExpunge ?? true);
+    this.send(`${tag} OK ${opts.code ? `[${opts.code}] ` : ''}${text}\r\n`);
+  }
+
+  private no(tag: string, code: string | null, text: string): void {
+    this.send(`${tag} NO ${code ? `[${code}] ` : ''}${text}\r\n`);
+  }
+
+  private bad(tag: string, text: string): void {
+    this.send(`${tag} BAD ${text}\r\n`);
+    this.countBad();
+  }
+
+  /** countBad - a protocol error by the client; too many of them and the connection is closed. */
+  private countBad(): void {
+    this.badCommands++;
+    if (this.badCommands >= this.deps.cfg().max_bad_commands) {
+      this.send('* BYE Too many bad commands\r\n');
+      this.hangup('bad commands');
+    }
+  }
+
+  /** hangup - close after what has been written (no further commands are read). */
+  private hangup(reason: string): void {
+    this.closing = true;
+    this.endReason = reason;
+    this.sock.end();
+    const s = this.sock;
+    setTimeout(() => s.destroy(), 2000).unref();
+  }
+
+  /** armIdleTimer - autologout: short before login, at least 30 minutes after (RFC 9051 §5.4). */
+  private armIdleTimer(): void {
+    const cfg = this.deps.cfg();
+    const seconds = this.state === 'notauth' ? cfg.login_timeout_s : cfg.idle_timeout_s;
+    this.sock.setTimeout(seconds * 1000, () => {
+      this.send('* BYE Autologout; idle for too long\r\n');
+      this.endReason = 'idle timeout';
+      this.closing = true;
+      this.idleWake?.();
+      this.sock.end();
+      const s = this.sock;
+      setTimeout(() => s.destroy(), 1000).unref();
+    });
+  }
+
+  private plaintextAllowed(): boolean {
+    const cfg = this.deps.cfg();
+    return this.tls || cfg.allow_plaintext_auth || (cfg.allow_plaintext_loopback && isLoopback(this.clientIp));
+  }
+
+  private capabilities(): string {
+    const caps = ['IMAP4rev1', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'LITERAL+'];
+    if (this.state === 'notauth') {
+      if (!this.tls) caps.push('STARTTLS');
+      caps.push(this.plaintextAllowed() ? 'AUTH=PLAIN' : 'LOGINDISABLED');
+    } else {
+      caps.push(
+        'NAMESPACE',
+        'UIDPLUS',
+        'MOVE',
+        'UNSELECT',
+        'CHILDREN',
+        'LIST-EXTENDED',
+        'LIST-STATUS',
+        'SPECIAL-USE',
+        'ESEARCH',
+        'CONDSTORE',
+        'STATUS=SIZE',
+        `APPENDLIMIT=${this.deps.cfg().max_message_size}`,
+      );
+    }
+    return caps.join(' ');
+  }
+
+  // ---- any state ----
+
+  capability(tag: string, args: Args): Promise<void> {
+    args.end();
+    this.send(`* CAPABILITY ${this.capabilities()}\r\n`);
+    return this.done(tag, 'CAPABILITY completed');
+  }
+
+  async noop(tag: string, args: Args): Promise<void> {
+    args.end();
+    if (this.view) this.view.dirty = true;
+    await this.done(tag, 'NOOP completed');
+  }
+
+  logout(tag: string, args: Args): void {
+    args.end();
+    this.send('* BYE FancyMail IMAP server signing off\r\n');
+    this.send(`${tag} OK LOGOUT completed\r\n`);
+    this.state = 'logout';
+    this.hangup('logout');
+  }
+
+  idCmd(tag: string, args: Args): Promise<void> {
+    const t = args.next('ID parameters');
+    if (t.t === 'list') {
+      if (t.v.length > 60) throw new Bad('Too many ID fields');
+      const fields: Record<string, string> = {};
+      for (let i = 0; i + 1 < t.v.length; i += 2) {
+        const k = t.v[i]!;
+        const v = t.v[i + 1]!;
+        if (k.t !== 'list' && v.t !== 'list') fields[k.v.slice(0, 64)] = v.v.slice(0, 256);
+      }
+      this.log.info({ event: 'imapd.client_id', id: fields }, 'client identified');
+    } else if (!(t.t === 'atom' && t.v.toUpperCase() === 'NIL')) {
+      throw new Bad('Expected a list or NIL');
+    }
+    args.end();
+    this.send(`* ID ("name" "FancyMail" "version" ${istring(VERSION)})\r\n`);
+    return this.done(tag, 'ID completed');
+  }
+
+  // ---- not authenticated ----
+
+  starttls(tag: string, args: Args): void {
+    args.end();
+    if (this.tls) throw new Bad('TLS is already active');
+    const raw = this.sock as net.Socket;
+    this.send(`${tag} OK Begin TLS negotiation now\r\n`);
+    // Synchronously from here on: no plaintext byte after the command reaches a handler.
+    this.reader.detach();
+    raw.setTimeout(0);
+    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.deps.secureContext });
+    secure.on('error', (err) => this.log.debug({ event: 'imapd.tls_error', err: String(err) }, 'TLS failed'));
+    this.sock = secure;
+    this.tls = true;
+    this.reader.reattach(secure);
+    this.armIdleTimer();
+  }
+
+  async loginCmd(tag: string, args: Args): Promise<void> {
+    const name = args.astring('user name');
+    const password = args.astring('password');
+    args.end();
+    if (!this.plaintextAllowed()) return this.no(tag, 'PRIVACYREQUIRED', 'Plaintext authentication disallowed without TLS; use STARTTLS');
+    await this.login(tag, name, password);
+  }
+
+  async authenticate(tag: string, args: Args): Promise<void> {
+    const mech = args.atom('mechanism').toUpperCase();
+    const initial = args.done ? null : args.atom('initial response');
+    args.end();
+    if (mech !== 'PLAIN') return this.no(tag, 'CANNOT', 'Unsupported authentication mechanism');
+    if (!this.plaintextAllowed()) return this.no(tag, 'PRIVACYREQUIRED', 'Plaintext authentication disallowed without TLS; use STARTTLS');
+    let response = initial;
+    if (response === null) {
+      this.send('+ \r\n');
+      const r = await this.reader.readLine(PREAUTH_LITERAL_BYTES);
+      if (r === null) return;
+      if (r.kind !== 'line') throw new Bad('Authentication response too long or too slow');
+      response = r.line.trim();
+      if (response === '*') throw new Bad('Authentication cancelled');
+    }
+    const creds = decodePlain(response === '=' ? '' : response);
+    if (!creds) return this.loginFailed(tag, '(malformed)');
+    await this.login(tag, creds.user, creds.password);
+  }
+
+  private async login(tag: string, name: string, password: string): Promise<void> {
+    let result: AuthResult;
+    try {
+      result = await this.deps.authenticate(name, password, this.clientIp);
+    } catch (err) {
+      this.log.error({ event: 'imapd.authd_unavailable', err: String(err) }, 'authd unavailable');
+      return this.no(tag, 'UNAVAILABLE', 'Authentication service unavailable, try again later');
+    }
+    if (!result.ok) {
+      if (result.temporary) return this.no(tag, 'UNAVAILABLE', 'Authentication service unavailable, try again later');
+      return this.loginFailed(tag, name);
+    }
+    try {
+      this.mail = await this.deps.store.open(result.user);
+    } catch (err) {
+      this.log.error({ event: 'imapd.store_unavailable', user: result.user, err: String(err) }, 'mailbox unavailable');
+      return this.no(tag, 'UNAVAILABLE', 'Mailbox unavailable, try again later');
+    }
+    this.user = result.user;
+    this.state = 'auth';
+    this.armIdleTimer();
+    this.log.info({ event: 'imapd.login', user: this.user, tls: this.tls }, 'logged in');
+    this.send(`${tag} OK [CAPABILITY ${this.capabilities()}] Logged in\r\n`);
+  }
+
+  private async loginFailed(tag: string, name: string): Promise<void> {
+    this.loginFailures++;
+    this.log.info({ event: 'imapd.auth_failed', user: name, failures: this.loginFailures }, 'login failed');
+    const cfg = this.deps.cfg();
+    await new Promise((r) => setTimeout(r, cfg.failed_login_delay_ms));
+    this.no(tag, 'AUTHENTICATIONFAILED', 'Authentication failed');
+    if (this.loginFailures >= cfg.max_login_failures) {
+      this.send('* BYE Too many failed logins\r\n');
+      this.hangup('login failures');
+    }
+  }
+
+  // ---- authenticated ----
+
+  private name(raw: string): string {
+    return checkName(fromWire(raw), this.mail!.delimiter);
+  }
+
+  enable(tag: string, args: Args): Promise<void> {
+    const enabled: string[] = [];
+    while (!args.done) {
+      const cap = args.atom('capability').toUpperCase();
+      if (cap === 'CONDSTORE' && !enabled.includes(cap)) {
+        this.condstore = true;
+        enabled.push(cap);
+      }
+    }
+    this.send(`* ENABLED${enabled.map((c) => ' ' + c).join('')}\r\n`);
+    return this.done(tag, 'ENABLE completed');
+  }
+
+  namespace(tag: string, args: Args): Promise<void> {
+    args.end();
+    this.send(`* NAMESPACE (("" ${istring(this.mail!.delimiter)})) NIL NIL\r\n`);
+    return this.done(tag, 'NAMESPACE completed');
+  }
+
+  /** list - LIST (with RFC 5258 LIST-EXTENDED, RFC 5819 LIST-STATUS, RFC 6154) and LSUB. */
+  async list(tag: string, args: Args, lsub: boolean): Promise<void> {
+    const selection = lsub ? [] : atomsOf(args.optionalList() ?? [], 'selection option').map((x) => x.toUpperCase());
+    const reference = args.astring('reference');
+    const patTok = args.next('pattern');
+    const patterns = patTok.t === 'list' ? patTok.v.map((t) => (t.t === 'list' ? '' : t.v)) : [patTok.v];
+    let returns: string[] = [];
+    let statusItems: string[] | null = null;
+    if (!lsub && !args.done) {
+      if (args.atom('RETURN').toUpperCase() !== 'RETURN') throw new Bad('Expected RETURN');
+      const opts = args.list('return options');
+      for (let i = 0; i < opts.length; i++) {
+        const o = opts[i]!;
+        if (o.t !== 'atom') throw new Bad('Bad return option');
+        const up = o.v.toUpperCase();
+        if (up === 'STATUS') {
+          const next = opts[++i];
+          if (next?.t !== 'list') throw new Bad('STATUS needs a list');
+          statusItems = atomsOf(next.v, 'status item').map((x) => x.toUpperCase());
+        } else {
+          returns.push(up);
+        }
+      }
+    }
+    args.end();
+    for (const s of selection) if (!['SUBSCRIBED', 'REMOTE', 'RECURSIVEMATCH', 'SPECIAL-USE'].includes(s)) throw new Bad(`Unknown selection option ${s}`);
+    returns = returns.filter((r) => ['SUBSCRIBED', 'CHILDREN', 'SPECIAL-USE'].includes(r));
+    const delim = this.mail!.delimiter;
+    if (patterns.length === 1 && patterns[0] === '' && !selection.length) {
+      // The hierarchy delimiter and root (RFC 9051 §6.3.9).
+      this.send(`* ${lsub ? 'LSUB' : 'LIST'} (\\Noselect) ${istring(delim)} ""\r\n`);
+      return this.done(tag, `${lsub ? 'LSUB' : 'LIST'} completed`);
+    }
+    const folders = await this.mail!.folders();
+    const existing = folders.filter((f) => f.exists);
+    const names = new Set(existing.map((f) => f.name));
+    // Parents that do not exist themselves show as \Noselect (RFC 9051 §7.3.1).
+    const parents = new Set<string>();
+    for (const n of names) {
+      const levels = n.split(delim);
+      for (let i = 1; i < levels.length; i++) {
+        const p = levels.slice(0, i).join(delim);
+        if (!names.has(p)) parents.add(p);
+      }
+    }
+    const all: FolderInfo[] = [...folders, ...[...parents].map((name) => ({ name, subscribed: false, exists: false, parent: true }))];
+    all.sort((a, b) => (a.name === 'INBOX' ? -1 : b.name === 'INBOX' ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const matchers = patterns.map((p) => patternMatcher(reference + p, delim));
+    const subscribedOnly = lsub || selection.includes('SUBSCRIBED');
+    const specialOnly = selection.includes('SPECIAL-USE');
+    const lines: string[] = [];
+    const matched: FolderInfo[] = [];
+    const seen = new Set<string>();
+    for (const f of all) {
+      const wire = toWire(f.name);
+      if (seen.has(f.name) || !matchers.some((m) => m(wire))) continue;
+      const isParent = (f as { parent?: boolean }).parent === true;
+      if (subscribedOnly ? !f.subscribed : !f.exists && !isParent) continue;
+      if (specialOnly && !specialUse(f.name)) continue;
+      seen.add(f.name);
+      const attrs: string[] = [];
+      const hasChildren = [...names].some((n) => n.startsWith(f.name + delim));
+      if (!f.exists) attrs.push(isParent ? '\\Noselect' : '\\NonExistent');
+      attrs.push(hasChildren ? '\\HasChildren' : '\\HasNoChildren');
+      const su = specialUse(f.name);
+      if (su) attrs.push(su);
+      if (!lsub && f.subscribed && (subscribedOnly || returns.includes('SUBSCRIBED'))) attrs.push('\\Subscribed');
+      lines.push(`* ${lsub ? 'LSUB' : 'LIST'} (${attrs.join(' ')}) ${istring(delim)} ${istring(wire)}\r\n`);
+      matched.push(f);
+    }
+    for (let i = 0; i < lines.length; i++) {
+      this.send(lines[i]!);
+      if (statusItems && matched[i]!.exists) {
+        try {
+          this.send(await this.statusLine(matched[i]!.name, statusItems));
+        } catch {
+          // A folder gone meanwhile just has no STATUS (RFC 5819 §2).
+        }
+      }
+    }
+    await this.done(tag, `${lsub ? 'LSUB' : 'LIST'} completed`);
+  }
+
+  async create(tag: string, args: Args): Promise<void> {
+    const raw = args.astring('mailbox name');
+    args.end();
+    const delim = this.mail!.delimiter;
+    // A trailing delimiter only says the client means to create children (RFC 9051 §6.3.4).
+    const name = this.name(raw.endsWith(delim) ? raw.slice(0, -delim.length) : raw);
+    if (name === 'INBOX') throw new No('ALREADYEXISTS', 'INBOX always exists');
+    await this.mail!.create(name);
+    await this.done(tag, 'CREATE completed');
+  }
+
+  async deleteCmd(tag: string, args: Args): Promise<void> {
+    const name = this.name(args.astring('mailbox name'));
+    args.end();
+    if (name === 'INBOX') throw new No('CANNOT', 'INBOX cannot be deleted');
+    if (this.view?.name === name) throw new No('INUSE', 'Unselect the mailbox before deleting it');
+    await this.mail!.remove(name);
+    await this.done(tag, 'DELETE completed');
+  }
+
+  async rename(tag: string, args: Args): Promise<void> {
+    const from = this.name(args.astring('mailbox name'));
+    const to = this.name(args.astring('new mailbox name'));
+    args.end();
+    if (to === 'INBOX') throw new No('ALREADYEXISTS', 'INBOX always exists');
+    await this.mail!.rename(from, to);
+    await this.done(tag, 'RENAME completed');
+  }
+
+  async subscribe(tag: string, args: Args, on: boolean): Promise<void> {
+    const name = this.name(args.astring('mailbox name'));
+    args.end();
+    await this.mail!.subscribe(name, on);
+    await this.done(tag, `${on ? 'SUBSCRIBE' : 'UNSUBSCRIBE'} completed`);
+  }
+
+  /** select - SELECT / EXAMINE, with the CONDSTORE parameter. */
+  async select(tag: string, args: Args, readOnly: boolean): Promise<void> {
+    const name = this.name(args.astring('mailbox name'));
+    const params = args.optionalList();
+    args.end();
+    let condstore = false;
+    for (const p of params ?? []) {
+      if (p.t === 'atom' && p.v.toUpperCase() === 'CONDSTORE') condstore = true;
+      else throw new Bad('Unknown SELECT parameter');
+    }
+    const hadSelected = this.view !== null;
+    this.deselect();
+    this.state = 'auth';
+    if (hadSelected) this.send('* OK [CLOSED] Previous mailbox closed\r\n');
+    const state = await this.mail!.state(name);
+    if (condstore) this.condstore = true;
+    const view = new MailboxView(name, readOnly, state);
+    this.view = view;
+    this.state = 'selected';
+    this.unwatch = this.mail!.watch(name, () => {
+      view.dirty = true;
+      this.idleWake?.();
+    });
+    const keywords = new Set<string>();
+    for (const m of view.messages) for (const f of m.flags) if (!f.startsWith('\\')) keywords.add(f);
+    const flags = [...SYSTEM_FLAGS, ...keywords].join(' ');
+    const firstUnseen = view.messages.findIndex((m) => !hasFlag(m.flags, '\\Seen'));
+    let out = `* FLAGS (${flags})\r\n`;
+    out += `* OK [PERMANENTFLAGS (${readOnly ? '' : `${flags} \\*`})] Flags permitted\r\n`;
+    out += `* ${view.exists} EXISTS\r\n* 0 RECENT\r\n`;
+    if (firstUnseen >= 0) out += `* OK [UNSEEN ${firstUnseen + 1}] First unseen\r\n`;
+    out += `* OK [UIDVALIDITY ${view.uidvalidity}] UIDs valid\r\n`;
+    out += `* OK [UIDNEXT ${view.uidnext}] Predicted next UID\r\n`;
+    out += `* OK [HIGHESTMODSEQ ${view.highestModseq}] Highest\r\n`;
+    this.send(out);
+    this.structures.clear();
+    await this.done(tag, `${readOnly ? 'EXAMINE' : 'SELECT'} completed`, { code: readOnly ? 'READ-ONLY' : 'READ-WRITE' });
+  }
+
+  private deselect(): void {
+    this.unwatch?.();
+    this.unwatch = null;
+    this.view = null;
+    this.structures.clear();
+  }
+
+  async status(tag: string, args: Args): Promise<void> {
+    const name = this.name(args.astring('mailbox name'));
+    const items = atomsOf(args.list('status items'), 'status item').map((x) => x.toUpperCase());
+    args.end();
+    if (!items.length) throw new Bad('Empty status item list');
+    this.send(await this.statusLine(name, items));
+    await this.done(tag, 'STATUS completed');
+  }
+
+  private async statusLine(name: string, items: string[]): Promise<string> {
+    const st = await this.mail!.status(name);
+    const values: string[] = [];
+    for (const it of items) {
+      const v: Record<string, number> = {
+        MESSAGES: st.messages,
+        UIDNEXT: st.uidnext,
+        UIDVALIDITY: st.uidvalidity,
+        UNSEEN: st.unseen,
+        RECENT: 0,
+        SIZE: st.size,
+        HIGHESTMODSEQ: st.highestModseq,
+      };
+      if (!(it in v)) throw new Bad(`Unknown status item ${it}`);
+      values.push(`${it} ${v[it]}`);
+    }
+    return `* STATUS ${istring(toWire(name))} (${values.join(' ')})\r\n`;
+  }
+
+  async append(tag: string, args: Args): Promise<void> {
+    const name = this.name(args.astring('mailbox name'));
+    let flags: string[] = [];
+    let date: number | null = null;
+    let t = args.next('message');
+    if (t.t === 'list') {
+      flags = normalizeFlags(atomsOf(t.v));
+      t = args.next('message');
+    }
+    if (t.t === 'string' && !t.bytes) {
+      date = parseDateTime(t.v);
+      if (date === null) throw new Bad('Bad date-time');
+      t = args.next('message');
+    }
+    if (t.t !== 'string' || !t.bytes) throw new Bad('Expected the message as a literal');
+    args.end();
+    if (flags.some((f) => f.toLowerCase() === '\\recent')) throw new Bad('\\Recent cannot be set');
+    if (t.bytes.length === 0) throw new No(null, 'Empty message');
+    let r;
+    try {
+      r = await this.mail!.append(name, t.bytes, flags, date);
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'NONEXISTENT') throw new No('TRYCREATE', 'No such mailbox');
+      throw err;
+    }
+    this.log.info({ event: 'imapd.append', user: this.user, mailbox: name, uid: r.uid, size: t.bytes.length }, 'message appended');
+    if (this.view?.name === name) this.view.dirty = true;
+    await this.done(tag, 'APPEND completed', { code: `APPENDUID ${r.uidvalidity} ${r.uid}` });
+  }
+
+  /** idle - RFC 2177: changes are pushed as they happen until the client sends DONE. */
+  async idle(tag: string, args: Args): Promise<void> {
+    args.end();
+    this.send('+ idling\r\n');
+    const line = this.reader.readLine(64);
+    let ended = false;
+    let result: Awaited<typeof line> | undefined;
+    void line.then((r) => {
+      result = r;
+      ended = true;
+      this.idleWake?.();
+    });
+    while (!ended && !this.closing) {
+      await this.catchUp(true);
+      if (ended || this.closing) break;
+      await new Promise<void>((resolve) => (this.idleWake = resolve));
+      this.idleWake = null;
+    }
+    if (this.closing || !result) return;
+    if (result.kind !== 'line' || result.line.trim().toUpperCase() !== 'DONE') throw new Bad('Expected DONE');
+    await this.done(tag, 'IDLE terminated');
+  }
+
+  // ---- selected ----
+
+  async close(tag: string, args: Args, expunge: boolean): Promise<void> {
+    args.end();
+    const view = this.view!;
+    if (expunge && !view.readOnly) {
+      const deleted = view.messages.filter((m) => hasFlag(m.flags, '\\Deleted')).map((m) => m.uid);
+      if (deleted.length) await this.mail!.expunge(view.name, deleted);
+    }
+    this.deselect();
+    this.state = 'auth';
+    this.send(`${tag} OK ${expunge ? 'CLOSE' : 'UNSELECT'} completed\r\n`);
+  }
+
+  async expunge(tag: string, args: Args, uid: boolean): Promise<void> {
+    const set = uid ? args.atom('UID set') : null;
+    args.end();
+    const view = this.view!;
+    if (view.readOnly) throw new No('READ-ONLY', 'Mailbox is read-only');
+    // Flags set by other sessions count too: catch up before choosing.
+    view.dirty = true;
+    await this.catchUp(true);
+    const candidates = set === null ? view.messages : this.resolve(set, true);
+    const deleted = candidates.filter((m) => hasFlag(m.flags, '\\Deleted')).map((m) => m.uid);
+    const removed = deleted.length ? await this.mail!.expunge(view.name, deleted) : [];
+    this.send(view.removeUids(removed).join(''));
+    await this.done(tag, 'EXPUNGE completed');
+  }
+
+  /** resolve - the messages of a sequence set (numbers or UIDs) in sequence order. */
+  private resolve(set: string, uid: boolean): MessageMeta[] {
+    const view = this.view!;
+    const ranges = parseSequenceSet(set);
+    if (!uid) {
+      for (const [a, b] of ranges) {
+        if ((a !== Infinity && a > view.exists) || (b !== Infinity && b > view.exists)) throw new Bad('Invalid message number');
+      }
+      const m = new SeqMatcher(ranges, view.exists);
+      const lo = Math.max(1, m.min);
+      const hi = Math.min(view.exists, m.max);
+      const out: MessageMeta[] = [];
+      for (let s = lo; s <= hi; s++) if (m.has(s)) out.push(view.messages[s - 1]!);
+      return out;
+    }
+    // `*` is the highest UID in use; with n:* it means at least the last message (RFC 9051 §9).
+    const m = new SeqMatcher(ranges, view.maxUid);
+    return view.messages.filter((x) => m.has(x.uid));
+  }
+
+  async search(tag: string, args: Args, uid: boolean): Promise<void> {
+    const prog = parseSearch(args);
+    const view = this.view!;
+    if (prog.returns?.includes('SAVE')) throw new Bad('SEARCHRES is not supported');
+    if (prog.usesModseq) this.condstore = true;
+    const hits: MessageMeta[] = [];
+    const hitSeqs: number[] = [];
+    const cache = new Map();
+    const msgs = view.messages.slice();
+    const ctx = { maxSeq: msgs.length, maxUid: view.maxUid };
+    await this.withRaw(msgs, prog.needsRaw, (m, i, raw) => {
+      if (matches(prog.key, { seq: i + 1, meta: m, raw, ...ctx }, cache)) {
+        hits.push(m);
+        hitSeqs.push(i + 1);
+      }
+    });
+    const nums = uid ? hits.map((m) => m.uid) : hitSeqs;
+    const maxModseq = hits.reduce((a, m) => Math.max(a, m.modseq), 0);
+    if (prog.returns) {
+      let line = `* ESEARCH (TAG ${istring(tag)})${uid ? ' UID' : ''}`;
+      const sorted = [...nums].sort((a, b) => a - b);
+      if (sorted.length) {
+        if (prog.returns.includes('MIN')) line += ` MIN ${sorted[0]}`;
+        if (prog.returns.includes('MAX')) line += ` MAX ${sorted[sorted.length - 1]}`;
+        if (prog.returns.includes('ALL')) line += ` ALL ${formatSet(sorted)}`;
+      }
+      if (prog.returns.includes('COUNT')) line += ` COUNT ${sorted.length}`;
+      if (prog.usesModseq && sorted.length) line += ` MODSEQ ${maxModseq}`;
+      this.send(line + '\r\n');
+    } else {
+      const mod = prog.usesModseq && nums.length ? ` (MODSEQ ${maxModseq})` : '';
+      this.send(`* SEARCH${nums.map((n) => ' ' + n).join('')}${mod}\r\n`);
+    }
+    await this.done(tag, 'SEARCH completed', { allowExpunge: uid });
+  }
+
+  /**
+   * withRaw - visit messages in order, with their bytes when wanted: up to FETCH_WINDOW
+   * requests are in flight at once (the IPC connection pipelines them).
+   */
+  private async withRaw(msgs: MessageMeta[], wantRaw: boolean, visit: (m: MessageMeta, index: number, raw: Buffer | null) => void | Promise<void>): Promise<void> {
+    if (!wantRaw) {
+      for (let i = 0; i < msgs.length; i++) await visit(msgs[i]!, i, null);
+      return;
+    }
+    const name = this.view!.name;
+    const pending: Array<Promise<Buffer | null>> = [];
+    const ask = (i: number): void => {
+      const p = this.mail!.fetch(name, msgs[i]!.uid);
+      p.catch(() => {});
+      pending.push(p);
+    };
+    let next = 0;
+    while (next < msgs.length && next < FETCH_WINDOW) ask(next++);
+    for (let i = 0; i < msgs.length; i++) {
+      const raw = await pending.shift()!;
+      if (next < msgs.length) ask(next++);
+      await visit(msgs[i]!, i, raw);
+    }
+  }
+
+  async fetch(tag: string, args: Args, uid: boolean): Promise<void> {
+    const setArg = args.atom('sequence set');
+    const req: FetchRequest = parseFetchItems(args.next('fetch items'));
+    let changedSince: number | null = null;
+    const mods = args.optionalList();
+    if (mods) {
+      const m = new Args(mods);
+      while (!m.done) {
+        const w = m.atom('fetch modifier').toUpperCase();
+        if (w === 'CHANGEDSINCE') changedSince = m.number('mod-sequence');
+        else throw new Bad(`Unknown FETCH modifier ${w}`);
+      }
+    }
+    args.end();
+    const view = this.view!;
+    let msgs = this.resolve(setArg, uid);
+    if (changedSince !== null) {
+      this.condstore = true;
+      msgs = msgs.filter((m) => m.modseq > changedSince!);
+    }
+    const withModseq = this.condstore && (changedSince !== null || req.items.some((i) => i.kind === 'MODSEQ'));
+    if (req.items.some((i) => i.kind === 'MODSEQ')) this.condstore = true;
+    // A body fetch marks the message \Seen (not with PEEK, not when read-only); FLAGS follow.
+    let forceFlags = false;
+    if (req.setsSeen && !view.readOnly) {
+      const unseen = msgs.filter((m) => !hasFlag(m.flags, '\\Seen')).map((m) => m.uid);
+      if (unseen.length) {
+        const r = await this.mail!.setFlags(view.name, unseen, 'add', ['\\Seen']);
+        for (const u of r.updated) view.update(u);
+        forceFlags = true;
+      }
+    }
+    if (forceFlags && !req.items.some((i) => i.kind === 'FLAGS')) req.items.push({ kind: 'FLAGS' });
+    let missing = 0;
+    await this.withRaw(msgs, req.needsRaw, async (m, _i, raw) => {
+      const seq = view.seqOf(m.uid);
+      if (!seq) return;
+      if (req.needsRaw && !raw) {
+        missing++;
+        return;
+      }
+      const meta = view.messages[seq - 1]!;
+      const structure = req.needsStructure && raw ? await this.structureOf(meta.uid, raw) : null;
+      await this.sendAll(renderFetch(req, { seq, meta, raw, structure }, { uid, modseq: withModseq }));
+    });
+    if (missing) return this.no(tag, 'EXPUNGEISSUED', 'Some messages were expunged meanwhile');
+    await this.done(tag, 'FETCH completed', { allowExpunge: uid });
+  }
+
+  private async structureOf(uid: number, raw: Buffer): Promise<Part> {
+    let p = this.structures.get(uid);
+    if (!p) {
+      p = await parseStructure(raw);
+      if (this.structures.size >= STRUCTURE_CACHE) this.structures.delete(this.structures.keys().next().value!);
+      this.structures.set(uid, p);
+    }
+    return p;
+  }
+
+  async store(tag: string, args: Args, uid: boolean): Promise<void> {
+    const setArg = args.atom('sequence set');
+    let unchangedSince: number | undefined;
+    const mods = args.optionalList();
+    if (mods) {
+      const m = new Args(mods);
+      const w = m.atom('store modifier').toUpperCase();
+      if (w !== 'UNCHANGEDSINCE') throw new Bad(`Unknown STORE modifier ${w}`);
+      unchangedSince = m.number('mod-sequence');
+      m.end();
+      this.condstore = true;
+    }
+    const op = args.atom('store operation').toUpperCase();
+    const om = /^([+-]?)FLAGS(\.SILENT)?$/.exec(op);
+    if (!om) throw new Bad('Expected FLAGS, +FLAGS or -FLAGS');
+    const mode: FlagMode = om[1] === '+' ? 'add' : om[1] === '-' ? 'remove' : 'replace';
+    const silent = om[2] !== undefined;
+    const flagTokens: Token[] = [];
+    while (!args.done) {
+      const t = args.next('flags');
+      if (t.t === 'list') flagTokens.push(...t.v);
+      else flagTokens.push(t);
+    }
+    const flags = normalizeFlags(atomsOf(flagTokens));
+    if (flags.some((f) => f.toLowerCase() === '\\recent')) throw new Bad('\\Recent cannot be stored');
+    const view = this.view!;
+    if (view.readOnly) throw new No('READ-ONLY', 'Mailbox is read-only');
+    const msgs = this.resolve(setArg, uid);
+    const r = msgs.length ? await this.mail!.setFlags(view.name, msgs.map((m) => m.uid), mode, flags, unchangedSince) : { updated: [], modified: [] };
+    let out = '';
+    for (const u of r.updated) {
+      view.update(u);
+      const seq = view.seqOf(u.uid);
+      if (!seq) continue;
+      const items: string[] = [];
+      if (uid) items.push(`UID ${u.uid}`);
+      if (!silent) items.push(`FLAGS ${flagList(u.flags)}`);
+      if (this.condstore) items.push(`MODSEQ (${u.modseq})`);
+      if (items.length > (uid ? 1 : 0)) out += `* ${seq} FETCH (${items.join(' ')})\r\n`;
+    }
+    this.send(out);
+    const modified = r.modified.map((u) => (uid ? u : view.seqOf(u))).filter(Boolean).sort((a, b) => a - b);
+    await this.done(tag, 'STORE completed', { allowExpunge: uid, code: modified.length ? `MODIFIED ${formatSet(modified)}` : undefined });
+  }
+
+  /** copy - COPY and MOVE (RFC 6851), with COPYUID (RFC 4315). */
+  async copy(tag: string, args: Args, uid: boolean, move: boolean): Promise<void> {
+    const setArg = args.atom('sequence set');
+    const target = this.name(args.astring('mailbox name'));
+    args.end();
+    const view = this.view!;
+    if (move && view.readOnly) throw new No('READ-ONLY', 'Mailbox is read-only');
+    const msgs = this.resolve(setArg, uid);
+    if (!msgs.length) return this.done(tag, `${move ? 'MOVE' : 'COPY'} completed (no messages)`);
+    let r;
+    try {
+      r = await this.mail!.copy(view.name, msgs.map((m) => m.uid), target, move);
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'NONEXISTENT') throw new No('TRYCREATE', 'No such mailbox');
+      throw err;
+    }
+    const code = r.pairs.length ? `COPYUID ${r.uidvalidity} ${formatSet(r.pairs.map((p) => p[0]))} ${formatSet(r.pairs.map((p) => p[1]))}` : undefined;
+    if (move) {
+      if (code) this.send(`* OK [${code}] Moved\r\n`);
+      await this.catchUp(true);
+      this.send(view.removeUids(r.pairs.map((p) => p[0])).join(''));
+      await this.done(tag, 'MOVE completed');
+    } else {
+      await this.done(tag, 'COPY completed', { code });
+    }
+  }
+
+  // ---- change catch-up ----
+
+  /** catchUp - report what changed in the selected mailbox since we last looked. */
+  private async catchUp(allowExpunge: boolean): Promise<void> {
+    const view = this.view;
+    if (!view || !view.dirty) return;
+    view.dirty = false;
+    try {
+      const changes = await this.mail!.changes(view.name, view.highestModseq);
+      if (changes.kind === 'full' && changes.state.uidvalidity !== view.uidvalidity) {
+        this.send('* BYE [UIDVALIDITY] Mailbox was recreated; please reselect\r\n');
+        this.hangup('uidvalidity changed');
+        return;
+      }
+      const lines = view.apply(changes, allowExpunge, this.condstore);
+      if (lines.length) await this.sendAll(lines);
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'NONEXISTENT') {
+        this.send('* BYE Selected mailbox was deleted\r\n');
+        this.hangup('mailbox deleted');
+        return;
+      }
+      view.dirty = true;
+      this.log.warn({ event: 'imapd.catchup_failed', err: String(err) }, 'cannot read mailbox changes');
+    }
+  }
+
+  // ---- the end ----
+
+  private cleanup(): void {
+    if (this.user !== null) this.log.info({ event: 'imapd.logout', user: this.user, reason: this.endReason }, 'logged out');
+    this.deselect();
+    this.mail?.close();
+    this.mail = null;
+    this.reader.detach();
+    if (!this.sock.destroyed) {
+      this.sock.end();
+      const s = this.sock;
+      setTimeout(() => s.destroy(), 2000).unref();
+    }
+  }
+}
+
+/** normalizeFlags - system flags in their canonical case; keywords as given (atoms only). */
+function normalizeFlags(flags: string[]): string[] {
+  const out: string[] = [];
+  for (const f of flags) {
+    if (f.startsWith('\\')) {
+      const sys = [...SYSTEM_FLAGS, '\\Recent'].find((x) => x.toLowerCase() === f.toLowerCase());
+      if (!sys) throw new Bad(`Unknown system flag ${f.slice(0, 40)}`);
+      if (!out.includes(sys)) out.push(sys);
+    } else {
+      if (!/^[!#$&'+,\-./0-9:;<=>?@A-Z^_`a-z|}~]{1,100}$/.test(f)) throw new Bad('Invalid keyword');
+      if (!out.some((x) => x.toLowerCase() === f.toLowerCase())) out.push(f);
+    }
+  }
+  return out;
+}
+
+/** decodePlain - SASL PLAIN (RFC 4616): `authzid NUL authcid NUL password` from base64. */
+function decodePlain(b64: string): { user: string; password: string } | null {
+  if (b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) return null;
+  const parts = Buffer.from(b64, 'base64').toString('utf8').split('\0');
+  if (parts.length !== 3) return null;
+  const [authzid, user, password] = parts as [string, string, string];
+  if (!user || !password) return null;
+  // Logging in as someone else (a proxy authorization) is not offered.
+  if (authzid && authzid !== user) return null;
+  return { user, password };
+}
+
+/** drained - the socket can take more, or is gone. */
+function drained(sock: Writable): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      sock.off('drain', done);
+      sock.off('close', done);
+      resolve();
+    };
+    sock.on('drain', done);
+    sock.on('close', done);
+  });
+}
+
+export function normalizeIp(ip: string): string {
+  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
+}
+
+export function isLoopback(ip: string): boolean {
+  return ip.startsWith('127.') || ip === '::1';
+}
+

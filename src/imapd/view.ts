@@ -1,0 +1,137 @@
+// MailboxView - a session's picture of its selected mailbox: messages in sequence order, and
+// the "change catch-up" that brings it up to date with the store.
+//
+// Message numbers are the session's own: they change only when this session reports EXPUNGE.
+// When the store says the folder changed (a delivery, another session's STORE or EXPUNGE),
+// catchUp() asks for what changed since the view's HIGHESTMODSEQ and turns it into untagged
+// responses: EXPUNGE (only where the client allows it: not during FETCH, STORE or SEARCH by
+// number, RFC 9051 §7.5.1), EXISTS for new mail, FETCH FLAGS for flag changes. Expunges held
+// back wait for the next command that allows them.
+
+import { flagList } from './encode.js';
+import type { FolderChanges, FolderState, MessageMeta } from './store.js';
+
+export class MailboxView {
+  messages: MessageMeta[];
+  uidvalidity: number;
+  uidnext: number;
+  highestModseq: number;
+  /** Expunged in the store, still numbered here until an EXPUNGE response may be sent. */
+  private heldExpunges = new Set<number>();
+  /** The store changed since the last catch-up. */
+  dirty = false;
+
+  constructor(
+    readonly name: string,
+    readonly readOnly: boolean,
+    state: FolderState,
+  ) {
+    this.messages = state.messages;
+    this.uidvalidity = state.uidvalidity;
+    this.uidnext = state.uidnext;
+    this.highestModseq = state.highestModseq;
+  }
+
+  get exists(): number {
+    return this.messages.length;
+  }
+
+  get maxUid(): number {
+    return this.messages.length ? this.messages[this.messages.length - 1]!.uid : 0;
+  }
+
+  /** seqOf - the message number of a UID, or 0. */
+  seqOf(uid: number): number {
+    let lo = 0;
+    let hi = this.messages.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const u = this.messages[mid]!.uid;
+      if (u < uid) lo = mid + 1;
+      else if (u > uid) hi = mid - 1;
+      else return mid + 1;
+    }
+    return 0;
+  }
+
+  isExpunged(uid: number): boolean {
+    return this.heldExpunges.has(uid);
+  }
+
+  /** update - this session's own STORE result: the new flags, no response owed later. */
+  update(meta: MessageMeta): void {
+    const seq = this.seqOf(meta.uid);
+    if (seq) {
+      const cur = this.messages[seq - 1]!;
+      if (meta.modseq >= cur.modseq) this.messages[seq - 1] = meta;
+    }
+  }
+
+  /** added - this session's own APPEND/COPY into this mailbox is picked up by catchUp. */
+
+  /**
+   * removeUids - take expunged UIDs out, returning the EXPUNGE responses (highest number
+   * first, so each number is right when sent).
+   */
+  removeUids(uids: Iterable<number>): string[] {
+    const seqs: number[] = [];
+    for (const uid of uids) {
+      const s = this.seqOf(uid);
+      if (s) seqs.push(s);
+      this.heldExpunges.delete(uid);
+    }
+    seqs.sort((a, b) => b - a);
+    for (const s of seqs) this.messages.splice(s - 1, 1);
+    return seqs.map((s) => `* ${s} EXPUNGE\r\n`);
+  }
+
+  /** apply - what the store reported, as untagged responses (expunges held unless allowed). */
+  apply(changes: FolderChanges, allowExpunge: boolean, withModseq: boolean): string[] {
+    const out: string[] = [];
+    let changed: MessageMeta[];
+    let expunged: number[];
+    let highest: number;
+    if (changes.kind === 'full') {
+      const st = changes.state;
+      const present = new Set(st.messages.map((m) => m.uid));
+      expunged = this.messages.filter((m) => !present.has(m.uid)).map((m) => m.uid);
+      const known = new Map(this.messages.map((m) => [m.uid, m]));
+      changed = st.messages.filter((m) => {
+        const k = known.get(m.uid);
+        return !k || k.modseq !== m.modseq || k.flags.join(' ') !== m.flags.join(' ');
+      });
+      highest = st.highestModseq;
+      this.uidnext = Math.max(this.uidnext, st.uidnext);
+    } else {
+      changed = changes.changed;
+      expunged = changes.expunged;
+      highest = changes.highestModseq;
+      this.uidnext = Math.max(this.uidnext, changes.uidnext);
+    }
+    for (const uid of expunged) if (this.seqOf(uid)) this.heldExpunges.add(uid);
+    if (allowExpunge && this.heldExpunges.size) out.push(...this.removeUids([...this.heldExpunges]));
+    const before = this.messages.length;
+    const flagChanges: MessageMeta[] = [];
+    for (const m of changed.sort((a, b) => a.uid - b.uid)) {
+      if (this.heldExpunges.has(m.uid)) continue;
+      const seq = this.seqOf(m.uid);
+      if (seq) {
+        const cur = this.messages[seq - 1]!;
+        if (m.modseq > cur.modseq || (changes.kind === 'full' && cur.flags.join(' ') !== m.flags.join(' '))) {
+          this.messages[seq - 1] = m;
+          flagChanges.push(m);
+        }
+      } else if (m.uid > this.maxUid) {
+        this.messages.push(m);
+      }
+    }
+    if (this.messages.length !== before) out.push(`* ${this.messages.length} EXISTS\r\n`);
+    for (const m of flagChanges) {
+      const seq = this.seqOf(m.uid);
+      out.push(`* ${seq} FETCH (UID ${m.uid} FLAGS ${flagList(m.flags)}${withModseq ? ` MODSEQ (${m.modseq})` : ''})\r\n`);
+    }
+    this.highestModseq = Math.max(this.highestModseq, highest);
+    for (const m of this.messages) if (m.uid >= this.uidnext) this.uidnext = m.uid + 1;
+    return out;
+  }
+}
