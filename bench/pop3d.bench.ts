@@ -217,7 +217,7 @@ async function startFancyMail(dir: string): Promise<{ child: ChildProcess; pop3:
     '[metrics]',
     'listen = ""',
     '[ipc]',
-    ...['authd', 'queued', 'smtp_out', 'mailboxd', 'router'].map((k) => `${k} = "unix://${dir}/${k}.sock"`),
+    ...['authd', 'queued', 'smtp_out', 'mailboxd', 'router', 'imapd'].map((k) => `${k} = "unix://${dir}/${k}.sock"`),
     '[pop3d]',
     'host = "127.0.0.1"',
     `port = ${pop3}`,

@@ -106,12 +106,13 @@ describe('fmail command', () => {
     writeFileSync(setup.configFile, readFileSync(setup.configFile, 'utf8').replace('listen = ""', `listen = "127.0.0.1:${metricsPort}"`));
     const proc = await startFmail(setup);
     const banner = proc.output.join('\n');
-    for (const name of ['authd', 'queued', 'mailboxd', 'smtp-out', 'router', 'smtpd', 'pop3d']) {
+    for (const name of ['authd', 'queued', 'mailboxd', 'smtp-out', 'router', 'smtpd', 'pop3d', 'imapd']) {
       assert.match(banner, new RegExp(`^${name}\\s`, 'm'), `${name} reported`);
     }
     const status = fmailSync(['status', '-c', setup.configFile]);
     assert.equal(status.status, 0, status.stdout + status.stderr);
     assert.match(status.stdout, /^queued\s+up\s/m);
+    assert.match(status.stdout, /^imapd\s+up\s.*\* OK/m);
     // Metrics from both threads (smtpd runs in the second one) in one scrape.
     const scrape = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     assert.match(scrape, /^fmail_connections\{server="smtpd"\} /m);

@@ -57,7 +57,9 @@ class MailboxdUser implements UserMail {
   ) {}
 
   async ensureSpecialFolders(): Promise<void> {
-    const have = new Set((await this.folders()).filter((f) => f.exists).map((f) => f.name));
+    const folders = await this.folders();
+    const have = new Set(folders.filter((f) => f.exists).map((f) => f.name));
+    if (!folders.some((f) => f.name === 'INBOX' && f.subscribed)) await this.ipc.request('folder-subscribe', [this.user, 'INBOX', '1']);
     for (const name of Object.keys(SPECIAL_USE)) {
       if (have.has(name)) continue;
       const r = await this.ipc.request('folder-create', [this.user, name]);

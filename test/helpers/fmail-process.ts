@@ -19,6 +19,8 @@ export interface FmailPorts {
   submissions: number;
   pop3: number;
   pop3s: number;
+  imap: number;
+  imaps: number;
 }
 
 export interface FmailSetup {
@@ -36,6 +38,8 @@ export async function writeFmailConfig(dir: string, extraToml = ''): Promise<Fma
     submissions: await freePort(),
     pop3: await freePort(),
     pop3s: await freePort(),
+    imap: await freePort(),
+    imaps: await freePort(),
   };
   const toml = [
     `data_dir = ${JSON.stringify(dir)}`,
@@ -45,7 +49,7 @@ export async function writeFmailConfig(dir: string, extraToml = ''): Promise<Fma
     '[metrics]',
     'listen = ""',
     '[ipc]',
-    ...['authd', 'queued', 'smtp_out', 'mailboxd', 'router'].map((k) => `${k} = "unix://${dir}/${k}.sock"`),
+    ...['authd', 'queued', 'smtp_out', 'mailboxd', 'router', 'imapd'].map((k) => `${k} = "unix://${dir}/${k}.sock"`),
     '[smtpd]',
     'host = "127.0.0.1"',
     `port = ${ports.smtp}`,
@@ -55,6 +59,10 @@ export async function writeFmailConfig(dir: string, extraToml = ''): Promise<Fma
     'host = "127.0.0.1"',
     `port = ${ports.pop3}`,
     `pop3s_port = ${ports.pop3s}`,
+    '[imapd]',
+    'host = "127.0.0.1"',
+    `port = ${ports.imap}`,
+    `imaps_port = ${ports.imaps}`,
     // No lookups to the machine's resolver from tests (see test/helpers/config.ts).
     ...(extraToml.includes('[mail_auth]') ? [] : ['[mail_auth]', 'check = false']),
     extraToml,
