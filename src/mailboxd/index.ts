@@ -26,6 +26,7 @@
 // away mid-data leaves nothing in new/ (its tmp/ file is removed).
 
 import { dataPath } from '../config/load.js';
+import { ipcSecret } from '../shared/ipc-secret.js';
 import { createIpcServer, ipcClient } from '../shared/ipc-setup.js';
 import type { RunningServer, ServerContext } from '../shared/server-module.js';
 import { MailboxService } from './handlers.js';
@@ -36,7 +37,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
   const { config, logger } = ctx;
   const root = dataPath(config, config.mailboxd.maildirs);
   const authd = ipcClient(config, 'authd');
-  const service = new MailboxService(root, maildirHost(config.hostname), config.mailboxd, authd, logger, config.ipc.secret || undefined);
+  const service = new MailboxService(root, maildirHost(config.hostname), config.mailboxd, authd, logger, ipcSecret(config, { create: true }));
   const server = createIpcServer(config, 'mailboxd', logger);
   for (const [name, spec] of Object.entries(service.handlers())) server.on(name, spec);
   const ipc = await server.listen(config.ipc.mailboxd);
