@@ -7,7 +7,7 @@
 // "Special folders": at a user's first login in this process, Sent, Drafts, Trash, Junk and
 // Archive are created and subscribed when missing (RFC 6154 needs them to exist).
 
-import { type IpcClient, type IpcReply, type Message, replyText } from '../ipc/index.js';
+import { type IpcClient, type IpcReply, type Message, errorStatus, replyText } from '../ipc/index.js';
 import { SPECIAL_USE } from './names.js';
 import {
   type CopyResult,
@@ -151,7 +151,7 @@ class MailboxdUser implements UserMail {
 
   async expunge(name: string, uids: number[]): Promise<number[]> {
     const r = check(await this.ipc.request('expunge', [this.user, name, uidSet(uids)]));
-    return replyText(r).split(',').filter(Boolean).map(Number);
+    return expandSet(replyText(r));
   }
 
   watch(name: string, onChange: () => void): () => void {
@@ -214,7 +214,7 @@ function check(r: IpcReply): IpcReply {
 
 /** fail - a mailboxd error as a StoreError with the IMAP response code that fits. */
 function fail(r: IpcReply): StoreError {
-  const text = replyText(r) || 'mailboxd error';
+  const text = errorStatus(r).text || 'mailboxd error';
   const code = /no such folder/.test(text)
     ? 'NONEXISTENT'
     : /folder exists/.test(text)

@@ -11,13 +11,13 @@ import tls from 'node:tls';
 
 import { type IpcClient, replyText } from '../ipc/index.js';
 import { canonicalUser } from '../mail/address.js';
+import { decodePlain } from '../mail/sasl.js';
 import type { Logger } from '../shared/log.js';
 import { connections } from '../shared/metrics.js';
 import { DotStuffer, TopCut } from './body-encoder.js';
 import type { Pop3dConfig } from './config.js';
 import { LineReader } from './line-reader.js';
 import type { MaildropLocks } from './locks.js';
-import { decodePlain } from '../mail/sasl.js';
 import { type Body, Maildrop, type MessageInfo } from './maildrop.js';
 
 /** What every session of one pop3d shares. */

@@ -11,7 +11,8 @@ import { after, before, describe, test } from 'node:test';
 
 import { ImapFlow } from 'imapflow';
 
-import { IpcClient } from '../../src/ipc/index.js';
+import type { IpcClient } from '../../src/ipc/index.js';
+import { ipcClient } from '../../src/shared/ipc-setup.js';
 import { tempDir } from '../helpers/tmp.js';
 import { toolSkip } from '../helpers/tools.js';
 import { ImapTestClient } from './imap-client.js';
@@ -58,7 +59,7 @@ describe('real IMAP clients', { skip: toolSkip('python3', 'curl', 'mbsync') }, (
 
   before(async () => {
     s = await startStack();
-    mailboxd = new IpcClient(s.config.ipc.mailboxd, { secret: s.config.ipc.secret || undefined });
+    mailboxd = ipcClient(s.config, 'mailboxd');
     for (const m of SAMPLES) await s.deliver(ALICE, m);
     await s.deliver(BOB, 'Subject: for bob only\r\n\r\nbob secret\r\n');
   });

@@ -6,7 +6,8 @@ import path from 'node:path';
 
 import { type System, startSystem } from '../../src/cli/start.js';
 import type { Config } from '../../src/config/schema.js';
-import { IpcClient } from '../../src/ipc/index.js';
+import type { IpcClient } from '../../src/ipc/index.js';
+import { ipcClient } from '../../src/shared/ipc-setup.js';
 import { silentLogger } from '../../src/shared/log.js';
 import { testConfig } from '../helpers/config.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -33,7 +34,7 @@ export async function startStack(imapd: Partial<Config['imapd']> = {}): Promise<
   const config = testConfig(tmp.dir, { imapd: { failed_login_delay_ms: 20, ...imapd } });
   const system = await startSystem(config, silentLogger(), ['authd', 'mailboxd', 'imapd']);
   const imap = system.servers.find((s) => s.name === 'imapd')!;
-  const mailboxd = new IpcClient(config.ipc.mailboxd, { secret: config.ipc.secret || undefined });
+  const mailboxd = ipcClient(config, 'mailboxd');
   return {
     dir: tmp.dir,
     config,
