@@ -15,6 +15,10 @@
 //   max_backoff_s, max_age_s, poll_s, concurrency, destination_concurrency,
 //   destination_jobs_limit, destination_rate_delay, dead_destination_s, max_sessions,
 //   connection_cache_s, connect_timeout_s, command_timeout_s; hostname (EHLO, bounces).
+// Mail auth: copies of mail from authenticated sessions and of bounces are DKIM-signed on the
+//   way into `outgoing` (outgoing-head.ts; keys in [dkim] keys_dir, `fmail dkim`); MX
+//   destinations follow the domain's MTA-STS policy (mta-sts-plan.ts, [mta_sts]); every DNS
+//   lookup goes through [dns]. Logs smtp-out.dkim_signed, smtp-out.mta_sts.
 // Security: `send` reads only files inside the queued spool; STARTTLS is used whenever
 //   offered (certificates not verified: opportunistic, like Postfix's default `may`);
 //   AUTH credentials go only to the relay host, and never over a failed STARTTLS.

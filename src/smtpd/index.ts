@@ -14,6 +14,12 @@
 // QUEUE FILE: envelope block (src/mail/envelope.ts), then our Received: header
 //   (src/mail/received.ts), then the message as received (dot-unstuffed). 250 is sent only
 //   after queued answered `ok` to `push` (file and directory fsynced); otherwise 451 4.3.0.
+// MAIL AUTH: on the MX port (unauthenticated sessions only) every message is checked while DATA
+//   streams in (checks.ts, src/mail/auth/inbound.ts): SPF on MAIL FROM and HELO, DKIM, ARC,
+//   DMARC, lookups through [dns]. Authentication-Results with our authserv-id is recorded in
+//   the envelope (`prepend`) for whoever takes the message out of the queue; incoming A-R
+//   headers with our id are dropped; DMARC p=reject failures get 550 5.7.1 after DATA.
+//   Settings: [mail_auth] check, authserv_id, dmarc_enforce, spf_reject, quarantine_header.
 // SECURITY: never an open relay (non-local RCPT only when authenticated: 554 5.7.1); AUTH only
 //   under TLS (503 5.5.1 before); DATA ends only at <CRLF>.<CRLF> (smtp-server's parser), bare
 //   LF normalised or refused, so `<LF>.<LF>`-style smuggling cannot split a message; plaintext
@@ -21,8 +27,9 @@
 //   and HELO is reduced to host-name characters in Received, so no header can be injected.
 //   Every per-connection resource is bounded (see CONFIG).
 // DIAGNOSTICS: log events smtpd.connect, smtpd.auth, smtpd.reject (reason), smtpd.queued (qid,
-//   from, nrcpt, size, client); metrics fmail_messages_received_total, ..._rejected_total,
-//   fmail_connections{server="smtpd"}.
+//   from, nrcpt, size, client), smtpd.checks (qid, spf, spf_helo, dkim, dmarc, arc, action);
+//   metrics fmail_messages_received_total, ..._rejected_total, fmail_connections{server="smtpd"},
+//   fmail_mail_auth_results_total{check,result}, fmail_mail_auth_check_seconds.
 
 import type { AddressInfo } from 'node:net';
 

@@ -39,7 +39,7 @@ describe('next hop', () => {
     const silent = dgram.createSocket('udp4');
     await new Promise<void>((r) => silent.bind(0, '127.0.0.1', () => r()));
     try {
-      const byName = dnsFor({ servers: [server.address], timeout_ms: 1000, tries: 1 });
+      const byName = dnsFor({ servers: [server.address], timeout_ms: 1000, tries: 1, cache_s: 0 });
       // With [dns] servers set, MX names are resolved there too; the name stays for TLS.
       assert.deepEqual(await mxHosts('x.test', 25, byName), [
         { host: '127.0.0.2', port: 25, name: 'a.mx' },
@@ -49,7 +49,7 @@ describe('next hop', () => {
       assert.deepEqual(await mxHosts('nomx.test', 25, byName), [{ host: '127.0.0.4', port: 25, name: 'nomx.test' }]);
       await assert.rejects(mxHosts('null.test', 25, byName), (e: DeliveryError) => e.permanent && e.status === '5.1.10');
       await assert.rejects(mxHosts('gone.test', 25, byName), (e: DeliveryError) => e.permanent && e.status === '5.1.2');
-      const dead = dnsFor({ servers: [`127.0.0.1:${silent.address().port}`], timeout_ms: 200, tries: 1 });
+      const dead = dnsFor({ servers: [`127.0.0.1:${silent.address().port}`], timeout_ms: 200, tries: 1, cache_s: 0 });
       await assert.rejects(mxHosts('x.test', 25, dead), (e: DeliveryError) => !e.permanent && e.status.startsWith('4.'));
     } finally {
       silent.close();

@@ -15,6 +15,7 @@ export const DnsConfig = z
       .describe('DNS servers for every lookup (MX, A/AAAA, SPF, DKIM, DMARC, MTA-STS, PTR), as "host:port"; [] = the system resolver.'),
     timeout_ms: z.number().int().positive().default(5000).describe('Milliseconds one DNS query may take before it is tried again.'),
     tries: z.number().int().min(1).max(10).default(2).describe('Attempts per DNS query before it counts as a temporary error.'),
+    cache_s: z.number().int().min(0).default(60).describe('Seconds an answer (or "no such record") is kept in memory, at most 10,000 of them; 0 = ask every time.'),
   })
   .strict();
 export type DnsConfig = z.infer<typeof DnsConfig>;
