@@ -12,7 +12,6 @@ import { once } from 'node:events';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 
 import { IpcClient } from '../src/ipc/index.js';
 import { freePort, tempDir } from '../test/helpers/tmp.js';
@@ -20,6 +19,7 @@ import { freePort, tempDir } from '../test/helpers/tmp.js';
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 2000);
 const BIG_MESSAGES = Math.max(10, Math.round(MESSAGES / 10));
 const WINDOW = 64;
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SETS: Array<[string, number, number]> = [
   ['alice@bench.test', MESSAGES, 4096],
   ['carol@bench.test', BIG_MESSAGES, 1 << 20],
@@ -177,6 +177,17 @@ async function retrAll(port: number, user: string, expected: number): Promise<Fi
   return { seqS, pipeS, bytes, count };
 }
 
+/** bestOf - RUNS sessions of retrAll, the best time of each column (the machine is shared: noise only slows). */
+async function bestOf(port: number, user: string, expected: number): Promise<Figures> {
+  const best = await retrAll(port, user, expected);
+  for (let i = 1; i < RUNS; i++) {
+    const f = await retrAll(port, user, expected);
+    best.seqS = Math.min(best.seqS, f.seqS);
+    best.pipeS = Math.min(best.pipeS, f.pipeS);
+  }
+  return best;
+}
+
 /** statTimes - PASS+STAT time per mailbox size (the second login: warm). */
 async function statTimes(port: number): Promise<number[]> {
   const out: number[] = [];
@@ -228,9 +239,21 @@ async function startFancyMail(dir: string): Promise<{ child: ChildProcess; pop3:
   const child = spawn(process.execPath, [path.join(root, 'bin/fmail.js'), 'start', 'authd', 'mailboxd', 'pop3d', '-c', cfgFile], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const lines = createInterface({ input: child.stdout! });
-  for await (const line of lines) if (line.includes('running')) break;
+  // Its log is read to the end (a pipe nobody reads would stall the server), 'running' waited for.
+  let seen = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      if (seen.length < 1e6) seen += d.toString();
+      if (seen.includes('running')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`fmail exited: ${code}`)));
+  });
   return { child, pop3 };
+}
+
+/** mailboxdClient - an IPC client to the benchmark's mailboxd, with the secret fmail start made. */
+function mailboxdClient(dir: string): IpcClient {
+  return new IpcClient(`unix://${dir}/mailboxd.sock`, { secret: readFileSync(path.join(dir, 'ipc.secret'), 'utf8').trim() });
 }
 
 /** message - SIZE bytes of plain text, some lines starting with a dot (stuffed by POP3). */
@@ -250,7 +273,7 @@ function message(user: string, i: number, size: number): Buffer {
 /** fill - the RETR sets through mailboxd's `store` (4 clients at once); list-size mailboxes written on disk. */
 async function fill(dir: string): Promise<void> {
   for (const [user, count, size] of SETS) {
-    const clients = Array.from({ length: 4 }, () => new IpcClient(`unix://${dir}/mailboxd.sock`));
+    const clients = Array.from({ length: 4 }, () => mailboxdClient(dir));
     let next = 1;
     await Promise.all(
       clients.map(async (c) => {
@@ -275,7 +298,7 @@ async function fill(dir: string): Promise<void> {
 /** mailboxdAlone - mailboxd's own IPC: `retr` one by one and 64 in flight; `list` of 100,000 warm. */
 async function mailboxdAlone(dir: string): Promise<string> {
   const [user, count] = SETS[0]!;
-  const c = new IpcClient(`unix://${dir}/mailboxd.sock`);
+  const c = mailboxdClient(dir);
   await c.requestList('list', [user]);
   let t0 = process.hrtime.bigint();
   for (let i = 1; i <= count; i++) {
@@ -310,7 +333,7 @@ async function mailboxdAlone(dir: string): Promise<string> {
 /** bigRetrMemory - peak RSS growth of the fmail process while a 50 MiB message is RETRed. */
 async function bigRetrMemory(dir: string, fm: { child: ChildProcess; pop3: number }): Promise<string> {
   const big = Buffer.alloc(50 << 20, 'A long line of text for the big message ...................................\r\n');
-  const ipc = new IpcClient(`unix://${dir}/mailboxd.sock`);
+  const ipc = mailboxdClient(dir);
   const r = await ipc.store('store', [BIG_USER, BIG_USER, String(big.length)], big);
   ipc.close();
   if (!r.ok) return `store failed: ${r.params.join(' ')}`;
@@ -388,7 +411,7 @@ async function runDovecot(dir: string, maildirs: string): Promise<{ sets: Figure
       c.close();
     }
     const sets: Figures[] = [];
-    for (const [user, count] of SETS) sets.push(await retrAll(port, user, count));
+    for (const [user, count] of SETS) sets.push(await bestOf(port, user, count));
     return { sets, stats: await statTimes(port) };
   } finally {
     spawnSync('dovecot', ['-c', conf, 'stop'], { stdio: 'ignore', timeout: 30_000 });
@@ -402,7 +425,7 @@ try {
   mkdirSync(fmDir, { recursive: true });
   chmodSync(fmDir, 0o755);
   writeFileSync(path.join(fmDir, 'users'), [...SETS, ...LIST_SIZES, [BIG_USER]].map(([u]) => `${u}:{PLAIN}${PASSWORD}::::::\n`).join(''));
-  console.log(`pop3d: one client, USER/PASS, RETR every message one by one, then pipelined (${WINDOW} in flight), no TLS, loopback`);
+  console.log(`pop3d: one client, USER/PASS, RETR every message one by one, then pipelined (${WINDOW} in flight), no TLS, loopback; best of ${RUNS} sessions each`);
   const fm = await startFancyMail(fmDir);
   const fmSets: Figures[] = [];
   let fmStats: number[] = [];
@@ -413,7 +436,7 @@ try {
     for (const [user, count] of SETS) {
       // Warm-up login (JIT, first list), then the timed run.
       await retrAll(fm.pop3, user, count).catch(() => null);
-      fmSets.push(await retrAll(fm.pop3, user, count));
+      fmSets.push(await bestOf(fm.pop3, user, count));
     }
     fmStats = await statTimes(fm.pop3);
     floor = await mailboxdAlone(fmDir);
@@ -422,6 +445,8 @@ try {
     fm.child.kill('SIGTERM');
     await once(fm.child, 'exit');
   }
+  // fmail start keeps its data folder 0700; Dovecot (as nobody) must reach the Maildirs in it.
+  chmodSync(fmDir, 0o755);
   const dv = await runDovecot(path.join(tmp.dir, 'dovecot'), path.join(fmDir, 'mail'));
   for (let i = 0; i < SETS.length; i++) {
     const [, count, size] = SETS[i]!;

@@ -89,6 +89,8 @@ export class Session {
   private closing = false;
   private endReason = 'dropped';
   private deleted = 0;
+  private retrieved = 0;
+  private retrievedBytes = 0;
   private readonly log: Logger;
 
   constructor(
@@ -387,7 +389,12 @@ export class Session {
       this.sock.write(head);
       await this.sendBody(res.stream, lines === null ? null : new TopCut(lines));
     }
-    if (lines === null) this.log.info({ event: 'pop3d.retr', user: this.user, n: m.n, uid: m.uid, size: res.size }, 'message retrieved');
+    if (lines === null) {
+      // One line per session (at logout, as Dovecot does) counts the RETRs; each one is debug.
+      this.retrieved++;
+      this.retrievedBytes += res.size;
+      this.log.debug({ event: 'pop3d.retr', user: this.user, n: m.n, uid: m.uid, size: res.size }, 'message retrieved');
+    }
   }
 
   /**
@@ -486,7 +493,7 @@ export class Session {
 
   private cleanup(): void {
     if (this.state !== 'AUTHORIZATION' && this.user !== null) {
-      this.log.info({ event: 'pop3d.logout', user: this.user, deleted: this.deleted, reason: this.endReason }, 'logged out');
+      this.log.info({ event: 'pop3d.logout', user: this.user, retr: this.retrieved, retr_bytes: this.retrievedBytes, deleted: this.deleted, reason: this.endReason }, 'logged out');
     }
     this.releaseMaildrop();
     this.reader.detach();

@@ -25,7 +25,7 @@ test('log events pop3d.login, pop3d.retr, pop3d.logout; the connections gauge', 
       cb();
     },
   });
-  const h = await startHarness({}, pino({ level: 'info' }, sink));
+  const h = await startHarness({}, pino({ level: 'debug' }, sink));
   try {
     h.fakes.add(ALICE, 'Subject: a\r\n\r\nx\r\n');
     h.fakes.add(ALICE, 'Subject: b\r\n\r\ny\r\n');
@@ -46,6 +46,7 @@ test('log events pop3d.login, pop3d.retr, pop3d.logout; the connections gauge', 
     assert.equal(retr.user, ALICE);
     const logout = events.find((e) => e.event === 'pop3d.logout')!;
     assert.equal(logout.deleted, 1);
+    assert.equal(logout.retr, 1, 'the logout line counts the RETRs (each one is a debug line)');
     assert.equal(logout.reason, 'quit');
   } finally {
     await h.close();
