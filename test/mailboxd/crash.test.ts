@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -115,6 +116,114 @@ test('SIGKILL during stores never leaves a partial message visible to list', asy
     }
     assert.ok(acked.size > 0, 'some stores completed');
     assert.ok(inFlightAtKill > 0, 'kills landed while stores were in progress');
+  } finally {
+    await authd.close();
+  }
+});
+
+test('index crash safety: SIGKILL during stores and deletes; index = Maildir, nothing acked lost or back, UIDs never reused', async () => {
+  const config = testConfig(tmp.dir);
+  const user = 'index@example.com';
+  const raw = { data_dir: tmp.dir, log: { level: 'silent' }, metrics: { listen: '' }, ipc: { authd: config.ipc.authd, mailboxd: config.ipc.mailboxd } };
+  const authd = await fakeAuthd(config, [user]);
+  const stored = new Set<string>();
+  const deleted = new Set<string>();
+  /** Asked to be deleted (the answer may have been lost in the crash): may or may not be there. */
+  const asked = new Set<string>();
+  /** Every UID ever seen, with the message it named: a UID may never name another one. */
+  const uidOf = new Map<number, string>();
+  let known: Array<[number, string]> = [];
+  let uidvalidity = '';
+  const started = Date.now();
+  let kills = 0;
+  let deletesAtKill = 0;
+  let seq = 0;
+  try {
+    for (let it = 0; it < ITERATIONS && Date.now() - started < DEADLINE_MS; it++) {
+      const child = await startChild(JSON.stringify(raw));
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      let stop = false;
+      let deletesInFlight = 0;
+      const clients = Array.from({ length: 3 }, () => testClient(config, config.ipc.mailboxd, { timeoutMs: 10_000 }));
+      const storeLoops = clients.slice(0, 2).map(async (c) => {
+        for (let n = 0; n < 10_000 && !stop; n++) {
+          const id = `x${it}-${seq++}`;
+          const body = Buffer.from(`X-Id: ${id}\r\n\r\n${'z'.repeat(Math.floor(Math.random() * 8192))}\r\n`);
+          try {
+            const r = await c.store('store', [user, user, String(body.length)], body);
+            if (r.ok) stored.add(id);
+          } catch {
+            return;
+          }
+        }
+      });
+      // Deletes by UID of messages known from the last check, half POP3-style (`dele`), half `expunge`.
+      const victims = known.filter(() => Math.random() < 0.5);
+      const deleter = (async () => {
+        const c = clients[2]!;
+        for (const [uid, id] of victims) {
+          if (stop) return;
+          deletesInFlight++;
+          asked.add(id);
+          try {
+            const r = await c.request('expunge', [user, 'INBOX', String(uid)]);
+            if (r.ok && r.params[0] === String(uid)) deleted.add(id);
+          } catch {
+            return;
+          } finally {
+            deletesInFlight--;
+          }
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 60 + Math.random() * 300));
+      deletesAtKill += deletesInFlight;
+      child.kill('SIGKILL');
+      kills++;
+      await exited;
+      stop = true;
+      await Promise.all([...storeLoops, deleter]);
+      for (const c of clients) c.close();
+
+      const server = await start({ config, logger: silentLogger() });
+      const c = testClient(config, server.addresses.ipc!, { timeoutMs: 30_000 });
+      try {
+        const ix = await c.requestList('index', [user, 'INBOX']);
+        assert.equal(ix.reply.ok, true, `index: ${ix.reply.params[0]}`);
+        if (uidvalidity) assert.equal(ix.reply.params[1], uidvalidity, 'UIDVALIDITY kept');
+        uidvalidity = ix.reply.params[1]!;
+        const box = path.join(tmp.dir, 'mail', user);
+        const files = ['new', 'cur'].flatMap((sub) => readdirSync(path.join(box, sub)));
+        assert.equal(ix.items.length, files.length, 'the index lists exactly the files in new/ and cur/');
+        const uidlist = readFileSync(path.join(box, 'dovecot-uidlist'), 'utf8');
+        const now: Array<[number, string]> = [];
+        const seen = new Set<string>();
+        for (const item of ix.items) {
+          const uid = Number(item.params[0]);
+          const r = await c.requestRaw('fetch', [user, 'INBOX', String(uid)]);
+          assert.equal(r.reply.ok, true);
+          const id = /^Delivered-To: [^\r]+\r\nX-Id: (\S+)\r\n/.exec(r.data!.toString('latin1'))?.[1];
+          assert.ok(id, 'a complete message');
+          assert.ok(!deleted.has(id), `deleted message ${id} is back`);
+          const before = uidOf.get(uid);
+          assert.ok(before === undefined || before === id, `UID ${uid} named ${before} and now ${id}`);
+          assert.ok(uid < Number(ix.reply.params[2]), 'UID below UIDNEXT');
+          assert.match(uidlist, new RegExp(`^${uid} :`, 'm'), `UID ${uid} is in dovecot-uidlist`);
+          uidOf.set(uid, id);
+          seen.add(id);
+          now.push([uid, id]);
+        }
+        for (const id of stored) if (!asked.has(id)) assert.ok(seen.has(id), `acknowledged message ${id} is missing after the crash`);
+        // A message seen before keeps its UID.
+        for (const [uid, id] of known) if (seen.has(id)) assert.ok(now.some(([u, i]) => u === uid && i === id), `message ${id} changed its UID`);
+        known = now;
+      } finally {
+        c.close();
+        await server.close();
+      }
+    }
+    assert.ok(kills >= 2, `seed of this run: kills ${kills}`);
+    assert.ok(stored.size > 0 && deleted.size > 0, `stores ${stored.size} and deletes ${deleted.size} happened`);
+    console.log(`index crash test: ${kills} kills, ${stored.size} stores and ${deleted.size} deletes acknowledged, ${deletesAtKill} deletes in flight at a kill`);
   } finally {
     await authd.close();
   }
