@@ -19,7 +19,7 @@ const isRoot = process.getuid?.() === 0;
 function skipReason(): string | false {
   const tools = toolSkip('doveadm', ...(isRoot ? ['setpriv'] : []));
   if (tools) return tools;
-  for (const bin of ['dovecot-lda', 'pop3']) {
+  for (const bin of ['dovecot-lda', 'pop3', 'imap']) {
     if (!existsSync(path.join(LIBEXEC, bin))) {
       if (process.env.CI) throw new Error(`CI is missing ${LIBEXEC}/${bin}`);
       return `missing ${LIBEXEC}/${bin}`;
@@ -57,7 +57,7 @@ function dovecot(h: Harness, program: string, args: string[], user: string, inpu
 describe('Dovecot interop', { skip: skipReason() }, () => {
   let h: Harness;
   before(async () => {
-    h = await harness(['dove@example.com', 'fancy@example.com']);
+    h = await harness(['dove@example.com', 'fancy@example.com', 'uids@example.com']);
   });
   after(async () => h?.close());
 
@@ -136,5 +136,37 @@ describe('Dovecot interop', { skip: skipReason() }, () => {
     } finally {
       c.close();
     }
+  });
+
+  test('Dovecot IMAP shows the UIDs, UIDVALIDITY and flags of our index, and we see its flags and UIDs', async () => {
+    const user = 'uids@example.com';
+    const c = h.client();
+    for (const t of ['one', 'two', 'three']) {
+      const b = Buffer.from(`Subject: ${t}\r\n\r\n${t}\r\n`);
+      assert.equal((await c.store('store', [user, user, String(b.length)], b)).ok, true);
+    }
+    assert.equal((await c.request('expunge', [user, 'INBOX', '2'])).ok, true);
+    assert.equal((await c.requestList('flags', [user, 'INBOX', '3', 'add', '\\Flagged $Work'])).reply.ok, true);
+    const ours = await c.requestList('index', [user, 'INBOX']);
+    const [, uidvalidity, uidnext] = ours.reply.params;
+    assert.deepEqual(ours.items.map((i) => i.params[0]), ['1', '3']);
+
+    const imap = dovecot(h, 'imap', [], user, 'a SELECT INBOX\r\nb UID FETCH 1:* (FLAGS)\r\nc UID STORE 1 +FLAGS (\\Seen)\r\nd LOGOUT\r\n');
+    const out = imap.out.toString();
+    assert.match(out, new RegExp(`\\[UIDVALIDITY ${uidvalidity}\\]`), out);
+    assert.match(out, new RegExp(`\\[UIDNEXT ${uidnext}\\]`), out);
+    const fetched = [...out.matchAll(/\* \d+ FETCH \(UID (\d+) FLAGS \(([^)]*)\)\)/g)].map((m) => [m[1], m[2]!.split(' ').filter((f) => f !== '\\Recent').sort().join(' ')]);
+    // The first FETCH line per UID answers `b` (the STORE of `c` may answer meanwhile).
+    const firsts = fetched.filter((f, i) => fetched.findIndex((g) => g[0] === f[0]) === i);
+    assert.deepEqual(firsts, [['1', ''], ['3', '$Work \\Flagged']]);
+
+    // Dovecot's \Seen (a rename to :2,S) and a message its LDA delivers show up in our index.
+    const lda = dovecot(h, 'dovecot-lda', ['-f', 'a@remote.test'], user, Buffer.from('Subject: four\r\n\r\nfour\r\n'));
+    assert.equal(lda.status, 0, lda.err);
+    const after = await c.requestList('index', [user, 'INBOX']);
+    assert.equal(after.reply.params[1], uidvalidity);
+    assert.deepEqual(after.items.map((i) => [i.params[0], i.params[2]]), [['1', '\\Seen'], ['3', '\\Flagged $Work'], [uidnext, '']]);
+    const pop = await c.requestList('list', [user]);
+    assert.equal(pop.items.length, 3);
   });
 });
