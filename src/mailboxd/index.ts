@@ -1,29 +1,38 @@
-// mailboxd - the Mailbox Server: one Maildir per user.
+// mailboxd - the Mailbox Server: one Maildir per user, Maildir++ folders, a UID index per folder.
 //
-// SEED: "Mailbox Server" (list, mailinfo, store); DESIGN.md "mailboxd" (retr, dele, UID).
+// SEED: "Mailbox Server" (list, mailinfo, store); DESIGN.md "mailboxd" (retr, dele, UID);
+// README "Extensions" (folders, UIDs, flags, MODSEQ, watches, the exactly-once store).
 //
 // ANSWERS (IPC, on ipc.mailboxd):
-//   store: TO ; RECIPIENT ; LENGTH  go-ahead `ok`, LENGTH raw bytes, `ok` once durable in new/
-//   list: USER                      `ok: COUNT`, `mailinfo: N ; SIZE ; UID` x COUNT, `ok`
-//   retr: USER ; N                  `ok: SIZE` + SIZE raw bytes (streamed from the file)
-//   dele: USER ; N                  `ok`, or `error` when N is unknown or already deleted
+//   store: TO ; RECIPIENT ; LENGTH [; QID]  go-ahead, raw bytes, `ok` once durable (`ok: duplicate`:
+//                                   that QID was stored for TO/RECIPIENT already)
+//   list: USER [; path]             `ok: COUNT`, `mailinfo: N ; SIZE ; UID [; new/NAME]` x COUNT, `ok`
+//   retr: USER ; N / dele: USER ; N INBOX by the numbers of this connection's list
+//   folders, folder-create/-delete/-rename/-subscribe/-status, index, changes, fetch, path,
+//   append, flags, copy, move, expunge, watch, unwatch  (folder-handlers.ts)
 //
-// CALLS: authd `resolve: USER` (USER must be a mailbox user itself, not an alias), or
-//   `verify: USER` when that authd has no `resolve`.
+// CALLS: authd `resolve: USER` (or `verify`); watchers' callbacks (`changed: ...`).
 //
-// STORAGE: DATA/<maildirs>/<user>/{tmp,new,cur}, names `<secs>.M<usecs>P<pid>Q<n>.<host>,S=<size>`
-// as Dovecot writes them, so Dovecot, mutt and other Maildir tools read our mailboxes and we
-// read theirs. Delivery: tmp/, fsync, rename into new/, fsync new/ ("group fsync": concurrent
-// deliveries share directory fsyncs), then `ok`. Files are left in new/ (a reader such as
-// Dovecot may move them to cur/; list/retr/dele find them in either).
+// STORAGE: DATA/<maildirs>/<user>/{tmp,new,cur}, folders `.NAME/` (mUTF-7) with the same, names
+// `<secs>.M<usecs>P<pid>Q<n>.<host>,S=<size>[,D=<key>][:2,<flags>]` as Dovecot writes them, and
+// per folder `dovecot-uidlist` and `dovecot-keywords` in Dovecot's formats, so Dovecot, mutt
+// and other Maildir tools share our mailboxes (and Dovecot shows our UIDs).
+// Delivery: tmp/, fsync, rename into new/, then at once "group fsync" of new/ and "group
+// commit" of the uidlist (UIDs handed out under its lock, one append + fdatasync for all
+// concurrent stores), then `ok`. The index lives in memory (folder.ts): a "stat check" of
+// new/, cur/ and the uidlist before answering picks up changes made behind our back.
+// Reads: small files in one synchronous read from the page cache; big ones streamed.
 //
 // CONFIG [mailboxd]: maildirs, max_message_size, quota_bytes (reloadable: the last two).
 //
 // SECURITY: user names are checked at one boundary (users.ts): no `/`, `..`, NUL, control
 // characters, and authd must know the user, before any path is built; the folder is checked to
-// lie inside the mail root. RECIPIENT may not hold line breaks (it becomes a header). Every
-// limit is checked before the go-ahead, so a refused store sends no data. A client that goes
-// away mid-data leaves nothing in new/ (its tmp/ file is removed).
+// lie inside the mail root. Folder names are checked in folder-name.ts (no `/`, no `..`, no
+// leading dot) before they become `.NAME` in that Maildir; file names come from readdir and
+// hold no `/`. RECIPIENT may not hold line breaks (it becomes a header). Every limit is checked
+// before the go-ahead, so a refused store sends no data. A client that goes away mid-data
+// leaves nothing in new/ (its tmp/ file is removed). Watch callbacks get the IPC secret (as
+// queued's alerts): a callback address is trusted like any IPC peer of this deployment.
 
 import { dataPath } from '../config/load.js';
 import { ipcSecret } from '../shared/ipc-secret.js';

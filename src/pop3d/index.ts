@@ -4,11 +4,13 @@
 // SEED: not in the seed; DESIGN.md "pop3d" - POP3 on top of authd and mailboxd.
 // IPC ANSWERED: none (pop3d is a client only).
 // SERVERS CALLED: authd `auth: USER ; PASSWORD ; CLIENT-IP` for every login; mailboxd `list`
-//   once at login, `retr` per RETR/TOP (streamed), `dele` at QUIT - over one mailboxd
+//   once at login (`list: USER ; path` when mailboxd is on this host), `retr` per RETR/TOP
+//   when the file cannot be read directly (streamed), `dele` at QUIT - over one mailboxd
 //   connection per session, because mailboxd numbers messages per connection.
 // STRATEGIES: "snapshot at login" (numbers and sizes fixed for the session); "mark, then
 //   UPDATE" (DELE only marks, QUIT deletes); "maildrop lock" (in-process, per user);
-//   "read-ahead" (the mailboxd `retr`s of RETRs pipelined behind the current one go out early,
+//   "direct read" (mailboxd on a Unix socket or loopback names each file; RETR reads it
+//   itself, no IPC per message - see maildrop.ts for why that is safe); "read-ahead" (the mailboxd `retr`s of RETRs pipelined behind the current one go out early,
 //   in order, so mailboxd's file work overlaps our sending); "streamed dot-stuffing" (RETR/TOP
 //   bodies are stuffed chunk by chunk with back-pressure: memory does not grow with size).
 // CONFIG: [pop3d] host, port (STLS offered), pop3s_port (implicit TLS), allow_plaintext_auth,
@@ -21,8 +23,11 @@
 //   and by caps on connections in total and per address. One session per maildrop at a time
 //   (the maildrop lock, "-ERR [IN-USE]"); deletions happen only at QUIT, so a dropped
 //   connection loses nothing. RETR streams: memory per session does not grow with the message.
-// DIAGNOSTICS: pop3d.listen, pop3d.login, pop3d.auth_failed, pop3d.in_use, pop3d.retr,
-//   pop3d.logout (with the deleted count), pop3d.refused; gauge fmail_connections{server="pop3d"}.
+//   Direct read opens only paths mailboxd gave for the logged-in user, each checked to be that
+//   Maildir + new/|cur/ + one name (no `/`, `..`), read-only, O_NOFOLLOW, regular files only.
+// DIAGNOSTICS: pop3d.listen, pop3d.login, pop3d.auth_failed, pop3d.in_use, pop3d.retr (debug),
+//   pop3d.logout (RETR count and bytes, deleted count), pop3d.refused;
+//   gauge fmail_connections{server="pop3d"}.
 
 import net from 'node:net';
 import tls from 'node:tls';
