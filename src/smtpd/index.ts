@@ -9,7 +9,7 @@
 //   submissions_port (implicit TLS, AUTH required); -1 disables one, 0 picks a free port.
 // CONFIG: [smtpd] max_message_size, max_recipients, max_line_length, max_command_length,
 //   max_connections, max_connections_per_ip, connection_limit_exempt, command_timeout_s,
-//   data_timeout_s, max_errors, auth_failure_delay_ms, allow_plaintext_auth_loopback,
+//   data_timeout_s, min_data_rate, forbid_unauth_pipelining, max_errors, auth_failure_delay_ms, allow_plaintext_auth_loopback,
 //   enforce_sender_ownership, bare_newline, greet_pause_ms, close_grace_s; [tls] cert/key.
 // QUEUE FILE: envelope block (src/mail/envelope.ts), then our Received: header
 //   (src/mail/received.ts), then the message as received (dot-unstuffed). 250 is sent only
@@ -37,6 +37,7 @@ import type { SMTPServerOptions } from 'smtp-server';
 
 import { isLoopback } from '../ipc/index.js';
 import { ipcClient } from '../shared/ipc-setup.js';
+import { messagesRejected } from '../shared/metrics.js';
 import type { RunningServer, ServerContext } from '../shared/server-module.js';
 import { ensureTls } from '../shared/tls.js';
 import { ConnectionLimits } from './limits.js';
@@ -62,8 +63,19 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
   const protocolLimits: ProtocolLimits = {
     commandTimeoutMs: cfg.command_timeout_s * 1000,
     dataTimeoutMs: cfg.data_timeout_s * 1000,
+    minDataRate: cfg.min_data_rate,
+    maxRecipients: cfg.max_recipients,
     maxErrors: cfg.max_errors,
     greetPauseMs: cfg.greet_pause_ms,
+    forbidUnauthPipelining: cfg.forbid_unauth_pipelining,
+    onPipeliningViolation: (ip, command, where) => {
+      messagesRejected.inc({ reason: 'pipelining' });
+      logger.info({ event: 'smtpd.reject', reason: 'pipelining', client: ip, command, where }, 'rejected: improper command pipelining');
+    },
+    onDeadline: (ip, phase) => {
+      messagesRejected.inc({ reason: 'timeout' });
+      logger.info({ event: 'smtpd.reject', reason: 'timeout', client: ip, phase }, 'rejected: timeout exceeded');
+    },
     plaintextAuthAllowed: (ip) => cfg.allow_plaintext_auth_loopback && isLoopback({ kind: 'tcp', host: ip.replace(/^::ffff:/, ''), port: 0 }),
     onTooManyErrors: (ip) => logger.info({ event: 'smtpd.reject', reason: 'too_many_errors', client: ip }, 'rejected: too many errors'),
   };

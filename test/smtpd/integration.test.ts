@@ -84,11 +84,17 @@ describe('smtpd + real authd + real queued', () => {
     await c.reply();
     await c.cmd('EHLO pipe.example.net');
     const n = 20;
-    let wire = '';
-    for (let i = 0; i < n; i++) wire += `MAIL FROM:<p${i}@example.net>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n.\r\n`;
-    c.write(wire + 'QUIT\r\n');
+    // As RFC 2920 pipelines (and Postfix's client): MAIL, RCPT, DATA in one group, then after
+    // the 354 the message, its dot and the next transaction's MAIL, RCPT, DATA in the next.
     const codes: number[] = [];
-    for (let i = 0; i < n * 4 + 1; i++) codes.push((await c.reply()).code);
+    const group = (i: number): string => `MAIL FROM:<p${i}@example.net>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n`;
+    c.write(group(0));
+    for (let i = 0; i < n; i++) {
+      for (let k = 0; k < 3; k++) codes.push((await c.reply()).code);
+      c.write(`Subject: ${i}\r\n\r\nbody ${i}\r\n.\r\n${i + 1 < n ? group(i + 1) : 'QUIT\r\n'}`);
+      codes.push((await c.reply()).code);
+    }
+    codes.push((await c.reply()).code);
     assert.deepEqual(codes, [...Array.from({ length: n }, () => [250, 250, 354, 250]).flat(), 221]);
     const seen = new Set<string>();
     for (let i = 0; i < n; i++) seen.add((await popOne()).envelope.from);

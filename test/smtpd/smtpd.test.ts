@@ -193,9 +193,10 @@ describe('smtpd with fake authd and queued', () => {
     c.write('STARTTLS\r\nNOOP\r\nMAIL FROM:<evil@example.net>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\ninjected\r\n.\r\n');
     assert.equal((await c.reply()).code, 220);
     await c.upgrade();
-    c.write('EHLO client.example.net\r\nRCPT TO:<alice@example.test>\r\nQUIT\r\n');
-    const ehlo = await c.reply();
+    // EHLO ends a group (RFC 2920): its reply comes before anything else is sent.
+    const ehlo = await c.cmd('EHLO client.example.net');
     assert.equal(ehlo.code, 250);
+    c.write('RCPT TO:<alice@example.test>\r\nQUIT\r\n');
     // Had MAIL FROM been injected and survived, RCPT would be 250; it must be 503.
     assert.match((await c.reply()).lines[0]!, /^503 /);
     assert.equal((await c.reply()).code, 221);
