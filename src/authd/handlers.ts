@@ -6,6 +6,7 @@
 import { type IpcServer, type Reply, error, ok } from '../ipc/index.js';
 import type { Logger } from '../shared/log.js';
 import { canonicalUser, isSafeUserName } from '../mail/address.js';
+import { normalizeIp } from '../shared/client-ip.js';
 import type { Directory } from './directory.js';
 import type { AttemptLimiter } from './limiter.js';
 import { authAttempts } from './metrics.js';
@@ -59,8 +60,8 @@ async function auth(st: AuthdState, rawUser: string, password: string, clientIp?
     authAttempts.inc({ result: 'invalid' });
     return error(AUTH_FAILED);
   }
-  // IPv4 seen through an IPv6 socket (::ffff:192.0.2.7) is the same client as 192.0.2.7.
-  const ip = clientIp?.trim().toLowerCase().replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
+  // One spelling per client (::ffff:192.0.2.7 is 192.0.2.7), so a client cannot dodge its limit.
+  const ip = clientIp ? normalizeIp(clientIp) : '';
   const keys = ip ? [`u:${user}`, `ip:${ip}`] : [`u:${user}`];
   if (!(await st.limiter.acquire(keys))) {
     authAttempts.inc({ result: 'limited' });

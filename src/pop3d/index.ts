@@ -15,11 +15,13 @@
 //   bodies are stuffed chunk by chunk with back-pressure: memory does not grow with size).
 // CONFIG: [pop3d] host, port (STLS offered), pop3s_port (implicit TLS), allow_plaintext_auth,
 //   allow_plaintext_loopback, idle_timeout_s, failed_login_delay_ms, max_login_failures,
-//   max_bad_commands, max_line_bytes, max_connections, max_connections_per_ip; [tls] cert/key.
+//   max_bad_commands, max_line_bytes, max_connections, max_connections_per_ip,
+//   connection_limit_exempt; [tls] cert/key.
 // SECURITY: passwords only over TLS (STLS or the pop3s port) unless the client is on loopback
 //   or allow_plaintext_auth is set; plaintext pipelined after STLS is discarded; failed logins
 //   are delayed and end the connection after max_login_failures (authd rate-limits per user
-//   and address on top); every connection is bounded in line length, bad commands, idle time,
+//   and address on top); every connection is bounded in line length, bad commands, the time a
+//   command line may take (a deadline, not an idle timer: no slow-loris), idle time,
 //   and by caps on connections in total and per address. One session per maildrop at a time
 //   (the maildrop lock, "-ERR [IN-USE]"); deletions happen only at QUIT, so a dropped
 //   connection loses nothing. RETR streams: memory per session does not grow with the message.
@@ -33,11 +35,12 @@ import net from 'node:net';
 import tls from 'node:tls';
 
 import type { Config } from '../config/schema.js';
+import { ConnectionLimiter } from '../shared/connection-limiter.js';
 import { ipcClient } from '../shared/ipc-setup.js';
 import type { RunningServer, ServerContext } from '../shared/server-module.js';
 import { ensureTls } from '../shared/tls.js';
 import { MaildropLocks } from './locks.js';
-import { Session, type SessionDeps, normalizeIp } from './session.js';
+import { Session, type SessionDeps } from './session.js';
 
 /** start - listen on the POP3 and POP3S ports ([pop3d] port / pop3s_port; -1 = off). */
 export async function start(ctx: ServerContext): Promise<RunningServer> {
@@ -47,7 +50,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
   const secureContext = tls.createSecureContext({ cert: material.cert, key: material.key });
   const authd = ipcClient(config, 'authd');
   const sessions = new Set<Session>();
-  const perIp = new Map<string, number>();
+  const limiter = new ConnectionLimiter(() => config.pop3d);
   let closing = false;
 
   const deps: SessionDeps = {
@@ -59,33 +62,22 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
     logger,
   };
 
-  /** admit - the connection caps, total and per client address. */
+  /** admit - the connection caps, total and per client address (the shared limiter). */
   const admit = (sock: net.Socket, isTls: boolean): void => {
     sock.on('error', () => {});
-    const ip = normalizeIp(sock.remoteAddress ?? '');
-    const cfg = config.pop3d;
-    const fromIp = perIp.get(ip) ?? 0;
-    const refusal = closing
-      ? 'Server shutting down'
-      : sessions.size >= cfg.max_connections
-        ? 'Too many connections, try again later'
-        : fromIp >= cfg.max_connections_per_ip
-          ? 'Too many connections from your address'
-          : null;
-    if (refusal) {
-      logger.warn({ event: 'pop3d.refused', client: ip, reason: refusal }, 'connection refused');
+    const verdict = closing ? null : limiter.admit(sock.remoteAddress ?? '');
+    if (!verdict || !verdict.ok) {
+      const refusal = !verdict ? 'Server shutting down' : verdict.reason.startsWith('too many connections from') ? 'Too many connections from your address' : 'Too many connections, try again later';
+      logger.warn({ event: 'pop3d.refused', client: verdict?.ip ?? sock.remoteAddress, reason: refusal }, 'connection refused');
       sock.end(`-ERR [SYS/TEMP] ${refusal}\r\n`);
       setTimeout(() => sock.destroy(), 2000).unref();
       return;
     }
-    perIp.set(ip, fromIp + 1);
     const session = new Session(sock, isTls, deps);
     sessions.add(session);
     void session.run().finally(() => {
       sessions.delete(session);
-      const left = (perIp.get(ip) ?? 1) - 1;
-      if (left > 0) perIp.set(ip, left);
-      else perIp.delete(ip);
+      limiter.release(verdict.ip);
     });
   };
 

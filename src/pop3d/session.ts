@@ -12,6 +12,8 @@ import tls from 'node:tls';
 import { type IpcClient, replyText } from '../ipc/index.js';
 import { canonicalUser } from '../mail/address.js';
 import { decodePlain } from '../mail/sasl.js';
+import { isLoopbackIp, normalizeIp } from '../shared/client-ip.js';
+import { Deadline } from '../shared/deadline.js';
 import type { Logger } from '../shared/log.js';
 import { connections } from '../shared/metrics.js';
 import { DotStuffer, TopCut } from './body-encoder.js';
@@ -53,7 +55,8 @@ const ABSURD_LINE_BYTES = 64 * 1024;
 
 const COMMANDS = new Map<string, Command>([
   ['CAPA', { states: ANY, args: [0, 0], run: (s) => s.capa() }],
-  ['NOOP', { states: ANY, args: [0, 0], run: (s) => s.ok('') }],
+  // RFC 1939: NOOP is a TRANSACTION command; before login it is -ERR like STAT or LIST.
+  ['NOOP', { states: TRANS, args: [0, 0], run: (s) => s.ok('') }],
   ['QUIT', { states: ANY, args: [0, 0], run: (s) => s.quit() }],
   ['USER', { states: AUTH, args: [1, 1], run: (s, a) => s.userCmd(a[0]!) }],
   ['PASS', { states: AUTH, args: 'rest', run: (s, a) => s.passCmd(a[0]!) }],
@@ -92,6 +95,8 @@ export class Session {
   private retrieved = 0;
   private retrievedBytes = 0;
   private readonly log: Logger;
+  /** The per-line deadline: a whole command line within idle_timeout_s of our last reply. */
+  private readonly deadline: Deadline;
 
   constructor(
     sock: net.Socket | tls.TLSSocket,
@@ -105,6 +110,8 @@ export class Session {
     sock.setNoDelay(true);
     sock.on('error', () => {});
     this.reader = new LineReader(sock, deps.cfg().max_line_bytes, ABSURD_LINE_BYTES);
+    // Not the client's fault while our reply is still on its way out (a big RETR, slowly read).
+    this.deadline = new Deadline({ onExpire: () => this.autologout(), held: () => this.sock.writableLength > 0 });
     this.armIdleTimer();
   }
 
@@ -114,7 +121,9 @@ export class Session {
     try {
       this.send('+OK FancyMail POP3 server ready');
       while (!this.closing) {
+        this.deadline.start(this.deps.cfg().idle_timeout_s * 1000);
         const r = await this.reader.next();
+        this.deadline.stop();
         if (r === null) break;
         if (r.kind === 'absurd') {
           this.send('-ERR Line too long, closing connection');
@@ -128,6 +137,7 @@ export class Session {
       this.log.warn({ event: 'pop3d.session_error', err: String(err) }, 'session failed');
       this.sock.destroy();
     } finally {
+      this.deadline.stop();
       this.cleanup();
       connections.dec({ server: 'pop3d' });
     }
@@ -198,19 +208,22 @@ export class Session {
 
   /** armIdleTimer - the autologout timer (RFC 1939 §3): silence ends the session, no UPDATE. */
   private armIdleTimer(): void {
-    this.sock.setTimeout(this.deps.cfg().idle_timeout_s * 1000, () => {
-      this.endReason = 'idle timeout';
-      this.send('-ERR Autologout; idle for too long');
-      this.closing = true;
-      this.sock.end();
-      const s = this.sock;
-      setTimeout(() => s.destroy(), 1000).unref();
-    });
+    this.sock.setTimeout(this.deps.cfg().idle_timeout_s * 1000, () => this.autologout());
+  }
+
+  private autologout(): void {
+    if (this.closing) return;
+    this.endReason = 'idle timeout';
+    this.send('-ERR Autologout; idle for too long');
+    this.closing = true;
+    this.sock.end();
+    const s = this.sock;
+    setTimeout(() => s.destroy(), 1000).unref();
   }
 
   private plaintextAllowed(): boolean {
     const cfg = this.deps.cfg();
-    return this.tls || cfg.allow_plaintext_auth || (cfg.allow_plaintext_loopback && isLoopback(this.clientIp));
+    return this.tls || cfg.allow_plaintext_auth || (cfg.allow_plaintext_loopback && isLoopbackIp(this.clientIp));
   }
 
   // ---- AUTHORIZATION ----
@@ -518,11 +531,3 @@ function drained(sock: Writable): Promise<void> {
   });
 }
 
-/** normalizeIp - `::ffff:127.0.0.1` as `127.0.0.1`. */
-export function normalizeIp(ip: string): string {
-  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
-}
-
-export function isLoopback(ip: string): boolean {
-  return ip.startsWith('127.') || ip === '::1';
-}

@@ -35,12 +35,12 @@ import type { AddressInfo } from 'node:net';
 
 import type { SMTPServerOptions } from 'smtp-server';
 
-import { isLoopback } from '../ipc/index.js';
+import { isLoopbackIp } from '../shared/client-ip.js';
+import { ConnectionLimiter } from '../shared/connection-limiter.js';
 import { ipcClient } from '../shared/ipc-setup.js';
 import { messagesRejected } from '../shared/metrics.js';
 import type { RunningServer, ServerContext } from '../shared/server-module.js';
 import { ensureTls } from '../shared/tls.js';
-import { ConnectionLimits } from './limits.js';
 import { FancySmtpServer, type ProtocolLimits } from './protocol.js';
 import { type Role, sessionHandlers } from './session.js';
 
@@ -57,7 +57,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
   const tls = await ensureTls(config);
   const authd = ipcClient(config, 'authd');
   const queued = ipcClient(config, 'queued');
-  const limits = new ConnectionLimits(cfg);
+  const limits = new ConnectionLimiter(() => cfg);
   const deps = { config, logger, authd, queued, limits };
 
   const protocolLimits: ProtocolLimits = {
@@ -76,7 +76,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
       messagesRejected.inc({ reason: 'timeout' });
       logger.info({ event: 'smtpd.reject', reason: 'timeout', client: ip, phase }, 'rejected: timeout exceeded');
     },
-    plaintextAuthAllowed: (ip) => cfg.allow_plaintext_auth_loopback && isLoopback({ kind: 'tcp', host: ip.replace(/^::ffff:/, ''), port: 0 }),
+    plaintextAuthAllowed: (ip) => cfg.allow_plaintext_auth_loopback && isLoopbackIp(ip),
     onTooManyErrors: (ip) => logger.info({ event: 'smtpd.reject', reason: 'too_many_errors', client: ip }, 'rejected: too many errors'),
   };
 

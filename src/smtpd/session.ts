@@ -12,10 +12,10 @@ import type { IpcClient } from '../ipc/index.js';
 import { canonicalUser, domainOf, normalizeAddress } from '../mail/address.js';
 import { formatEnvelope } from '../mail/envelope.js';
 import { formatReceived } from '../mail/received.js';
+import type { ConnectionLimiter } from '../shared/connection-limiter.js';
 import type { Logger } from '../shared/log.js';
 import { connections, messagesReceived, messagesRejected } from '../shared/metrics.js';
 import { startChecks } from './checks.js';
-import type { ConnectionLimits } from './limits.js';
 import { spoolMessage } from './spool-writer.js';
 
 export type Role = 'smtp' | 'submission' | 'submissions';
@@ -25,7 +25,7 @@ export interface SessionDeps {
   logger: Logger;
   authd: IpcClient;
   queued: IpcClient;
-  limits: ConnectionLimits;
+  limits: ConnectionLimiter;
 }
 
 type Handlers = Pick<SMTPServerOptions, 'onConnect' | 'onAuth' | 'onMailFrom' | 'onRcptTo' | 'onData' | 'onClose'>;

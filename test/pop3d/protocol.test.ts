@@ -328,7 +328,7 @@ describe('pop3d policy and limits', () => {
   let h: Harness;
   const clients: Pop3TestClient[] = [];
   before(async () => {
-    h = await startHarness({ allow_plaintext_loopback: false, idle_timeout_s: 0.5, max_connections_per_ip: 3 });
+    h = await startHarness({ allow_plaintext_loopback: false, idle_timeout_s: 0.5, max_connections_per_ip: 3, connection_limit_exempt: [] });
   });
   after(async () => {
     for (const c of clients) c.close();

@@ -17,6 +17,7 @@ import { PassThrough } from 'node:stream';
 import { authenticate, spf as spfCheck } from 'mailauth';
 import { formatAuthHeaderRow } from 'mailauth/lib/tools.js';
 
+import { normalizeIp } from '../../shared/client-ip.js';
 import type { MailAuthConfig } from './config.js';
 import type { Dns } from './dns.js';
 
@@ -62,7 +63,7 @@ type Status = { result?: string; comment?: unknown };
 /** startCheck - begin checking one message; feed it, then await `result`. */
 export function startCheck(cfg: MailAuthConfig, authservId: string, dns: Dns, input: CheckInput, random: () => number = Math.random): InboundCheck {
   const stream = new PassThrough();
-  const ip = input.ip.replace(/^::ffff:(?=\d+\.)/, '');
+  const ip = normalizeIp(input.ip);
   const helo = input.helo;
   const result = (async (): Promise<CheckOutcome> => {
     const heloSpf = spfHelo(helo, ip, authservId, dns);
