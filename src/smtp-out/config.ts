@@ -6,7 +6,12 @@ export const SmtpOutConfig = z
     routes: z.record(z.string(), z.string()).default({}).describe('Transport map: domain -> "host:port", used instead of MX lookup.'),
     relay_host: z.string().default('').describe('Send all remote mail through this host:port ("" = deliver by MX).'),
     relay_user: z.string().default('').describe('AUTH user name for relay_host ("" = no AUTH).'),
-    relay_password: z.string().default('').describe('AUTH password for relay_host.'),
+    relay_password: z.string().default('').describe('AUTH password for relay_host; sent only over TLS (with relay_user set, TLS is required: no TLS = deferred).'),
+    relay_tls_verify: z
+      .boolean()
+      .default(true)
+      .describe("With relay_user set: verify the relay's certificate against the system CAs or relay_ca_file (false = accept any certificate, e.g. self-signed; still encrypted)."),
+    relay_ca_file: z.string().default('').describe('PEM file of the CAs that may sign the relay\'s certificate ("" = the system CAs); relative paths are under data_dir.'),
     port: z.number().int().min(1).max(65535).default(25).describe('SMTP port of MX hosts.'),
     first_retry_s: z.number().positive().default(300).describe("First retry after a temporary failure, in seconds (then doubling with the message's age)."),
     max_backoff_s: z.number().positive().default(4000).describe('Longest wait between two attempts, in seconds.'),

@@ -11,7 +11,8 @@
 // Strategy: see outbound.ts (destinations, jobs in hand, dead-destination cache, slow start,
 //   round robin, rate delay, connection cache, back-off, bounces) and
 //   nexthop.ts (routes, relay host, MX with null-MX and A/AAAA fallback).
-// Config: [smtp_out] routes, relay_host, relay_user, relay_password, port, first_retry_s,
+// Config: [smtp_out] routes, relay_host, relay_user, relay_password, relay_tls_verify,
+//   relay_ca_file, port, first_retry_s,
 //   max_backoff_s, max_age_s, poll_s, concurrency, destination_concurrency,
 //   destination_jobs_limit, destination_rate_delay, dead_destination_s, max_sessions,
 //   connection_cache_s, connect_timeout_s, command_timeout_s; hostname (EHLO, bounces).
@@ -21,7 +22,9 @@
 //   lookup goes through [dns]. Logs smtp-out.dkim_signed, smtp-out.mta_sts.
 // Security: `send` reads only files inside the queued spool; STARTTLS is used whenever
 //   offered (certificates not verified: opportunistic, like Postfix's default `may`);
-//   AUTH credentials go only to the relay host, and never over a failed STARTTLS.
+//   AUTH credentials go only to the relay host and only over TLS: with relay_user set, TLS is
+//   required and verified (system CAs or relay_ca_file; relay_tls_verify = false accepts any
+//   certificate), a relay without it is deferred and never sees the password (relay-tls.ts).
 
 import path from 'node:path';
 

@@ -20,6 +20,8 @@ export interface Nexthop {
   /** Destination key: jobs with the same key share connections and a concurrency limit. */
   key: string;
   auth?: { user: string; pass: string };
+  /** The relay host with AUTH: TLS required and verified (relay-tls.ts). */
+  relayTls?: boolean;
   /** Hosts in the order to try; resolved lazily for MX destinations. */
   hosts(): Promise<Host[]>;
   /** For MX destinations: the recipient domain (whose MTA-STS policy applies). */
@@ -58,7 +60,7 @@ export function nexthopFor(cfg: SmtpOutConfig, domain: string, dns: Dns = system
   if (cfg.relay_host) {
     const host = parseHostPort(cfg.relay_host, 25);
     const auth = cfg.relay_user ? { user: cfg.relay_user, pass: cfg.relay_password } : undefined;
-    return { key: `relay:${cfg.relay_host}`, auth, hosts: async () => [host] };
+    return { key: `relay:${cfg.relay_host}`, auth, relayTls: !!auth, hosts: async () => [host] };
   }
   return { key: `mx:${d}`, mx: d, hosts: () => mxHosts(d, cfg.port, dns) };
 }

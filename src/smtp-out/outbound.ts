@@ -50,6 +50,7 @@ import type { Logger } from '../shared/log.js';
 import { messagesBounced, messagesDeferred, messagesDelivered } from '../shared/metrics.js';
 import { MAX_RCPTS_PER_FILE } from './accept.js';
 import { DeliveryError, type Nexthop, nexthopFor } from './nexthop.js';
+import { relayTls } from './relay-tls.js';
 import { stsPlan } from './mta-sts-plan.js';
 import { Session, SmtpError } from './session.js';
 
@@ -386,7 +387,7 @@ export class Outbound {
           connectTimeoutMs: this.config.smtp_out.connect_timeout_s * 1000,
           commandTimeoutMs: this.config.smtp_out.command_timeout_s * 1000,
           auth: dest.nexthop.auth,
-          tls: sts?.tls(host),
+          tls: dest.nexthop.relayTls ? relayTls(this.config, host) : sts?.tls(host),
         });
         sts?.connected(s, host);
         this.logger.debug({ event: 'smtp-out.connected', host: `${host.host}:${host.port}`, tls: s.secure }, 'connected');

@@ -1,6 +1,8 @@
 // Session - one SMTP client connection (nodemailer's SMTPConnection) with promises around it:
 // connect (opportunistic STARTTLS, certificate not verified, as Postfix's `may` level; a TLS
 // handshake that fails is retried in plain text), optional AUTH, transactions, QUIT.
+// With AUTH (or verified or required TLS) there is no plain-text retry: TLS is required and
+// the credentials are written only to an encrypted session ("credentials never in clear").
 
 import type { Readable } from 'node:stream';
 
@@ -13,8 +15,8 @@ export interface SessionOptions {
   connectTimeoutMs: number;
   commandTimeoutMs: number;
   auth?: { user: string; pass: string };
-  /** Verified TLS (MTA-STS): the name the certificate must carry, the CAs; verify = required. */
-  tls?: { servername: string; ca: string[]; verify: boolean };
+  /** TLS (MTA-STS, relay): the name the certificate must carry, the CAs; verify or required = no session without TLS. */
+  tls?: { servername: string; ca: string[]; verify: boolean; required?: boolean };
 }
 
 export interface TransactionResult {
@@ -53,14 +55,21 @@ export class Session {
 
   /** open - connect, EHLO, STARTTLS when offered, AUTH when configured. */
   static async open(host: Host, opts: SessionOptions): Promise<Session> {
+    const tlsRequired = !!opts.auth || !!opts.tls?.verify || !!opts.tls?.required;
     let conn: SMTPConnection;
     try {
-      conn = await connect(host, opts, false);
+      conn = await connect(host, opts, false, tlsRequired);
     } catch (err) {
-      if (!(err instanceof SmtpError) || err.kind !== 'ETLS' || opts.tls?.verify) throw err;
-      conn = await connect(host, opts, true);
+      if (opts.auth && err instanceof SmtpError) throw new SmtpError(`TLS is required before AUTH (relay_user is set): ${err.message}`, err.code, err.response, err.kind);
+      if (!(err instanceof SmtpError) || err.kind !== 'ETLS' || tlsRequired) throw err;
+      conn = await connect(host, opts, true, false);
     }
     const session = new Session(conn, host);
+    if (opts.auth && !conn.secure) {
+      // Belt and braces: whatever the library did, the password is never written in clear.
+      session.close();
+      throw new SmtpError('TLS is required before AUTH (relay_user is set): the session is not encrypted', 0, '', 'ETLS');
+    }
     if (opts.auth) {
       try {
         await new Promise<void>((resolve, reject) =>
@@ -144,7 +153,7 @@ export class Session {
   }
 }
 
-function connect(host: Host, opts: SessionOptions, plain: boolean): Promise<SMTPConnection> {
+function connect(host: Host, opts: SessionOptions, plain: boolean, tlsRequired: boolean): Promise<SMTPConnection> {
   const conn = new SMTPConnection({
     host: host.host,
     port: host.port,
@@ -152,7 +161,7 @@ function connect(host: Host, opts: SessionOptions, plain: boolean): Promise<SMTP
     secure: false,
     ignoreTLS: plain,
     opportunisticTLS: true,
-    requireTLS: opts.tls?.verify ?? false,
+    requireTLS: tlsRequired,
     tls: opts.tls
       ? { rejectUnauthorized: opts.tls.verify, servername: opts.tls.servername, ca: opts.tls.ca }
       : { rejectUnauthorized: false, servername: host.name ?? (/^[\d.:]+$/.test(host.host) ? undefined : host.host) },
