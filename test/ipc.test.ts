@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 
 import { IpcClient, IpcServer, error, multiLine, ok, rawData } from '../src/ipc/index.js';
 import { silentLogger } from '../src/shared/log.js';
@@ -85,14 +85,24 @@ async function rawExchange(address: string, payload: Buffer | string, waitMs = 3
 }
 
 for (const kind of ['tcp', 'unix'] as const) {
+  // Every test can run alone or in any order: the server and client come from before(), and
+  // the restart test has its own.
   describe(`IPC over ${kind}`, () => {
-    const server = makeServer();
+    let server: IpcServer;
     let address = '';
     let client: IpcClient;
+    const listenOn = (name: string): string => (kind === 'tcp' ? 'socket://127.0.0.1:0' : `unix://${path.join(tmp.dir, name)}`);
+    before(async () => {
+      server = makeServer();
+      address = await server.listen(listenOn('ipc.sock'));
+      client = new IpcClient(address, { timeoutMs: 5000 });
+    });
+    after(async () => {
+      client.close();
+      await server.close(100);
+    });
 
     test('listens and answers ping', async () => {
-      address = await server.listen(kind === 'tcp' ? 'socket://127.0.0.1:0' : `unix://${path.join(tmp.dir, 'ipc.sock')}`);
-      client = new IpcClient(address, { timeoutMs: 5000 });
       assert.deepEqual(await client.request('ping'), { ok: true, params: ['testd 0.1.0'] });
     });
 
@@ -163,14 +173,21 @@ for (const kind of ['tcp', 'unix'] as const) {
     });
 
     test('client reconnects after the server restarts', async () => {
-      await server.close(100);
-      const failed = await client.request('ping').catch((e: Error) => e);
-      assert.ok(failed instanceof Error);
-      const again = makeServer();
-      await again.listen(address);
-      assert.equal((await client.request('ping')).ok, true);
-      client.close();
-      await again.close(100);
+      const first = makeServer();
+      const at = await first.listen(listenOn('restart.sock'));
+      const c = new IpcClient(at, { timeoutMs: 5000 });
+      try {
+        assert.equal((await c.request('ping')).ok, true);
+        await first.close(100);
+        const failed = await c.request('ping').catch((e: Error) => e);
+        assert.ok(failed instanceof Error);
+        const again = makeServer();
+        await again.listen(at);
+        assert.equal((await c.request('ping')).ok, true);
+        await again.close(100);
+      } finally {
+        c.close();
+      }
     });
   });
 }

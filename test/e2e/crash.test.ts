@@ -45,8 +45,12 @@ function prng(seed: number): () => number {
 }
 
 /** Submission with AUTH over STARTTLS for the messages that also go to a remote recipient. */
-async function submitRemote(setup: FmailSetup, token: string): Promise<void> {
+type Submitter = (token: string) => Promise<void>;
+function submitter(setup: FmailSetup): { submit: Submitter; close(): void } {
+  // One pooled connection per SMTP session: one TLS handshake and AUTH, not one per message.
   const transport = nodemailer.createTransport({
+    pool: true,
+    maxConnections: 1,
     host: '127.0.0.1',
     port: setup.ports.submission,
     secure: false,
@@ -57,18 +61,28 @@ async function submitRemote(setup: FmailSetup, token: string): Promise<void> {
     greetingTimeout: 10_000,
     socketTimeout: 20_000,
   });
-  try {
-    await transport.sendMail({
-      envelope: { from: USER, to: [USER, `${token}@sink.test`] },
-      raw: `From: <${USER}>\r\nSubject: crash ${token}\r\nX-Token: ${token}\r\n\r\nbody ${token}\r\n${'x'.repeat(200)}\r\n`,
-    });
-  } finally {
-    transport.close();
-  }
+  return {
+    submit: async (token) => {
+      await transport.sendMail({
+        envelope: { from: USER, to: [USER, `${token}@sink.test`] },
+        raw: `From: <${USER}>\r\nSubject: crash ${token}\r\nX-Token: ${token}\r\n\r\nbody ${token}\r\n${'x'.repeat(200)}\r\n`,
+      });
+    },
+    close: () => transport.close(),
+  };
 }
 
 /** One SMTP session that sends messages until the list is empty, reconnecting after crashes. */
 async function smtpSession(setup: FmailSetup, next: () => string | undefined, acked: Set<string>, deadline: number): Promise<void> {
+  const sub = submitter(setup);
+  try {
+    await smtpLoop(setup, sub.submit, next, acked, deadline);
+  } finally {
+    sub.close();
+  }
+}
+
+async function smtpLoop(setup: FmailSetup, submitRemote: Submitter, next: () => string | undefined, acked: Set<string>, deadline: number): Promise<void> {
   let pending: string | undefined;
   while (Date.now() < deadline) {
     const token = pending ?? next();
@@ -76,7 +90,7 @@ async function smtpSession(setup: FmailSetup, next: () => string | undefined, ac
     pending = token;
     try {
       if (isRemote(token)) {
-        await submitRemote(setup, token);
+        await submitRemote(token);
         acked.add(token);
         pending = undefined;
         continue;

@@ -88,18 +88,21 @@ export async function startQueued(config: Config): Promise<RunningServer> {
 }
 
 /** Subscriber - an IPC server answering `alert` with ok and counting what it got (SECRET required). */
-export async function startSubscriber(address: string, secret?: string): Promise<{ alerts: string[]; server: IpcServer; address: string }> {
+export async function startSubscriber(address: string, secret?: string): Promise<{ alerts: string[]; times: number[]; server: IpcServer; address: string }> {
   const alerts: string[] = [];
+  /** When each alert came (epoch ms). */
+  const times: number[] = [];
   const server = new IpcServer({ serverName: 'sub', version: '0', logger: silentLogger(), secret });
   server.on('alert', {
     params: 1,
     handle: (c) => {
       alerts.push(c.params[0]!);
+      times.push(Date.now());
       return ok();
     },
   });
   const bound = await server.listen(address);
-  return { alerts, server, address: bound };
+  return { alerts, times, server, address: bound };
 }
 
 export function writeSlot(p: string, data: string | Buffer): void {

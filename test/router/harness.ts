@@ -30,6 +30,12 @@ export interface Fancy {
   inject(from: string, rcpt: string[], message: Buffer | string, extra?: Record<string, string>): Promise<string>;
   maildir(user: string): Buffer[];
   waitLog(pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  /**
+   * settled - wait until no message is ready, leased or being written in any queue (deferred
+   * ones may wait): whatever the system was going to do with its mail is done, so a test may
+   * then check that something did NOT happen (no second copy, no bounce) without a sleep.
+   */
+  settled(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -78,6 +84,16 @@ export async function startFancy(overrides: Overrides = {}): Promise<Fancy> {
     },
     waitLog(pred, timeoutMs = 20_000) {
       return waitFor(() => logs.find(pred), timeoutMs);
+    },
+    async settled(timeoutMs = 20_000) {
+      await waitFor(
+        async () => {
+          const list = await queued.requestList('qlist', []);
+          return list.reply.ok && list.items.every((m) => m.params[2] === 'deferred');
+        },
+        timeoutMs,
+        50,
+      );
     },
     async stop() {
       queued.close();

@@ -39,7 +39,9 @@ describe('router: local delivery', () => {
   test('the same mailbox named twice in one message gets one copy', async () => {
     const qid = await f.inject('carol@remote.test', ['bob@example.test', 'BOB@example.test'], message('twice'));
     await waitFor(() => f.maildir('bob@example.test').some((m) => m.includes('Subject: twice')));
-    await new Promise((r) => setTimeout(r, 1000));
+    // Both recipients handled (done), and nothing else queued: now count the copies.
+    await f.waitLog((l) => l.event === 'queued.done' && l.qid === qid);
+    await f.settled();
     assert.equal(f.maildir('bob@example.test').filter((m) => m.includes('Subject: twice')).length, 1);
     assert.ok(f.logs.some((l) => l.event === 'queued.done' && l.qid === qid), 'both recipients handed over');
     assert.ok(!f.logs.some((l) => l.event === 'router.bounced' && l.qid === qid), 'BOB@ resolves to bob@, no bounce');
@@ -71,7 +73,9 @@ describe('router: local delivery', () => {
     const line = await f.waitLog((l) => l.event === 'router.bounced' && l.qid === qid);
     assert.equal(line.notify, null);
     assert.equal(line.dsn, null);
-    await new Promise((r) => setTimeout(r, 1500));
+    // A DSN would be queued before the message is done; once done and settled, count.
+    await f.waitLog((l) => l.event === 'queued.done' && l.qid === qid);
+    await f.settled();
     assert.equal(f.maildir('alice@example.test').length + f.maildir('postmaster@example.test').length, before);
     assert.ok(!f.logs.some((l) => l.event === 'router.delivered' && String(l.rcpt) === ''), 'nothing delivered to <>');
   });

@@ -33,7 +33,8 @@ describe('router: partial temporary failure', () => {
     f.system.servers.splice(f.system.servers.indexOf(out), 1, await start({ config: f.config, logger: silentLogger() }));
     await waitFor(() => sink.messages.some((m) => m.data.includes('half and half')), 30_000);
     assert.deepEqual(sink.messages.find((m) => m.data.includes('half and half'))!.to, ['far@remote.test']);
-    await new Promise((r) => setTimeout(r, 1500));
+    // The outgoing file stays leased until smtp-out's `done`: settled waits for it.
+    await f.settled();
     assert.equal(f.maildir('alice@example.test').filter((m) => m.includes('half and half')).length, 1, 'alice not delivered twice');
   });
 });

@@ -2,7 +2,7 @@
 // connection reuse, retries after 4xx, DSN after 5xx, no bounce to <>, SMTPUTF8 rule.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, beforeEach, describe, test } from 'node:test';
 
 import { simpleParser } from 'mailparser';
 
@@ -25,9 +25,13 @@ describe('smtp-out: remote delivery via a route', () => {
     await plain.close();
   });
 
+  // The sinks are shared: every test starts from their defaults, whatever the one before did.
+  beforeEach(() => {
+    sink.reset();
+    plain.reset();
+  });
+
   test('envelope and bytes arrive exactly; two recipients of one domain share one connection', async () => {
-    sink.onData = null;
-    sink.onRcpt = null;
     const before = sink.connections;
     const msg = message('remote one', 'Line one\r\n.leading dot\r\n\r\nLast line\r\n');
     const qid = await f.inject('alice@example.test', ['x@remote.test', 'y@remote.test'], msg);
@@ -55,9 +59,8 @@ describe('smtp-out: remote delivery via a route', () => {
     assert.ok(deferrals[0]!.next, 'the next attempt time is logged');
     assert.equal(calls, 3);
     await f.waitLog((l) => l.event === 'smtp-out.sent' && l.qid === qid);
-    await new Promise((r) => setTimeout(r, 1500));
+    await f.settled();
     assert.equal(sink.messages.filter((m) => m.data.includes('retry me')).length, 1);
-    sink.onData = null;
   });
 
   test('550: the sender gets a DSN in its Maildir with the remote answer and Status 5.1.1', async () => {
@@ -74,7 +77,6 @@ describe('smtp-out: remote delivery via a route', () => {
     assert.match(report, /Diagnostic-Code: smtp; 550 5\.1\.1 <gone@remote\.test>: user unknown/);
     assert.match(parsed.attachments.find((a) => a.contentType === 'text/rfc822-headers')!.content.toString(), /Subject: to gone/);
     await f.waitLog((l) => l.event === 'smtp-out.bounced' && l.qid === qid && l.notify === 'bob@example.test');
-    sink.onRcpt = null;
   });
 
   test('550 for a message from <>: no bounce at all', async () => {
@@ -84,9 +86,8 @@ describe('smtp-out: remote delivery via a route', () => {
     const qid = await f.inject('', ['nobody@remote.test'], message('null sender'));
     const line = await f.waitLog((l) => l.event === 'smtp-out.bounced' && l.qid === qid, 30_000);
     assert.equal(line.notify, null);
-    await new Promise((r) => setTimeout(r, 1500));
+    await f.settled();
     assert.equal(count(), before, 'no DSN delivered anywhere');
-    sink.onRcpt = null;
   });
 
   test('a UTF-8 address to a server without SMTPUTF8 bounces with 5.6.7', async () => {
