@@ -7,6 +7,11 @@
 // gathered until the end of the event-loop turn and written as ONE `outgoing` file per
 // destination (next hop), every recipient on its envelope. The message is read once and its
 // 8-bit scan done once; outbound.ts then delivers that file in one SMTP transaction.
+//
+// Accepted once ("recent accepts"): the (qid, sender, recipient) of every copy made in the last
+// hour is remembered (up to 100,000). A router that crashed after our `ok` but before its
+// `done` sends the same recipient again: it gets `ok` without a second copy, so the remote
+// recipient is not sent the message twice. (Forgotten if smtp-out itself restarts.)
 
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -20,6 +25,8 @@ import type { Logger } from '../shared/log.js';
 
 /** Recipients in one `outgoing` file: one SMTP transaction's worth (as Postfix's default 50). */
 export const MAX_RCPTS_PER_FILE = 50;
+const RECENT_MS = 3600_000;
+const RECENT_MAX = 100_000;
 
 export interface AcceptDeps {
   queued: IpcClient;
@@ -41,6 +48,8 @@ interface Batch {
 
 export class Acceptor {
   private readonly batches = new Map<string, Batch>();
+  /** `qid \0 from \0 rcpt` -> when its copy was made (insertion order = age order). */
+  private readonly recent = new Map<string, number>();
 
   constructor(private readonly deps: AcceptDeps) {}
 
@@ -69,6 +78,21 @@ export class Acceptor {
     return new Promise<Reply>((resolve) => waiting.push(resolve));
   }
 
+  private isRecent(key: string): boolean {
+    const at = this.recent.get(key);
+    return at !== undefined && Date.now() - at < RECENT_MS;
+  }
+
+  private remember(key: string): void {
+    const now = Date.now();
+    this.recent.delete(key);
+    this.recent.set(key, now);
+    for (const [k, at] of this.recent) {
+      if (this.recent.size <= RECENT_MAX && now - at < RECENT_MS) break;
+      this.recent.delete(k);
+    }
+  }
+
   /** write - one `outgoing` file per destination (and per 50 recipients) for a whole batch. */
   private async write(b: Batch): Promise<void> {
     const answer = (rcpts: string[], r: Reply): void => {
@@ -82,6 +106,13 @@ export class Acceptor {
       return;
     }
     const src = parsed.envelope;
+    const fresh = [...b.rcpts.keys()].filter((rcpt) => {
+      if (!this.isRecent(`${src.qid}\u0000${b.from}\u0000${rcpt}`)) return true;
+      this.deps.logger.info({ event: 'smtp-out.already_queued', qid: src.qid, rcpt }, 'accepted before (sent again after a crash): no second copy');
+      answer([rcpt], ok());
+      return false;
+    });
+    if (fresh.length === 0) return;
     const extra: Record<string, string> = {};
     if (src.extra?.dsn) extra.dsn = src.extra.dsn;
     let eightBit = false;
@@ -95,7 +126,7 @@ export class Acceptor {
     // Signed once per message, whatever the number of copies.
     const top = this.deps.head ? await this.deps.head(src, b.file, parsed.bodyOffset) : Buffer.alloc(0);
     const groups = new Map<string, string[]>();
-    for (const rcpt of b.rcpts.keys()) {
+    for (const rcpt of fresh) {
       const dest = this.deps.destination(domainOf(rcpt));
       const g = groups.get(dest) ?? [];
       groups.set(dest, g);
@@ -119,6 +150,7 @@ export class Acceptor {
           const body = top.length ? withTop(top, b.file, parsed.bodyOffset) : fileBody(b.file, parsed.bodyOffset);
           const copy = await spoolMessage(this.deps.queued, 'outgoing', env, body);
           for (const rcpt of rcpts) {
+            this.remember(`${src.qid}\u0000${b.from}\u0000${rcpt}`);
             this.deps.logger.info({ event: 'smtp-out.queued', qid: src.qid, rcpt, from: b.from, slot: path.basename(copy.file), nrcpt: rcpts.length }, 'queued for remote delivery');
           }
           answer(rcpts, ok());

@@ -3,8 +3,11 @@
 // dead-destination cache, round robin between destinations, destination_rate_delay.
 
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { describe, test } from 'node:test';
 
+import { spoolMessage } from '../../src/mail/spool.js';
+import { testClient } from '../helpers/config.js';
 import { waitFor } from '../helpers/tmp.js';
 import { type Fancy, type Sink, message, startFancy, startSink } from '../router/harness.js';
 
@@ -47,6 +50,30 @@ describe('smtp-out scheduling', () => {
       const slots = new Set(queuedLines.map((l) => l.slot));
       assert.equal(slots.size, 2, 'one outgoing file per destination, not per recipient');
       for (const r of ['x@one.test', 'y@one.test', 'z@one.test', 'w@two.test']) await f.waitLog((l) => l.event === 'smtp-out.sent' && l.qid === qid && l.rcpt === r);
+    });
+  });
+
+  test('a send repeated after a router crash (same qid and recipient) makes no second copy', async () => {
+    await withSystem(1, ([port]) => ({ smtp_out: { routes: { 'again.test': `127.0.0.1:${port}` } } }), async (f, [sink]) => {
+      // A queue file nobody consumes stands for the router's incoming file it never got to `done`.
+      const q = testClient(f.config, f.config.ipc.queued);
+      const out = testClient(f.config, f.config.ipc.smtp_out);
+      try {
+        const env = { qid: '', from: 'alice@example.test', rcpt: ['r@again.test'], client: '127.0.0.1', helo: 't', auth: '', time: new Date().toISOString() };
+        const spooled = await spoolMessage(q, 'held', env, message('sent again'));
+        const held = { qid: spooled.qid, file: path.join(path.dirname(path.dirname(spooled.file)), 'msg', spooled.qid) };
+        assert.deepEqual(await out.request('send', ['alice@example.test', 'r@again.test', held.file]), { ok: true, params: [] });
+        await f.waitLog((l) => l.event === 'smtp-out.sent' && l.qid === held.qid);
+        assert.deepEqual(await out.request('send', ['alice@example.test', 'r@again.test', held.file]), { ok: true, params: [] });
+        await f.waitLog((l) => l.event === 'smtp-out.already_queued' && l.qid === held.qid);
+        // The second `ok` came without a new copy: nothing else can reach the sink.
+        await f.waitLog((l) => l.event === 'queued.done' && l.queue === 'outgoing');
+        assert.equal(sink!.messages.filter((m) => m.data.includes('sent again')).length, 1);
+        assert.equal(f.logs.filter((l) => l.event === 'smtp-out.queued' && l.qid === held.qid).length, 1, 'one copy in outgoing');
+      } finally {
+        q.close();
+        out.close();
+      }
     });
   });
 
