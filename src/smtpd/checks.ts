@@ -15,6 +15,9 @@ import { StripOwnResults } from '../mail/auth/strip-results.js';
 import type { Logger } from '../shared/log.js';
 import type { Seal } from './spool-writer.js';
 
+/** The longest the verdict may take after DATA (DNS timeouts bound each query; this bounds them all). */
+const CHECK_DEADLINE_MS = 30_000;
+
 export interface MessageChecks {
   head(head: (qid: string) => Buffer): (qid: string) => Buffer;
   filter: StripOwnResults;
@@ -45,12 +48,19 @@ export function startChecks(config: Config, logger: Logger, stream: SMTPServerDa
     async seal() {
       const t0 = process.hrtime.bigint();
       let out;
+      let timer: NodeJS.Timeout | undefined;
       try {
-        out = await check.result;
+        const deadline = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no verdict within ${CHECK_DEADLINE_MS} ms`)), CHECK_DEADLINE_MS);
+        });
+        out = await Promise.race([check.result, deadline]);
       } catch (err) {
+        check.abort();
         // A checker failure must not lose mail: deliver unmarked, say so.
         logger.warn({ event: 'smtpd.checks_failed', qid, err: String(err) }, 'mail checks failed');
         return null;
+      } finally {
+        clearTimeout(timer);
       }
       authCheckSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
       fields = out.fields;

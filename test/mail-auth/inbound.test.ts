@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import { prependOf } from '../../src/mail/auth/prepend.js';
+import { registry } from '../../src/shared/metrics.js';
 import { type DnsServer, startDnsServer } from '../helpers/dns-server.js';
 import { type Harness, type Reply, dotStuff, greet, plainToken, readQueued, sendMessage, startHarness } from '../smtpd/harness.js';
 import { forwarded, inboundZone, mail, signed } from './zone.js';
@@ -197,5 +198,18 @@ describe('mail-auth: inbound checks on the MX port', () => {
     assert.equal(reply.code, 250, reply.text);
     c.close();
     assert.equal(prependOf(readQueued(h.queued.pushed[n]!).envelope).length, 0);
+  });
+
+  test('the results are counted per check and result (metrics)', async () => {
+    const m = await registry.getSingleMetric('fmail_mail_auth_results_total')!.get();
+    const count = (check: string, result: string): number => m.values.find((v) => v.labels.check === check && v.labels.result === result)?.value ?? 0;
+    assert.ok(count('spf', 'pass') >= 2);
+    assert.ok(count('spf', 'temperror') >= 1);
+    assert.ok(count('dkim', 'pass') >= 1);
+    assert.ok(count('dkim', 'fail') >= 1);
+    assert.ok(count('dmarc', 'fail') >= 3);
+    assert.ok(count('arc', 'pass') >= 1);
+    assert.ok(count('action', 'reject') >= 1);
+    assert.ok(count('action', 'quarantine') >= 1);
   });
 });
