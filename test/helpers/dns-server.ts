@@ -98,7 +98,30 @@ export async function startDnsServer(zone = ''): Promise<DnsServer> {
     return buf;
   };
 
-  const udp = dgram.createSocket('udp4');
+  // UDP and TCP on the same ephemeral port: take a free UDP port, then TCP on it; if that one
+  // is taken over TCP, try again (bounded).
+  let udp: dgram.Socket | null = null;
+  let tcp: net.Server | null = null;
+  let port = 0;
+  for (let attempt = 0; attempt < 20 && !tcp; attempt++) {
+    const u = dgram.createSocket('udp4');
+    await new Promise<void>((resolve, reject) => {
+      u.once('error', reject);
+      u.bind(0, '127.0.0.1', () => resolve());
+    });
+    const p = u.address().port;
+    const t = net.createServer((sock) => serveTcp(sock));
+    const ok = await new Promise<boolean>((resolve) => {
+      t.once('error', () => resolve(false));
+      t.listen(p, '127.0.0.1', () => resolve(true));
+    });
+    if (ok) {
+      udp = u;
+      tcp = t;
+      port = p;
+    } else u.close();
+  }
+  if (!udp || !tcp) throw new Error('dns-server: no port free for both UDP and TCP');
   udp.on('message', (msg, rinfo) => {
     let query: packet.Packet;
     try {
@@ -107,15 +130,10 @@ export async function startDnsServer(zone = ''): Promise<DnsServer> {
       return;
     }
     const opt = query.additionals?.find((a) => a.type === 'OPT') as { udpPayloadSize?: number } | undefined;
-    udp.send(answer(query, opt?.udpPayloadSize ?? 512), rinfo.port, rinfo.address);
+    udp!.send(answer(query, opt?.udpPayloadSize ?? 512), rinfo.port, rinfo.address);
   });
-  await new Promise<void>((resolve, reject) => {
-    udp.once('error', reject);
-    udp.bind(0, '127.0.0.1', () => resolve());
-  });
-  const port = udp.address().port;
 
-  const tcp = net.createServer((sock) => {
+  function serveTcp(sock: net.Socket): void {
     let buf = Buffer.alloc(0);
     sock.on('error', () => {});
     sock.on('data', (d) => {
@@ -137,11 +155,7 @@ export async function startDnsServer(zone = ''): Promise<DnsServer> {
         sock.write(Buffer.concat([head, out]));
       }
     });
-  });
-  await new Promise<void>((resolve, reject) => {
-    tcp.once('error', reject);
-    tcp.listen(port, '127.0.0.1', () => resolve());
-  });
+  }
 
   return {
     port,
@@ -151,8 +165,8 @@ export async function startDnsServer(zone = ''): Promise<DnsServer> {
       current = parseZone(z);
     },
     close: async () => {
-      udp.close();
-      await new Promise<void>((r) => tcp.close(() => r()));
+      udp!.close();
+      await new Promise<void>((r) => tcp!.close(() => r()));
     },
   };
 }
