@@ -157,10 +157,11 @@ export class IpcClient {
       const count = Number(reply.params[0]);
       if (!Number.isSafeInteger(count) || count < 0) throw new CodecError(`bad list count ${reply.params[0]}`);
       const items: Message[] = [];
-      for (let i = 0; i < count; i++) {
-        // Lines already buffered are taken without a promise each (a list can be 100,000 long).
-        const line = reader.tryLine();
-        items.push(parseMessage(typeof line === 'string' ? line : await readLine(reader)));
+      while (items.length < count) {
+        // Lines already buffered are taken in bulk, without a promise each (a list can be 100,000 long).
+        const lines = reader.takeLines(count - items.length);
+        if (lines.length === 0) items.push(parseMessage(await readLine(reader)));
+        else for (const line of lines) items.push(parseMessage(line));
       }
       const end = await readReply(reader);
       if (!end.ok) throw new CodecError('list did not end with ok');

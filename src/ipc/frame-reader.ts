@@ -83,6 +83,30 @@ export class FrameReader {
     return undefined;
   }
 
+  /**
+   * takeLines - up to MAX complete lines already buffered (terminators stripped), decoded in one
+   * go: a 100,000-line `list` answer costs one string conversion, not 100,000.
+   */
+  takeLines(max: number): string[] {
+    if (max <= 0) return [];
+    let end = -1;
+    let count = 0;
+    for (let at = this.buf.indexOf(10); at >= 0 && count < max; at = this.buf.indexOf(10, at + 1)) {
+      if (at - end > this.maxLine) break;
+      end = at;
+      count++;
+    }
+    if (count === 0) return [];
+    const text = this.buf.toString('utf8', 0, end);
+    this.buf = this.buf.subarray(end + 1);
+    const lines = text.split('\n');
+    for (let i = 0; i < lines.length; i++) {
+      const l = lines[i]!;
+      if (l.length > 0 && l.charCodeAt(l.length - 1) === 13) lines[i] = l.slice(0, -1);
+    }
+    return lines;
+  }
+
   /** readLine - the next line, or null at end of stream (a partial last line is dropped). */
   async readLine(): Promise<string | null> {
     for (;;) {
