@@ -193,7 +193,7 @@ async function statTimes(port: number): Promise<number[]> {
   const out: number[] = [];
   for (const [user] of LIST_SIZES) {
     let best = Infinity;
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 5; i++) {
       const { c, statMs } = await login(port, user);
       await c.cmd('QUIT');
       c.close();
@@ -295,6 +295,34 @@ async function fill(dir: string): Promise<void> {
   }
 }
 
+/** rawListMs - `list: USER` over a bare socket: the time until the whole answer is in (best of 5). */
+async function rawListMs(dir: string, user: string): Promise<number> {
+  const sock = net.connect(path.join(dir, 'mailboxd.sock'));
+  await once(sock, 'connect');
+  const secret = readFileSync(path.join(dir, 'ipc.secret'), 'utf8').trim();
+  let tail = '';
+  let wake: (() => void) | null = null;
+  sock.on('data', (d: Buffer) => {
+    tail = (tail + d.toString('latin1', Math.max(0, d.length - 16))).slice(-16);
+    wake?.();
+  });
+  const until = async (end: string): Promise<void> => {
+    while (!tail.endsWith(end)) await new Promise<void>((r) => (wake = r));
+    tail = '';
+  };
+  sock.write(`hello: ${secret}\r\n`);
+  await until('ok\r\n');
+  let best = Infinity;
+  for (let i = 0; i < 6; i++) {
+    const t0 = process.hrtime.bigint();
+    sock.write(`list: ${user}\r\n`);
+    await until('\r\nok\r\n');
+    if (i > 0) best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  sock.destroy();
+  return best;
+}
+
 /** mailboxdAlone - mailboxd's own IPC: `retr` one by one and 64 in flight; `list` of 100,000 warm. */
 async function mailboxdAlone(dir: string): Promise<string> {
   const [user, count] = SETS[0]!;
@@ -327,7 +355,8 @@ async function mailboxdAlone(dir: string): Promise<string> {
     best = Math.min(best, Number(process.hrtime.bigint() - t) / 1e6);
   }
   c.close();
-  return `IPC retr 4 KiB one by one ${Math.round(count / seq).toLocaleString('en-US')} msg/s, ${WINDOW} in flight ${Math.round(count / pipe).toLocaleString('en-US')} msg/s; list of ${LIST_SIZES[2]![1].toLocaleString('en-US')} (warm, best of 5) ${best.toFixed(0)} ms`;
+  const wire = await rawListMs(dir, bigUser);
+  return `list of ${LIST_SIZES[2]![1].toLocaleString('en-US')} on the wire (request to last byte, no client parsing; best of 5) ${wire.toFixed(0)} ms; IPC retr 4 KiB one by one ${Math.round(count / seq).toLocaleString('en-US')} msg/s, ${WINDOW} in flight ${Math.round(count / pipe).toLocaleString('en-US')} msg/s; the same list through IpcClient (parsed into messages, warm, best of 5) ${best.toFixed(0)} ms`;
 }
 
 /** bigRetrMemory - peak RSS growth of the fmail process while a 50 MiB message is RETRed. */
@@ -457,7 +486,7 @@ try {
     const d = dv?.sets[i];
     if (f && d) console.log(`  ratio FancyMail/Dovecot (rate): one by one ${(d.seqS / f.seqS).toFixed(2)}x, pipelined ${(d.pipeS / f.pipeS).toFixed(2)}x`);
   }
-  console.log('PASS+STAT (opening the mailbox, warm, best of 2):');
+  console.log('PASS+STAT (opening the mailbox, warm, best of 4):');
   for (let i = 0; i < LIST_SIZES.length; i++) {
     const n = LIST_SIZES[i]![1].toLocaleString('en-US').padStart(7);
     const f = fmStats[i];
