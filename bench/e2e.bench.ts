@@ -1,12 +1,26 @@
-// End to end, side by side with Postfix: the same smtp-source load (4 KiB messages, 20
-// sessions, 10,000 messages) into FancyMail and into a private Postfix instance, each timed
-// from the first connection until the last message is in the recipient's Maildir. Durability
-// is on in both (FancyMail fsyncs queue and Maildir; Postfix fsyncs its queue files and Maildir).
+// End to end, side by side with Postfix (and Haraka for accepting): the same smtp-source load
+// (4 KiB messages) into each, in the same run, alternating FancyMail and Postfix, medians.
 //
-// BENCH_MESSAGES=2000 for a shorter run. Needs root and the Debian postfix package.
+// Parts (BENCH_PARTS, default all):
+//   e2e     timed from the first connection until the last message is in the recipient's
+//           Maildir; at BENCH_SESSIONS sessions (default 20,1,100), BENCH_RUNS runs each (3).
+//           Durability on in both (FancyMail: journal/queue file and Maildir fdatasynced, folders
+//           fsynced; Postfix: its queue file and Maildir file fsynced). CPU seconds per 1,000
+//           messages: FancyMail's process; Postfix's master and every child (reaped ones
+//           counted through the master's cutime/cstime).
+//   accept  accepting only, until smtp-source's last 250: FancyMail with authd, queued and
+//           smtpd (no router: 250 = durably queued), Postfix holding every message
+//           (check_client_access static:HOLD: cleanup still fsyncs the queue file), Haraka 3 with
+//           queue/discard (keeps nothing; HARAKA=path to its bin/haraka, default
+//           /tmp/haraka/node_modules/Haraka/bin/haraka, skipped when missing).
+//   strace  strace -f -c over BENCH_STRACE_MESSAGES (2,000) end to end, 20 sessions: fsync +
+//           fdatasync, futex and all syscalls per message, for both.
+//
+// BENCH_MESSAGES (10,000) per run. Needs root and the Debian postfix package (smtp-source).
 
-import { spawnSync } from 'node:child_process';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { startFmail, writeFmailConfig } from '../test/helpers/fmail-process.js';
@@ -14,9 +28,22 @@ import { postfixAvailable, startPostfix } from '../test/helpers/postfix.js';
 import { freePort, tempDir } from '../test/helpers/tmp.js';
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 10_000);
-const SESSIONS = 20;
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const SESSIONS = (process.env.BENCH_SESSIONS ?? '20,1,100').split(',').map(Number);
+const PARTS = (process.env.BENCH_PARTS ?? 'e2e,accept,strace').split(',');
+const STRACE_MESSAGES = Number(process.env.BENCH_STRACE_MESSAGES ?? 2000);
+const HARAKA = process.env.HARAKA ?? '/tmp/haraka/node_modules/Haraka/bin/haraka';
 const SIZE = 4096;
 const USER = 'u1@bench.test';
+
+interface Result {
+  rate: number;
+  /** CPU seconds per 1,000 messages. */
+  cpu: number;
+  strace?: Record<string, number>;
+}
+
+type Mode = 'e2e' | 'accept';
 
 function countFiles(dirs: string[]): number {
   let n = 0;
@@ -34,70 +61,237 @@ async function waitForCount(dirs: string[], want: number, timeoutMs: number): Pr
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (countFiles(dirs) >= want) return true;
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 20));
   }
   return false;
 }
 
-function smtpSource(port: number): { ok: boolean; output: string } {
-  const res = spawnSync(
-    'smtp-source',
-    ['-s', String(SESSIONS), '-m', String(MESSAGES), '-l', String(SIZE), '-f', 'sender@client.test', '-t', USER, `127.0.0.1:${port}`],
-    { encoding: 'utf8', timeout: 600_000 },
-  );
-  return { ok: res.status === 0, output: (res.stderr ?? '') + (res.stdout ?? '') };
+async function smtpSource(port: number, sessions: number, messages: number): Promise<boolean> {
+  const child = spawn('smtp-source', ['-s', String(sessions), '-m', String(messages), '-l', String(SIZE), '-f', 'sender@client.test', '-t', USER, `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 900_000);
+  const [code] = (await once(child, 'exit')) as [number | null];
+  clearTimeout(timer);
+  if (code !== 0) console.log(`  smtp-source: ${err.trim().slice(0, 300)}`);
+  return code === 0;
 }
 
-async function runFancyMail(dir: string): Promise<number | null> {
-  // The configuration a user gets (log level info, both threads), on free loopback ports.
+// CPU seconds (user + system) of PID; with REAPED, also of its children it has waited for.
+function cpuOf(pid: number, reaped = false): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    const tick = 100;
+    return (Number(f[11]) + Number(f[12]) + (reaped ? Number(f[13]) + Number(f[14]) : 0)) / tick;
+  } catch {
+    return 0;
+  }
+}
+
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const f = readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      if (Number(f[1]) === pid) out.push(Number(d));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+// Postfix's CPU: the master with its reaped children, plus the live ones. Per-pid totals of
+// live children are kept so one that exits between samples is not counted twice.
+function postfixCpu(master: number): () => number {
+  return () => cpuOf(master, true) + childrenOf(master).reduce((n, p) => n + cpuOf(p), 0);
+}
+
+async function startStrace(pids: number[], file: string): Promise<ChildProcess> {
+  const st = spawn('strace', ['-f', '-c', '-o', file, ...pids.flatMap((p) => ['-p', String(p)])], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // strace says "Process N attached" for each pid once it is in.
+  let attached = 0;
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, 5000);
+    st.stderr!.on('data', (d: Buffer) => {
+      attached += (d.toString().match(/attached/g) ?? []).length;
+      if (attached >= pids.length) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+  });
+  return st;
+}
+
+async function stopStrace(st: ChildProcess, file: string, messages: number): Promise<Record<string, number>> {
+  st.kill('SIGINT');
+  await once(st, 'exit');
+  const calls: Record<string, number> = {};
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const m = /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$/.exec(line);
+    if (m) calls[m[2]!] = Number(m[1]);
+    const t = /^\s*100\.00\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?total\s*$/.exec(line);
+    if (t) calls.total = Number(t[1]);
+  }
+  const per = (n: number | undefined) => (n ?? 0) / messages;
+  return { fsync: per((calls.fsync ?? 0) + (calls.fdatasync ?? 0)), futex: per(calls.futex), total: per(calls.total) };
+}
+
+async function runFancyMail(dir: string, sessions: number, mode: Mode, messages: number, straceFile?: string): Promise<Result | null> {
   const setup = await writeFmailConfig(dir);
   writeFileSync(path.join(dir, 'users'), `${USER}:{PLAIN}secret::::::\n`);
-  const fmail = await startFmail(setup);
+  const fmail = await startFmail(setup, mode === 'accept' ? ['authd', 'queued', 'smtpd'] : []);
+  const pid = fmail.child.pid!;
   const maildir = path.join(dir, 'mail', USER);
-  const started = Date.now();
-  const src = smtpSource(setup.ports.smtp);
-  if (!src.ok) console.log(`  smtp-source: ${src.output.trim().slice(0, 300)}`);
-  const done = await waitForCount([path.join(maildir, 'new'), path.join(maildir, 'cur')], MESSAGES, 600_000);
-  const seconds = (Date.now() - started) / 1000;
-  await fmail.stop('SIGTERM');
-  if (!done) {
-    console.log(`  FancyMail: only ${countFiles([path.join(maildir, 'new'), path.join(maildir, 'cur')])} of ${MESSAGES} delivered`);
-    return null;
-  }
-  return MESSAGES / seconds;
-}
-
-async function runPostfix(dir: string): Promise<number | null> {
-  const port = await freePort();
-  const pf = startPostfix({ dir, port, mailboxes: { 'bench.test': ['u1'] } });
   try {
-    await new Promise((r) => setTimeout(r, 1500));
+    const st = straceFile ? await startStrace([pid], straceFile) : null;
+    const cpu0 = cpuOf(pid);
     const started = Date.now();
-    const src = smtpSource(port);
-    if (!src.ok) console.log(`  smtp-source: ${src.output.trim().slice(0, 300)}`);
-    const done = await waitForCount([path.join(pf.maildir(USER), 'new')], MESSAGES, 600_000);
+    const ok = await smtpSource(setup.ports.smtp, sessions, messages);
+    const done = mode === 'accept' ? ok : await waitForCount([path.join(maildir, 'new'), path.join(maildir, 'cur')], messages, 900_000);
     const seconds = (Date.now() - started) / 1000;
+    const cpu = cpuOf(pid) - cpu0;
+    const strace = st ? await stopStrace(st, straceFile!, messages) : undefined;
     if (!done) {
-      console.log(`  Postfix: only ${pf.maildirFiles(USER).length} of ${MESSAGES} delivered`);
+      console.log(`  FancyMail: only ${countFiles([path.join(maildir, 'new'), path.join(maildir, 'cur')])} of ${messages} delivered`);
       return null;
     }
-    return MESSAGES / seconds;
+    return { rate: messages / seconds, cpu: (cpu / messages) * 1000, strace };
+  } finally {
+    await fmail.stop('SIGTERM');
+  }
+}
+
+async function runPostfix(dir: string, sessions: number, mode: Mode, messages: number, straceFile?: string): Promise<Result | null> {
+  const port = await freePort();
+  const pf = startPostfix({
+    dir,
+    port,
+    mailboxes: { 'bench.test': ['u1'] },
+    mainCf: mode === 'accept' ? ['smtpd_client_restrictions = check_client_access static:HOLD'] : [],
+  });
+  try {
+    await waitForCount([path.join(dir, 'spool/pid')], 1, 10_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    const master = pf.masterPid();
+    const cpuNow = postfixCpu(master);
+    const st = straceFile ? await startStrace([master, ...childrenOf(master)], straceFile) : null;
+    const cpu0 = cpuNow();
+    const started = Date.now();
+    const ok = await smtpSource(port, sessions, messages);
+    const done = mode === 'accept' ? ok : await waitForCount([path.join(pf.maildir(USER), 'new')], messages, 900_000);
+    const seconds = (Date.now() - started) / 1000;
+    const cpu = cpuNow() - cpu0;
+    const strace = st ? await stopStrace(st, straceFile!, messages) : undefined;
+    if (!done) {
+      console.log(`  Postfix: only ${pf.maildirFiles(USER).length} of ${messages} delivered`);
+      return null;
+    }
+    return { rate: messages / seconds, cpu: (cpu / messages) * 1000, strace };
   } finally {
     pf.stop();
   }
 }
 
+async function runHaraka(dir: string, sessions: number, messages: number): Promise<Result | null> {
+  const port = await freePort();
+  spawnSync(process.execPath, [HARAKA, '-i', dir], { stdio: 'ignore' });
+  const cfg = path.join(dir, 'config');
+  writeFileSync(path.join(cfg, 'smtp.ini'), `listen=127.0.0.1:${port}\n`);
+  writeFileSync(path.join(cfg, 'plugins'), 'rcpt_to.in_host_list\nqueue/discard\n');
+  writeFileSync(path.join(cfg, 'host_list'), 'bench.test\n');
+  const child = spawn(process.execPath, [HARAKA, '-c', dir], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, YES_REALLY_DO_DISCARD: '1' } });
+  child.stdout!.resume();
+  child.stderr!.resume();
+  try {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const probe = spawnSync('sh', ['-c', `exec 3<>/dev/tcp/127.0.0.1/${port}`], { stdio: 'ignore' });
+      if (probe.status === 0) break;
+      if (Date.now() > deadline) {
+        console.log('  Haraka did not start');
+        return null;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const cpu0 = cpuOf(child.pid!);
+    const started = Date.now();
+    if (!(await smtpSource(port, sessions, messages))) return null;
+    const seconds = (Date.now() - started) / 1000;
+    return { rate: messages / seconds, cpu: ((cpuOf(child.pid!) - cpu0) / messages) * 1000 };
+  } finally {
+    child.kill('SIGTERM');
+    await once(child, 'exit');
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+
+function summary(label: string, fm: Result[], pf: Result[], extra?: { name: string; results: Result[] }): void {
+  const line = (name: string, rs: Result[]) =>
+    `  ${name.padEnd(10)} ${rs.map((r) => fmt(r.rate).padStart(6)).join(' ')}  median ${fmt(median(rs.map((r) => r.rate))).padStart(6)} msg/s, ${median(rs.map((r) => r.cpu)).toFixed(2)} CPU s/1000 msgs`;
+  console.log(label);
+  if (fm.length) console.log(line('FancyMail', fm));
+  if (pf.length) console.log(line('Postfix', pf));
+  if (extra?.results.length) console.log(line(extra.name, extra.results));
+  if (fm.length && pf.length) console.log(`  ratio FancyMail/Postfix (medians) = ${(median(fm.map((r) => r.rate)) / median(pf.map((r) => r.rate))).toFixed(2)}`);
+  if (fm.length && extra?.results.length) console.log(`  ratio FancyMail/${extra.name} (medians) = ${(median(fm.map((r) => r.rate)) / median(extra.results.map((r) => r.rate))).toFixed(2)}`);
+}
+
+const need = (r: Result | null, into: Result[]) => {
+  if (r) into.push(r);
+};
+
 if (!postfixAvailable() || spawnSync('sh', ['-c', 'command -v smtp-source'], { stdio: 'ignore' }).status !== 0) {
   console.log('end-to-end vs Postfix: skipped (needs root, postfix and smtp-source)');
 } else {
   const tmp = tempDir('fmail-e2e-bench-');
+  let n = 0;
+  const fresh = () => {
+    const d = path.join(tmp.dir, String(n++));
+    mkdirSync(d, { recursive: true });
+    return d;
+  };
   try {
-    console.log(`end to end: smtp-source -s ${SESSIONS} -m ${MESSAGES} -l ${SIZE}, until the last message is in the Maildir`);
-    const fm = await runFancyMail(path.join(tmp.dir, 'fancymail'));
-    console.log(`  FancyMail ${fm ? Math.round(fm).toLocaleString('en-US') : 'n/a'} msg/s`);
-    const pf = await runPostfix(path.join(tmp.dir, 'postfix'));
-    console.log(`  Postfix   ${pf ? Math.round(pf).toLocaleString('en-US') : 'n/a'} msg/s`);
-    if (fm && pf) console.log(`  ratio FancyMail/Postfix = ${(fm / pf).toFixed(2)}`);
+    if (PARTS.includes('e2e')) {
+      for (const sessions of SESSIONS) {
+        const fm: Result[] = [];
+        const pf: Result[] = [];
+        for (let r = 0; r < RUNS; r++) {
+          need(await runFancyMail(fresh(), sessions, 'e2e', MESSAGES), fm);
+          need(await runPostfix(fresh(), sessions, 'e2e', MESSAGES), pf);
+        }
+        summary(`end to end: smtp-source -s ${sessions} -m ${MESSAGES} -l ${SIZE}, until the last message is in the Maildir (runs alternate)`, fm, pf);
+      }
+    }
+    if (PARTS.includes('accept')) {
+      const fm: Result[] = [];
+      const pf: Result[] = [];
+      const hk: Result[] = [];
+      const haraka = existsSync(HARAKA);
+      for (let r = 0; r < RUNS; r++) {
+        need(await runFancyMail(fresh(), 20, 'accept', MESSAGES), fm);
+        need(await runPostfix(fresh(), 20, 'accept', MESSAGES), pf);
+        if (haraka) need(await runHaraka(fresh(), 20, MESSAGES), hk);
+      }
+      summary(`accept only: smtp-source -s 20 -m ${MESSAGES} -l ${SIZE}, until the last 250 (FancyMail without router, Postfix holding, Haraka queue/discard)`, fm, pf, { name: 'Haraka', results: hk });
+      if (!haraka) console.log(`  Haraka: not found at ${HARAKA} (npm install Haraka@3 in /tmp/haraka, or set HARAKA)`);
+    }
+    if (PARTS.includes('strace')) {
+      const fm = await runFancyMail(fresh(), 20, 'e2e', STRACE_MESSAGES, path.join(tmp.dir, 'fm.strace'));
+      const pf = await runPostfix(fresh(), 20, 'e2e', STRACE_MESSAGES, path.join(tmp.dir, 'pf.strace'));
+      console.log(`strace -f -c, ${STRACE_MESSAGES} messages end to end, 20 sessions: syscalls per message`);
+      for (const [name, r] of [['FancyMail', fm], ['Postfix', pf]] as const) {
+        if (r?.strace) console.log(`  ${name.padEnd(10)} fsync+fdatasync ${r.strace.fsync!.toFixed(2)}  futex ${r.strace.futex!.toFixed(1)}  all ${r.strace.total!.toFixed(1)}`);
+      }
+    }
   } finally {
     tmp.cleanup();
   }

@@ -5,7 +5,7 @@
 
 import { promises as fsp } from 'node:fs';
 
-import { writeFileAtomic } from '../shared/fsutil.js';
+import { writeFileAtomic } from '../shared/durable.js';
 
 const LOCK_WAIT_MS = 10_000;
 const LOCK_STALE_MS = 60_000;

@@ -17,6 +17,7 @@
 import { type FileHandle, open } from 'node:fs/promises';
 
 import { decodeParam, encodeParam } from '../ipc/codec.js';
+import { readFileOnce } from '../shared/durable.js';
 
 export const ENVELOPE_MAGIC = 'FMAIL-ENVELOPE 1';
 /** Envelopes larger than this are refused (1,000 recipients of 254 bytes fit easily). */
@@ -81,6 +82,19 @@ export function parseEnvelope(data: Buffer): { envelope: Envelope; bodyOffset: n
   }
   if (!env.qid) throw new EnvelopeError('envelope without qid');
   return { envelope: env, bodyOffset: end + 2 };
+}
+
+/** Queue files up to this size are read whole, in one hop (see readQueueFile). */
+const READ_WHOLE_BYTES = 1024 * 1024;
+
+/**
+ * readQueueFile - the envelope of a queue file and, when the file is small, all its bytes (one
+ * hop to the I/O pool instead of open, stat, read, close and a second read for the body).
+ */
+export async function readQueueFile(file: string): Promise<{ envelope: Envelope; bodyOffset: number; size: number; data: Buffer | null }> {
+  const data = await readFileOnce(file, READ_WHOLE_BYTES);
+  if (!data) return { ...(await readEnvelopeFile(file)), data: null };
+  return { ...parseEnvelope(data), size: data.length, data };
 }
 
 /** readEnvelopeFile - parse the envelope at the head of a queue file without reading it all. */

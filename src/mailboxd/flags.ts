@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
-import { writeFileAtomic } from '../shared/fsutil.js';
+import { writeFileAtomic } from '../shared/durable.js';
 
 const SYSTEM: Record<string, string> = { '\\draft': 'D', '\\flagged': 'F', '\\answered': 'R', '\\seen': 'S', '\\deleted': 'T' };
 const LETTER_NAME: Record<string, string> = { D: '\\Draft', F: '\\Flagged', R: '\\Answered', S: '\\Seen', T: '\\Deleted', P: '$Forwarded' };

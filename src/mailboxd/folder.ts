@@ -18,7 +18,8 @@ import { promises as fsp, statSync } from 'node:fs';
 import path from 'node:path';
 
 import { Keywords } from './flags.js';
-import { DirSyncer, writeMessage } from './maildir.js';
+import { DirSyncer } from '../shared/durable.js';
+import { writeMessage } from './maildir.js';
 import { newBaseName, parseName } from './maildir-name.js';
 import { Mutex, nextModseq } from './modseq.js';
 import { type UidlistFile, appendLines, headerLine, newGuid, readUidlist, rewrite, sweepRewrites, uidKey, uidlistStamp, withLock } from './uidlist.js';

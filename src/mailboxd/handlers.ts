@@ -17,7 +17,7 @@ import type { MailboxdConfig } from './config.js';
 import { deliveredToHeader, withDeliveredTo } from './delivered-to.js';
 import type { Folder, Msg } from './folder.js';
 import { folderHandlers } from './folder-handlers.js';
-import { DirSyncer } from './maildir.js';
+import { DirSyncer } from '../shared/durable.js';
 import { UserBox } from './mailbox.js';
 import { type UserCheck, checkUser, safeUser, userDir } from './users.js';
 import { Watchers } from './watchers.js';

@@ -5,10 +5,10 @@
 import { constants, promises as fsp } from 'node:fs';
 import path from 'node:path';
 
-import { writeFileAtomic } from '../shared/fsutil.js';
+import { writeFileAtomic } from '../shared/durable.js';
 import { Folder, type Msg } from './folder.js';
 import { folderDirName, folderFromDirName } from './folder-name.js';
-import type { DirSyncer } from './maildir.js';
+import type { DirSyncer } from '../shared/durable.js';
 
 export class FolderError extends Error {}
 

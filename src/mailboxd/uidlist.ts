@@ -10,7 +10,7 @@ import { constants, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { fsyncDir } from '../shared/fsutil.js';
+import { fsyncDir } from '../shared/durable.js';
 
 export const UIDLIST = 'dovecot-uidlist';
 const LOCK_STALE_MS = 120_000;

@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 
 import { IpcClient, parseAddress } from '../ipc/index.js';
-import { writeFileAtomic } from '../shared/fsutil.js';
+import { writeFileAtomic } from '../shared/durable.js';
 import type { Logger } from '../shared/log.js';
 
 export interface AlerterOptions {

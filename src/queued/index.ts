@@ -3,11 +3,15 @@
 // Named queues of files in the spool (DATA/queue/NAME/, created on first use). A client asks
 // for a slot, writes the file, pushes it; a consumer pops the oldest ready message and holds a
 // lease on it until `done` (removed) or `defer` (back after SECONDS). Layout, recovery and
-// the group commit are described in queue.ts and dir-sync.ts.
+// the group commit are described in queue.ts and shared/durable.ts.
 //
 // IPC messages answered:
 //   slot: QUEUE                         -> ok: PATH (DATA/queue/QUEUE/tmp/QID)
-//   push: QUEUE ; PATH                  -> ok once file and folder are fsynced (group commit)
+//   push: QUEUE ; PATH [; synced]       -> ok once file and folder are fsynced (group commit);
+//                                          `synced`: the writer fdatasynced the file, not redone
+//   put: QUEUE ; PATH ; LENGTH          -> ok (go ahead), LENGTH raw bytes, ok once journaled:
+//                                          the bytes of slot PATH sent instead of written
+//                                          (journal with group commit; pop hands out a file)
 //   pop: QUEUE                          -> ok: PATH (DATA/queue/QUEUE/msg/QID), leased; or `error`
 //   done: QUEUE ; PATH                  -> ok; the file is removed (leased paths only)
 //   defer: QUEUE ; PATH ; SECONDS [; REASON] -> ok; ready again after SECONDS (persisted)
@@ -46,6 +50,8 @@ import { Spool } from './spool.js';
 const MAX_DEFER_S = 10 * 365 * 86400;
 /** Longest lease a `renew` may ask for: a day (a holder that dies is noticed by its connection). */
 const MAX_LEASE_S = 86400;
+/** Largest `put`: messages are held in memory while they arrive (bigger ones: slot + push). */
+const MAX_PUT_BYTES = 64 * 1024 * 1024;
 
 /** Per IPC connection: the paths it popped and has not finished (see Queue.abandon). */
 const HELD = 'queued.held';
@@ -94,15 +100,39 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
   });
 
   server.on('push', {
-    params: 2,
+    params: [2, 3],
     handle: async (c) => {
-      const [name, p] = c.params as [string, string];
+      const [name, p, flag] = c.params as [string, string, string?];
       if (!isQueueName(name)) return badName(name);
+      if (flag !== undefined && flag !== 'synced') return error(`bad push option: ${flag.slice(0, 40)} (only "synced")`);
       const q = spool.peek(name);
       if (!q) return failure('5.5.4', `not an open slot of queue ${name}: ${p}`);
       try {
-        const qid = await q.push(p);
+        const qid = await q.push(p, flag === 'synced');
         logger.info({ event: 'queued.push', qid, queue: name }, 'message queued');
+        return ok();
+      } catch (err) {
+        return fail(err);
+      }
+    },
+  });
+
+  server.on('put', {
+    params: 3,
+    rawInput: true,
+    handle: async (c) => {
+      const [name, p, lengthText] = c.params as [string, string, string];
+      if (!isQueueName(name)) return badName(name);
+      if (!/^\d{1,10}$/.test(lengthText) || Number(lengthText) > MAX_PUT_BYTES) return failure('5.5.4', `bad LENGTH: ${lengthText.slice(0, 20)} (at most ${MAX_PUT_BYTES})`);
+      const q = spool.peek(name);
+      if (!q || q.state(path.basename(p)) !== 'slot') return failure('5.5.4', `not an open slot of queue ${name}: ${p}`);
+      c.send('ok');
+      const chunks: Buffer[] = [];
+      for await (const chunk of c.receiveRaw(Number(lengthText))) chunks.push(chunk as Buffer);
+      try {
+        const qid = await q.put(p, chunks);
+        // Same event as a push: the message entered the queue (fmail trace and log readers look for it).
+        logger.info({ event: 'queued.push', qid, queue: name, via: 'put', size: Number(lengthText) }, 'message queued');
         return ok();
       } catch (err) {
         return fail(err);
@@ -112,12 +142,19 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
 
   server.on('pop', {
     params: 1,
-    handle: (c) => {
+    handle: async (c) => {
       const name = c.params[0]!;
       if (!isQueueName(name)) return badName(name);
       const q = spool.peek(name);
       const p = q?.pop(Date.now(), c.conn.id) ?? null;
       if (p === null || !q) return error();
+      try {
+        await q.prepare(p);
+      } catch (err) {
+        logger.error({ event: 'queued.journal_read_failed', qid: path.basename(p), queue: name, err: String(err) }, 'cannot rebuild the message file');
+        q.abandon(p, c.conn.id);
+        return failure('4.3.0', `cannot read ${path.basename(p)} from the journal`);
+      }
       // A consumer that dies holding leases gives them back at once, not after lease_s.
       let held = c.conn.data.get(HELD) as Map<string, typeof q> | undefined;
       if (!held) {
@@ -241,6 +278,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
       clearInterval(ticker);
       await server.close();
       alerter.close();
+      for (const q of spool.all()) await q.close();
     },
   };
 }

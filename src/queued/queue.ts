@@ -2,9 +2,12 @@
 //
 // On disk (DATA/queue/NAME/):
 //   tmp/QID    a slot handed out by `slot`; the client writes it. Never popped.
-//   msg/QID    a pushed message (ready, leased or deferred). `push` fsyncs the file, stamps its
-//              mtime with the push time (the FIFO order a restart recovers), renames it here and
-//              fsyncs msg/ — shared by every push in flight (group commit, see dir-sync.ts).
+//   msg/QID    a pushed message (ready, leased or deferred). `push` renames it here and fsyncs
+//              msg/ in one job shared by every push in flight (group commit, shared/durable.ts);
+//              the file itself is fsynced once, by its writer (or here if the writer says not).
+//              A restart recovers FIFO order from the qids (they begin with the slot time).
+//   journal/   messages handed over IPC (`put`): append-only segments with group commit, the
+//              durable copy (see journal.ts); cache/QID is the file `pop` hands out for them.
 //   meta/QID   only for messages deferred at least once: {attempts, reason, notBefore}, written
 //              atomically. No meta = plain ready message.
 // Leases live only in memory: a restart makes every leased message ready again, which is what
@@ -13,15 +16,16 @@
 // In memory: a FIFO deque of ready ids (pop is O(1) whatever the length), with tombstones for
 // ids an administrator removed from its middle; maps for slots, leases, and deferred ids.
 
-import { existsSync, lstatSync, promises as fsp, readFileSync, readdirSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, promises as fsp, readFileSync, readdirSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 
 import { errnoStatus } from '../ipc/index.js';
-import { writeFileAtomic } from '../shared/fsutil.js';
+import { DirSyncError, DirSyncer, removeFile, writeFileAtomic } from '../shared/durable.js';
 import type { Logger } from '../shared/log.js';
 import { newQueueId } from '../mail/queue-id.js';
+import { runIo } from '../shared/io-pool.js';
 import { Deque } from './deque.js';
-import { DirSyncer } from './dir-sync.js';
+import { Journal } from './journal.js';
 import { isQid } from './names.js';
 
 export type MsgState = 'slot' | 'ready' | 'leased' | 'deferred';
@@ -67,6 +71,8 @@ export class Queue {
   readonly tmpDir: string;
   readonly msgDir: string;
   readonly metaDir: string;
+  readonly cacheDir: string;
+  private journal!: Journal;
   private readonly msgSync: DirSyncer;
   private readonly slots = new Map<string, number>();
   private readonly ready = new Deque<string>();
@@ -88,13 +94,14 @@ export class Queue {
     this.tmpDir = path.join(this.dir, 'tmp');
     this.msgDir = path.join(this.dir, 'msg');
     this.metaDir = path.join(this.dir, 'meta');
-    this.msgSync = new DirSyncer(this.msgDir);
+    this.cacheDir = path.join(this.dir, 'cache');
+    this.msgSync = new DirSyncer();
   }
 
   /** open - create the folders if needed and rebuild the index from them (recovery). */
   static async open(spool: string, name: string, opts: QueueOptions): Promise<Queue> {
     const q = new Queue(name, spool, opts);
-    for (const d of [q.tmpDir, q.msgDir, q.metaDir]) await fsp.mkdir(d, { recursive: true });
+    for (const d of [q.tmpDir, q.msgDir, q.metaDir, q.cacheDir]) await fsp.mkdir(d, { recursive: true });
     q.recover();
     return q;
   }
@@ -107,8 +114,45 @@ export class Queue {
     return { ready: this.readyCount, leased: this.leased.size, deferred: this.deferred.size, slots: this.slots.size };
   }
 
+  /** msgPath - the file a consumer reads: msg/QID, or cache/QID for a journaled message. */
   msgPath(qid: string): string {
-    return path.join(this.msgDir, qid);
+    return path.join(this.journal.has(qid) ? this.cacheDir : this.msgDir, qid);
+  }
+
+  private exists(qid: string): boolean {
+    return this.journal.has(qid) || existsSync(path.join(this.msgDir, qid));
+  }
+
+  /**
+   * put - the message bytes themselves (IPC `put`, into the slot name P): journaled with group
+   * commit, so many puts share one fdatasync; resolves once they are on disk.
+   */
+  async put(p: string, data: Buffer[]): Promise<string> {
+    const qid = this.qidIn(p, this.tmpDir);
+    if (!qid || !this.slots.has(qid)) throw new QueueError(`not an open slot of queue ${this.name}: ${p}`);
+    const issued = this.slots.get(qid)!;
+    this.slots.delete(qid);
+    try {
+      await this.journal.append(qid, data, path.join(this.cacheDir, qid));
+    } catch (err) {
+      this.slots.set(qid, issued);
+      throw new QueueError(`put failed: ${(err as Error).message}`, errnoStatus(err));
+    }
+    this.makeReady([qid]);
+    return qid;
+  }
+
+  /** prepare - before handing out P: a message journaled before this start gets its cache copy rewritten. */
+  async prepare(p: string): Promise<void> {
+    const qid = path.basename(p);
+    if (!this.journal.recovered(qid)) return;
+    const data = await this.journal.read(qid);
+    await runIo({ op: 'write', path: p, data: [data], close: true });
+  }
+
+  /** close - the journal's pending writes out and its segment marked closed. */
+  async close(): Promise<void> {
+    await this.journal.close();
   }
 
   /** slot - a fresh file name in tmp/ for the client to write. */
@@ -118,37 +162,30 @@ export class Queue {
     return path.join(this.tmpDir, qid);
   }
 
-  /** push - make a written slot durable and ready; resolves once file and folder are fsynced. */
-  async push(p: string): Promise<string> {
+  /**
+   * push - make a written slot durable and ready; resolves once file and folder are fsynced.
+   * SYNCED: the writer already fdatasynced the file (smtpd and spoolMessage do), so it is not
+   * opened again; otherwise (a seed client that only wrote and closed it) it is fsynced here.
+   * Either way the rename and the msg/ fsync are one job shared by every push in flight.
+   */
+  async push(p: string, synced = false): Promise<string> {
     const qid = this.qidIn(p, this.tmpDir);
     if (!qid || !this.slots.has(qid)) throw new QueueError(`not an open slot of queue ${this.name}: ${p}`);
     const issued = this.slots.get(qid)!;
     // Taken out at once, so a second push of the same slot fails even while this one runs.
     this.slots.delete(qid);
-    const tmp = path.join(this.tmpDir, qid);
-    let renamed = false;
     try {
-      const st = await fsp.lstat(tmp).catch(() => null);
-      if (!st || !st.isFile()) throw new QueueError(`slot file missing or not a regular file: ${p}`);
-      const fh = await fsp.open(tmp, 'r');
-      try {
-        const now = new Date();
-        await fh.utimes(now, now);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await fsp.rename(tmp, this.msgPath(qid));
-      renamed = true;
-      await this.msgSync.sync();
+      await this.msgSync.sync(this.msgDir, { from: path.join(this.tmpDir, qid), to: this.msgPath(qid), syncFile: !synced });
     } catch (err) {
-      if (!renamed) {
-        this.slots.set(qid, issued);
-        throw err instanceof QueueError ? err : new QueueError(`push failed: ${(err as Error).message}`, errnoStatus(err));
+      if (err instanceof DirSyncError) {
+        // Renamed but the folder flush failed: the message is queued, just not known durable.
+        this.makeReady([qid]);
+        throw new QueueError(`push not durable: ${err.message}`, errnoStatus(err.cause ?? err));
       }
-      // Renamed but the folder flush failed: the message is queued, just not known durable.
-      this.makeReady([qid]);
-      throw new QueueError(`push not durable: ${(err as Error).message}`, errnoStatus(err));
+      this.slots.set(qid, issued);
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'ENOENT' || e.code === 'EINVAL') throw new QueueError(`slot file missing or not a regular file: ${p}`);
+      throw new QueueError(`push failed: ${e.message}`, errnoStatus(err));
     }
     this.makeReady([qid]);
     return qid;
@@ -199,8 +236,10 @@ export class Queue {
     this.leased.delete(qid);
     this.owners.delete(qid);
     // Only a deferred message has a meta file; unlink, not rm, saves rimraf's extra lstat.
-    if (this.meta.delete(qid)) await unlinkIfExists(path.join(this.metaDir, qid));
-    await unlinkIfExists(this.msgPath(qid));
+    if (this.meta.delete(qid)) await removeFile(path.join(this.metaDir, qid));
+    const file = this.msgPath(qid);
+    this.journal.done(qid);
+    await removeFile(file);
     // No directory fsync: if a crash forgets this unlink the message is delivered again
     // (at-least-once, like Postfix), and `done` stays off the group-commit path of `push`.
     return qid;
@@ -230,7 +269,7 @@ export class Queue {
       if (until > now) continue;
       this.leased.delete(qid);
       this.owners.delete(qid);
-      if (existsSync(this.msgPath(qid))) {
+      if (this.exists(qid)) {
         back.push(qid);
         this.opts.logger.warn({ event: 'queued.lease_expired', qid, queue: this.name }, 'lease expired; message ready again');
       }
@@ -259,7 +298,7 @@ export class Queue {
     if (this.slots.has(qid)) return 'slot';
     if (this.leased.has(qid)) return 'leased';
     if (this.deferred.has(qid)) return 'deferred';
-    if (!this.tombstones.has(qid) && existsSync(this.msgPath(qid))) return 'ready';
+    if (!this.tombstones.has(qid) && this.exists(qid)) return 'ready';
     return null;
   }
 
@@ -295,8 +334,14 @@ export class Queue {
     this.deferred.delete(qid);
     this.meta.delete(qid);
     await fsp.rm(path.join(this.metaDir, qid), { force: true });
-    await fsp.rm(this.msgPath(qid), { force: true });
-    await this.msgSync.sync();
+    const file = this.msgPath(qid);
+    if (this.journal.has(qid)) {
+      this.journal.done(qid);
+      await removeFile(file);
+      return true;
+    }
+    await fsp.rm(file, { force: true });
+    await this.msgSync.sync(this.msgDir);
     return true;
   }
 
@@ -348,8 +393,8 @@ export class Queue {
   }
 
   private leasedQid(p: string): string {
-    const qid = this.qidIn(p, this.msgDir);
-    if (!qid || !this.leased.has(qid)) throw new QueueError(`not a leased message of queue ${this.name}: ${p}`);
+    const qid = this.qidIn(p, this.msgDir) ?? this.qidIn(p, this.cacheDir);
+    if (!qid || !this.leased.has(qid) || this.msgPath(qid) !== p) throw new QueueError(`not a leased message of queue ${this.name}: ${p}`);
     return qid;
   }
 
@@ -363,15 +408,15 @@ export class Queue {
   // recover - rebuild the index from the folders after a start (clean or not).
   private recover(): void {
     const now = Date.now();
-    const names = readdirSync(this.msgDir).filter(isQid);
-    const times = new Float64Array(names.length);
-    for (let i = 0; i < names.length; i++) {
-      try {
-        times[i] = statSync(path.join(this.msgDir, names[i]!)).mtimeMs;
-      } catch {
-        times[i] = NaN;
-      }
-    }
+    // FIFO order is the qid's: it starts with the slot time in milliseconds, fixed-width, so
+    // names sort as times do. No stat per file (a million messages recover in one readdir).
+    const { journal, live } = Journal.open(path.join(this.dir, 'journal'), (msg) =>
+      this.opts.logger.error({ event: 'queued.journal_damaged', queue: this.name }, msg),
+    );
+    this.journal = journal;
+    const names = readdirSync(this.msgDir).filter(isQid).concat(live).sort();
+    // Cache copies of messages no longer in the journal (done before a crash forgot the unlink).
+    for (const f of readdirSync(this.cacheDir)) if (!journal.has(f)) unlinkSync(path.join(this.cacheDir, f));
     for (const f of readdirSync(this.metaDir)) {
       const full = path.join(this.metaDir, f);
       if (!isQid(f)) {
@@ -379,7 +424,7 @@ export class Queue {
         if (f.startsWith('.')) unlinkSync(full);
         continue;
       }
-      if (!existsSync(this.msgPath(f))) {
+      if (!this.exists(f)) {
         unlinkSync(full);
         continue;
       }
@@ -391,18 +436,11 @@ export class Queue {
         // Unreadable meta: treat the message as plain ready rather than lose it.
       }
     }
-    const order = new Uint32Array(names.length);
-    for (let i = 0; i < order.length; i++) order[i] = i;
-    order.sort((a, b) => times[a]! - times[b]! || (names[a]! < names[b]! ? -1 : 1));
-    for (const i of order) {
-      if (Number.isNaN(times[i]!)) continue;
-      const qid = names[i]!;
-      if (!this.deferred.has(qid)) this.ready.push(qid);
-    }
+    for (const qid of names) if (!this.deferred.has(qid)) this.ready.push(qid);
     for (const f of readdirSync(this.tmpDir)) {
       const full = path.join(this.tmpDir, f);
       if (!isQid(f)) continue;
-      if (existsSync(this.msgPath(f))) {
+      if (this.exists(f)) {
         // Both names survived a crash mid-rename: the pushed one wins.
         unlinkSync(full);
         continue;
@@ -422,13 +460,5 @@ export class Queue {
       { event: 'queued.recovered', queue: this.name, ...this.counts(), ms: Date.now() - now },
       'queue recovered',
     );
-  }
-}
-
-async function unlinkIfExists(file: string): Promise<void> {
-  try {
-    await fsp.unlink(file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }

@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
-import { fsyncDir } from '../shared/fsutil.js';
+import { fsyncDir } from '../shared/durable.js';
 import { isQueueName } from './names.js';
 import { Queue, type QueueOptions } from './queue.js';
 

@@ -3,7 +3,7 @@ import { z } from 'zod';
 /** [router] - moves mail from `incoming` to mailboxd or smtp-out. */
 export const RouterConfig = z
   .object({
-    concurrency: z.number().int().positive().default(8).describe('Messages handled at once.'),
+    concurrency: z.number().int().positive().default(32).describe('Messages handled at once (each a mailboxd connection; many in flight let their fsyncs share journal commits).'),
     poll_s: z.number().positive().default(5).describe("Seconds between polls of `incoming` (besides queued's alerts)."),
     retry_s: z.number().positive().default(60).describe("First retry after a temporary local failure, in seconds (then doubling with the message's age)."),
     max_retry_s: z.number().positive().default(4000).describe('Longest wait between two attempts, in seconds.'),

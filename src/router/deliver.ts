@@ -13,7 +13,7 @@ import { domainOf } from '../mail/address.js';
 import { prependOf } from '../mail/auth/prepend.js';
 import { queueBounce } from '../mail/bounce.js';
 import type { DsnRecipient } from '../mail/dsn.js';
-import { type Envelope, readEnvelopeFile } from '../mail/envelope.js';
+import { type Envelope, readQueueFile } from '../mail/envelope.js';
 import { fileBody, spoolMessage } from '../mail/spool.js';
 import type { Logger } from '../shared/log.js';
 import { messagesBounced, messagesDeferred, messagesDelivered } from '../shared/metrics.js';
@@ -37,6 +37,8 @@ interface Job {
   env: Envelope;
   bodyOffset: number;
   size: number;
+  /** The whole file when it is small (read once, stored from memory). */
+  data: Buffer | null;
   /** Mailboxes that already got this message (an alias and its target named together: one copy). */
   stored: Set<string>;
 }
@@ -46,7 +48,7 @@ export async function deliverMessage(config: Config, logger: Logger, clients: Cl
   const qid = path.basename(file);
   let parsed;
   try {
-    parsed = await readEnvelopeFile(file);
+    parsed = await readQueueFile(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       logger.warn({ event: 'router.vanished', qid, file }, 'queue file vanished');
@@ -58,7 +60,7 @@ export async function deliverMessage(config: Config, logger: Logger, clients: Cl
     await clients.queued.request('defer', ['incoming', file, '3600', `unreadable queue file: ${String(err)}`]).catch(() => undefined);
     return;
   }
-  const job: Job = { config, logger, clients, file, qid: parsed.envelope.qid || qid, env: parsed.envelope, bodyOffset: parsed.bodyOffset, size: parsed.size, stored: new Set() };
+  const job: Job = { config, logger, clients, file, qid: parsed.envelope.qid || qid, env: parsed.envelope, bodyOffset: parsed.bodyOffset, size: parsed.size, data: parsed.data, stored: new Set() };
   const { env } = job;
 
   // A requeued remainder waits out its back-off here (see requeue()).
@@ -161,12 +163,15 @@ async function storeLocal(job: Job, user: string, rcpt: string): Promise<Outcome
   const length = head.length + job.size - job.bodyOffset;
   const file = job.file;
   const offset = job.bodyOffset;
-  const body = Readable.from(
-    (async function* () {
-      yield head;
-      yield* fileBody(file, offset);
-    })(),
-  );
+  const data = job.data;
+  const body = data
+    ? Buffer.concat([head, data.subarray(offset)])
+    : Readable.from(
+        (async function* () {
+          yield head;
+          yield* fileBody(file, offset);
+        })(),
+      );
   try {
     // The qid makes the store idempotent: after a crash before `done`, mailboxd recognises the
     // (qid, recipient) it already stored and answers `ok` without a second copy.
@@ -174,7 +179,7 @@ async function storeLocal(job: Job, user: string, rcpt: string): Promise<Outcome
     if (r.ok) return { rcpt, kind: 'ok' };
     return classifyError(rcpt, 'mailboxd', r.params[0] ?? '');
   } catch (err) {
-    body.destroy();
+    if (!Buffer.isBuffer(body)) body.destroy();
     return { rcpt, kind: 'temp', status: '4.4.3', diagnostic: `mailboxd unavailable: ${(err as Error).message}` };
   }
 }

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { generate } from 'selfsigned';
 
 import type { Config } from '../config/schema.js';
-import { writeFileAtomic } from './fsutil.js';
+import { writeFileAtomic } from './durable.js';
 
 export interface TlsMaterial {
   cert: Buffer;

@@ -4,7 +4,9 @@
 //   writes each accepted message into a slot of queue `incoming`.
 // IPC ANSWERED: none (smtpd is a client only).
 // CALLS: authd `auth` (AUTH PLAIN/LOGIN), `domain` + `verify` (RCPT), `resolve` (MAIL FROM
-//   ownership); queued `slot: incoming`, `push: incoming ; PATH`.
+//   ownership); queued `slot: incoming`, then `put: incoming ; PATH ; LENGTH` + the bytes (up
+//   to 1 MiB: journaled by queued, group commit) or the file written and `push: incoming ;
+//   PATH ; synced` (bigger messages).
 // LISTENERS: [smtpd] port (MX, STARTTLS offered), submission_port (STARTTLS, AUTH required),
 //   submissions_port (implicit TLS, AUTH required); -1 disables one, 0 picks a free port.
 // CONFIG: [smtpd] max_message_size, max_recipients, max_line_length, max_command_length,
@@ -13,7 +15,8 @@
 //   enforce_sender_ownership, bare_newline, greet_pause_ms, close_grace_s; [tls] cert/key.
 // QUEUE FILE: envelope block (src/mail/envelope.ts), then our Received: header
 //   (src/mail/received.ts), then the message as received (dot-unstuffed). 250 is sent only
-//   after queued answered `ok` to `push` (file and directory fsynced); otherwise 451 4.3.0.
+//   after queued answered `ok` to `put` (journal fdatasynced) or `push` (file and directory
+//   fsynced); otherwise 451 4.3.0.
 // MAIL AUTH: on the MX port (unauthenticated sessions only) every message is checked while DATA
 //   streams in (checks.ts, src/mail/auth/inbound.ts): SPF on MAIL FROM and HELO, DKIM, ARC,
 //   DMARC, lookups through [dns]. Authentication-Results with our authserv-id is recorded in
@@ -50,6 +53,9 @@ interface Listener {
   secure: boolean;
 }
 
+/** Connections to queued that carry `put` (messages handed over at once, at most). */
+const PUT_CONNECTIONS = 32;
+
 /** start - bind the configured listeners; resolves once all are listening. */
 export async function start(ctx: ServerContext): Promise<RunningServer> {
   const { config, logger } = ctx;
@@ -58,7 +64,12 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
   const authd = ipcClient(config, 'authd');
   const queued = ipcClient(config, 'queued');
   const limits = new ConnectionLimiter(() => cfg);
-  const deps = { config, logger, authd, queued, limits };
+  // queued answers one `put` at a time per connection: sessions share a few, so puts in flight
+  // reach its journal together and share one flush.
+  const putClients = Array.from({ length: PUT_CONNECTIONS }, () => ipcClient(config, 'queued'));
+  let nextPut = 0;
+  const putVia = () => putClients[nextPut++ % putClients.length]!;
+  const deps = { config, logger, authd, queued, putVia, limits };
 
   const protocolLimits: ProtocolLimits = {
     commandTimeoutMs: cfg.command_timeout_s * 1000,
@@ -132,6 +143,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
     await closeAll(servers, 0);
     authd.close();
     queued.close();
+    for (const c of putClients) c.close();
     throw err;
   }
 
@@ -142,6 +154,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
       await closeAll(servers, cfg.close_grace_s * 1000);
       authd.close();
       queued.close();
+      for (const c of putClients) c.close();
     },
   };
 }

@@ -16,7 +16,7 @@ import type { ConnectionLimiter } from '../shared/connection-limiter.js';
 import type { Logger } from '../shared/log.js';
 import { connections, messagesReceived, messagesRejected } from '../shared/metrics.js';
 import { startChecks } from './checks.js';
-import { spoolMessage } from './spool-writer.js';
+import { receiveData } from './spool-writer.js';
 
 export type Role = 'smtp' | 'submission' | 'submissions';
 
@@ -25,6 +25,8 @@ export interface SessionDeps {
   logger: Logger;
   authd: IpcClient;
   queued: IpcClient;
+  /** A connection to queued for the next message's `put` (one put at a time per connection). */
+  putVia(): IpcClient;
   limits: ConnectionLimiter;
 }
 
@@ -41,7 +43,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 /** sessionHandlers - the callbacks for one listener. */
 export function sessionHandlers(role: Role, deps: SessionDeps): Handlers {
-  const { config, logger, authd, queued, limits } = deps;
+  const { config, logger, authd, queued, limits, putVia } = deps;
   const cfg = config.smtpd;
   const counted = new Set<string>();
   const authRequired = role !== 'smtp';
@@ -142,8 +144,8 @@ export function sessionHandlers(role: Role, deps: SessionDeps): Handlers {
         ]);
       // Mail from the MX port is checked (SPF/DKIM/DMARC/ARC); authenticated mail is not.
       const checks = role === 'smtp' && !user && config.mail_auth.check ? startChecks(config, logger, stream, { ip: session.remoteAddress, helo, mailFrom: from }) : null;
-      const spool = { queued, head, bareNewline: cfg.bare_newline, maxLineLength: cfg.max_line_length };
-      spoolMessage(stream, checks ? { ...spool, head: checks.head(head), filter: checks.filter, seal: () => checks.seal() } : spool).then((out) => {
+      const spool = { queued, putVia: putVia(), head, bareNewline: cfg.bare_newline, maxLineLength: cfg.max_line_length };
+      receiveData(stream, checks ? { ...spool, head: checks.head(head), filter: checks.filter, seal: () => checks.seal() } : spool).then((out) => {
         switch (out.kind) {
           case 'refused':
             reject(session, 'mail_auth', { from, detail: out.text, ...checks?.fields() });

@@ -2,23 +2,25 @@
 //
 // Strategy ("write behind the wire"): the slot is asked for as DATA starts, the message bytes
 // (already dot-unstuffed by smtp-server, which ends DATA only on <CRLF>.<CRLF>) go through a
-// small scanner and into the file in 64 KiB writes, so memory stays flat whatever the size.
-// Then fsync, close, `push`. The caller answers 250 only after push said `ok`.
+// small scanner into a Slot (mail/spool.ts): a message up to 1 MiB is held and sent to queued
+// with `put` (journaled with group commit, many messages per fdatasync); a bigger one goes
+// into the slot file in 64 KiB pieces, so memory stays bounded whatever the size, then `push
+// ; synced` (queued does not sync the file again). The caller answers 250 only after queued
+// said `ok`.
 //
 // The scanner enforces the line-length limit and bare-LF policy: "normalize" writes a CR before
 // each bare LF (Postfix's default; the stored message has clean CRLF lines), "reject" refuses
 // the message (Postfix's 550 5.5.2). Once a message is refused or a write fails, the rest of
 // DATA is read and dropped, so the reply still comes after the client's final dot.
 
-import { promises as fsp } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
-import path from 'node:path';
 import { type Transform, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 
 import type { SMTPServerDataStream } from 'smtp-server';
 
-import { type IpcClient, errnoStatus, errorStatus } from '../ipc/index.js';
+import { type IpcClient, errnoStatus } from '../ipc/index.js';
+import { type Slot, SpoolError, openSlot } from '../mail/spool.js';
+import { FLUSH_BYTES } from '../shared/durable.js';
 
 export type SpoolOutcome =
   | { kind: 'queued'; qid: string; path: string; size: number }
@@ -34,6 +36,8 @@ export type Seal = { refuse: { code: number; text: string } } | { patch: { at: n
 
 export interface SpoolOptions {
   queued: IpcClient;
+  /** The connection that carries this message's `put` (queued answers one put at a time per connection). */
+  putVia?: IpcClient;
   /** The envelope block and Received header that go before the message, given the qid. */
   head(qid: string): Buffer;
   bareNewline: 'normalize' | 'reject';
@@ -44,11 +48,10 @@ export interface SpoolOptions {
   seal?: () => Promise<Seal>;
 }
 
-const FLUSH_BYTES = 64 * 1024;
 const CR = Buffer.from('\r');
 
-/** spoolMessage - write DATA to a new `incoming` slot and push it; never throws. */
-export async function spoolMessage(data: SMTPServerDataStream, opts: SpoolOptions): Promise<SpoolOutcome> {
+/** receiveData - write DATA to a new `incoming` slot and push it; never throws. */
+export async function receiveData(data: SMTPServerDataStream, opts: SpoolOptions): Promise<SpoolOutcome> {
   const sink = new SpoolSink(data, opts);
   if (opts.filter) data.pipe(opts.filter).pipe(sink);
   else data.pipe(sink);
@@ -56,19 +59,8 @@ export async function spoolMessage(data: SMTPServerDataStream, opts: SpoolOption
   return sink.conclude();
 }
 
-async function writeAll(fh: FileHandle, buf: Buffer): Promise<void> {
-  let off = 0;
-  while (off < buf.length) {
-    const { bytesWritten } = await fh.write(buf, off, buf.length - off);
-    if (bytesWritten <= 0) throw new Error('short write');
-    off += bytesWritten;
-  }
-}
-
 class SpoolSink extends Writable {
-  private fh: FileHandle | null = null;
-  private file = '';
-  private qid = '';
+  private slot: Slot | null = null;
   private readonly ready: Promise<void>;
   private failure: string | null = null;
   private status = '4.3.0';
@@ -90,14 +82,9 @@ class SpoolSink extends Writable {
   }
 
   private async open(): Promise<void> {
-    const r = await this.opts.queued.request('slot', ['incoming']);
-    if (!r.ok) throw new Error(r.params[0] ?? 'slot refused');
-    this.file = r.params[0] ?? '';
-    if (!path.isAbsolute(this.file)) throw new Error(`slot path not absolute: ${this.file}`);
-    this.qid = path.basename(this.file);
-    this.fh = await fsp.open(this.file, 'w', 0o600);
-    // Written before any flush can run (flush awaits `ready`), so it heads the file.
-    await writeAll(this.fh, this.opts.head(this.qid));
+    this.slot = await openSlot(this.opts.queued, 'incoming', this.opts.putVia);
+    // Written before any flush can run (flush awaits `ready`), so it heads the message.
+    await this.slot.write(this.opts.head(this.slot.qid));
   }
 
   private get stopped(): boolean {
@@ -153,7 +140,7 @@ class SpoolSink extends Writable {
 
   private async flush(): Promise<void> {
     await this.ready;
-    if (this.stopped || !this.fh) {
+    if (this.stopped || !this.slot) {
       this.pending = [];
       this.pendingBytes = 0;
       return;
@@ -162,51 +149,39 @@ class SpoolSink extends Writable {
     this.pending = [];
     this.pendingBytes = 0;
     try {
-      await writeAll(this.fh, buf);
+      await this.slot.write(buf);
       this.written += buf.length;
     } catch (err) {
       this.fail(`write: ${(err as Error).message}`, err);
     }
   }
 
-  /** conclude - after DATA: fsync, close and push, or clean up and say why not. */
+  /** conclude - after DATA: the rest of the bytes to queued (put, or fdatasync + push), or clean up and say why not. */
   async conclude(): Promise<SpoolOutcome> {
     await this.ready;
     if (this.data.sizeExceeded) this.refused ??= 'too-big';
-    let keepFile = false;
-    if (!this.stopped && this.fh) {
+    const slot = this.slot;
+    if (!this.stopped && slot) {
       try {
         const seal = this.opts.seal ? await this.opts.seal() : null;
         if (seal && 'refuse' in seal) {
-          await this.fh.close().catch(() => {});
-          this.fh = null;
-          await fsp.rm(this.file, { force: true }).catch(() => {});
+          await slot.abort();
           return { kind: 'refused', ...seal.refuse };
         }
-        if (seal) await this.fh.write(seal.patch.bytes, 0, seal.patch.bytes.length, seal.patch.at);
-        await this.fh.sync();
-        await this.fh.close();
-        this.fh = null;
-        // A push whose answer never came may still have queued the file: keep it then (the
-        // client retries after our 451, so at worst the message arrives twice, never zero times).
-        keepFile = true;
-        const r = await this.opts.queued.request('push', ['incoming', this.file]);
-        keepFile = false;
-        if (!r.ok) {
-          // queued says why by its status code: 4.3.1 is its disk full.
-          const e = errorStatus(r);
-          this.status = e.status === '4.3.1' ? '4.3.1' : '4.3.0';
-          throw new Error(`push: ${r.params[0] ?? 'refused'}`);
-        }
-        return { kind: 'queued', qid: this.qid, path: this.file, size: this.written };
+        if (seal) slot.patch(seal.patch.at, seal.patch.bytes);
+        await slot.push();
+        return { kind: 'queued', qid: slot.qid, path: slot.path, size: this.written };
       } catch (err) {
         this.fail((err as Error).message, err);
+        // queued says why by its status code: 4.3.1 is its disk full.
+        if (err instanceof SpoolError && /^4\.3\.1\b/.test(err.reason)) this.status = '4.3.1';
+        // A push whose answer never came may still have queued the file: keep it then (the
+        // client retries after our 451, so at worst the message arrives twice, never zero times).
+        if (!(err instanceof SpoolError)) return { kind: 'failed', error: this.failure ?? 'no answer', status: this.status };
       }
     }
-    await this.fh?.close().catch(() => {});
-    this.fh = null;
     // Never pushed, so never acknowledged: the partial file can go (queued also expires slots).
-    if (this.file && !keepFile) await fsp.rm(this.file, { force: true }).catch(() => {});
+    await slot?.abort();
     if (this.refused) return { kind: this.refused };
     return { kind: 'failed', error: this.failure ?? 'no slot', status: this.status };
   }

@@ -104,7 +104,7 @@ export interface FmailProcess {
 
 /** startFmail - `fmail start [servers] -c CONFIG`; resolves once it says it is running. */
 export async function startFmail(setup: FmailSetup, servers: string[] = [], timeoutMs = 30_000): Promise<FmailProcess> {
-  const child = spawn(process.execPath, [FMAIL, 'start', ...servers, '-c', setup.configFile], {
+  const child = spawn(process.execPath, [...(process.env.FMAIL_NODE_ARGS ? process.env.FMAIL_NODE_ARGS.split(' ') : []), FMAIL, 'start', ...servers, '-c', setup.configFile], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output: string[] = [];

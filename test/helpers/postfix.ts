@@ -3,7 +3,7 @@
 // Needs root (postfix start) and the Debian postfix package.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 export interface PostfixOptions {
@@ -15,6 +15,8 @@ export interface PostfixOptions {
   mailboxes?: Record<string, string[]>;
   /** Transport map: domain -> "host:port" Postfix relays to (e.g. FancyMail's smtpd). */
   relay?: Record<string, string>;
+  /** Extra main.cf lines (benchmarks: e.g. hold every message to time accepting alone). */
+  mainCf?: string[];
 }
 
 export interface PostfixInstance {
@@ -22,6 +24,8 @@ export interface PostfixInstance {
   /** Files in a Postfix Maildir's new/ (user@domain). */
   maildirFiles(address: string): string[];
   maildir(address: string): string;
+  /** The master process's pid (its children are the instance's other processes). */
+  masterPid(): number;
   stop(): void;
 }
 
@@ -89,6 +93,7 @@ export function startPostfix(opts: PostfixOptions): PostfixInstance {
     'minimal_backoff_time = 2s',
     'maximal_backoff_time = 4s',
     'queue_run_delay = 2s',
+    ...(opts.mainCf ?? []),
   ].join('\n');
   writeFileSync(path.join(etc, 'main.cf'), mainCf + '\n');
   const masterCf = execFileSync('sh', ['-c', 'cat /etc/postfix/master.cf']).toString().replace(/^smtp\s+inet.*$/m, `127.0.0.1:${port} inet n - n - - smtpd`);
@@ -103,6 +108,7 @@ export function startPostfix(opts: PostfixOptions): PostfixInstance {
   return {
     port,
     maildir,
+    masterPid: () => Number(readFileSync(path.join(dir, 'spool/pid/master.pid'), 'utf8').trim()),
     maildirFiles: (address) => {
       try {
         return readdirSync(path.join(maildir(address), 'new')).map((f) => path.join(maildir(address), 'new', f));

@@ -175,7 +175,8 @@ describe('mailboxd', () => {
     sock.on('data', (d) => (got += d.toString()));
     sock.write(`hello: ${ipcSecret(h.config)}\r\nstore: ${user} ; ${user} ; 100000\r\n`);
     await waitFor(() => got.startsWith('ok\r\nok\r\n'));
-    sock.write(Buffer.alloc(50_000, 'z'));
+    // More than one 64 KiB piece, so the tmp/ file exists before the data ends.
+    sock.write(Buffer.alloc(70_000, 'z'));
     await waitFor(() => files(h, user, 'tmp').length === 1, 20_000);
     sock.destroy();
     await waitFor(() => files(h, user, 'tmp').length === 0, 20_000);

@@ -23,17 +23,24 @@ if (mode === 'push') {
   const cfg = testConfig(a1!);
   const q = await start({ config: cfg, logger: silentLogger() });
   process.stdout.write('READY\n');
-  const worker = async (): Promise<void> => {
+  // Half the clients write the slot file and push it (the seed's way), half send the bytes
+  // with `put` (journaled, group commit).
+  const worker = async (i: number): Promise<void> => {
     const c = testClient(cfg, q.addresses.ipc!);
     for (;;) {
       const s = await c.request('slot', ['crash']);
       const { data, sum } = body();
-      writeFileSync(s.params[0]!, data);
-      const r = await c.request('push', ['crash', s.params[0]!]);
+      let r;
+      if (i % 2 === 0) {
+        writeFileSync(s.params[0]!, data);
+        r = await c.request('push', ['crash', s.params[0]!]);
+      } else {
+        r = await c.store('put', ['crash', s.params[0]!, String(data.length)], data);
+      }
       if (r.ok) process.stdout.write(`OK ${s.params[0]} ${sum}\n`);
     }
   };
-  await Promise.all(Array.from({ length: 16 }, worker));
+  await Promise.all(Array.from({ length: 16 }, (_, i) => worker(i)));
 } else if (mode === 'consume') {
   const cfg = testConfig(a1!);
   const c = testClient(cfg, cfg.ipc.queued);

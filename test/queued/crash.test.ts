@@ -1,6 +1,6 @@
 // Crash test: queued and a pusher in a child process killed with SIGKILL at random points,
-// many times over the same spool; every push answered `ok` must come back exactly once and
-// intact. And a consumer killed between pop and done gets its message back after the lease.
+// many times over the same spool; every push or put answered `ok` must come back exactly once
+// and intact (put: from the journal, its cache copy rewritten after each restart). And a consumer killed between pop and done gets its message back after the lease.
 
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';

@@ -7,7 +7,7 @@ import { after, describe, test } from 'node:test';
 
 import { IpcClient } from '../../src/ipc/index.js';
 import type { Config } from '../../src/config/schema.js';
-import { dirSyncCount } from '../../src/queued/dir-sync.js';
+import { dirSyncCount } from '../../src/shared/durable.js';
 import type { RunningServer } from '../../src/shared/server-module.js';
 import { testClient, testConfig } from '../helpers/config.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';

@@ -82,7 +82,7 @@ export async function startHarness(overrides: Overrides = {}): Promise<Harness> 
     },
   });
   queued.on('push', {
-    params: 2,
+    params: [2, 3],
     handle: (c) => {
       if (fq.failPush || !fq.slots.includes(c.params[1]!)) return error('push failed');
       fq.pushed.push(c.params[1]!);

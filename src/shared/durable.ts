@@ -1,0 +1,215 @@
+// durable - the one way every server writes a file that must survive a crash.
+//
+//   DurableFile   buffer a file's bytes; commit() = write + fdatasync + close (+ rename) in ONE
+//                 hop to the I/O pool (io-pool.ts). A big file goes out in FLUSH_BYTES pieces,
+//                 one hop each, so memory stays flat whatever its size.
+//   DirSyncer     group commit for a folder: callers whose rename must be durable queue up; one
+//                 job does every queued rename (each after its own checks) and then ONE fsync of
+//                 the folder, shared by all of them (Postfix's queue manager batches the same way).
+//   fsyncDir, writeFileAtomic, readFileOnce, removeFile - the small cases, on the same pool.
+//
+// The rule they keep: a file is fdatasynced before its rename, and a caller is told "done"
+// only after the folder holding the new name is fsynced, so bytes and directory entry are on
+// disk. A file is synced once, by the writer: nobody re-opens it to sync it again.
+
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+
+import { type CommitStep, ioError, runIo } from './io-pool.js';
+
+/** Bytes buffered before a piece of a big file is written (and the memory a writer holds). */
+export const FLUSH_BYTES = 64 * 1024;
+
+let dirSyncs = 0;
+
+/** dirSyncCount - folder fsyncs done by this thread (tests check that batches share them). */
+export function dirSyncCount(): number {
+  return dirSyncs;
+}
+
+/** DirSyncError - the folder fsync failed after the renames were done (queued, not known durable). */
+export class DirSyncError extends Error {
+  readonly afterRename = true;
+}
+
+interface Waiter {
+  step: CommitStep;
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+export class DirSyncer {
+  private readonly dirs = new Map<string, { running: boolean; waiting: Waiter[] }>();
+
+  /**
+   * sync - resolves once an fsync of DIR that began after this call has completed. STEP (a
+   * rename, optionally with a check and fsync of the file first) runs in the same job just
+   * before that fsync; its own failure rejects only this caller, with the fs error code.
+   */
+  sync(dir: string, step: CommitStep = {}): Promise<void> {
+    let d = this.dirs.get(dir);
+    if (!d) {
+      d = { running: false, waiting: [] };
+      this.dirs.set(dir, d);
+    }
+    const state = d;
+    return new Promise<void>((resolve, reject) => {
+      state.waiting.push({ step, resolve, reject });
+      if (!state.running) void this.run(dir, state);
+    });
+  }
+
+  private async run(dir: string, state: { running: boolean; waiting: Waiter[] }): Promise<void> {
+    state.running = true;
+    while (state.waiting.length > 0) {
+      const batch = state.waiting.splice(0);
+      try {
+        const r = await runIo({ op: 'commit', dir, steps: batch.map((w) => w.step) });
+        dirSyncs++;
+        batch.forEach((w, i) => {
+          const e = r.errors?.[i];
+          if (e) w.reject(ioError(e));
+          else w.resolve();
+        });
+      } catch (err) {
+        for (const w of batch) w.reject(new DirSyncError(`fsync ${dir}: ${(err as Error).message}`, { cause: err }));
+      }
+    }
+    state.running = false;
+    if (this.dirs.size > 64) this.dirs.delete(dir);
+  }
+}
+
+/** The syncer for folders nobody else batches (atomic config writes, a new queue's parent). */
+const shared = new DirSyncer();
+
+/** fsyncDir - flush a folder's entries (a rename or create is durable only after this). */
+export function fsyncDir(dir: string): Promise<void> {
+  return shared.sync(dir);
+}
+
+export interface DurableFileOptions {
+  /** Fail if the file exists (Maildir tmp names, atomic temp files). */
+  exclusive?: boolean;
+  mode?: number;
+}
+
+/** DurableFile - one file written in as few hops as possible; durable once commit() resolves. */
+export class DurableFile {
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private fd = -1;
+  private started = false;
+  private last: Promise<void> = Promise.resolve();
+  private failure: Error | null = null;
+  private written = 0;
+  private patches: Array<{ at: number; data: Uint8Array }> = [];
+
+  constructor(
+    readonly path: string,
+    private readonly opts: DurableFileOptions = {},
+  ) {}
+
+  /** bytes - how many bytes were given to write() so far. */
+  get bytes(): number {
+    return this.written + this.pendingBytes;
+  }
+
+  /** write - add bytes; resolves when the writer may go on (at once unless a piece is being written). */
+  write(buf: Uint8Array): Promise<void> {
+    if (buf.length === 0) return this.last;
+    this.pending.push(buf);
+    this.pendingBytes += buf.length;
+    if (this.pendingBytes < FLUSH_BYTES) return Promise.resolve();
+    return this.flush(false);
+  }
+
+  /** patch - overwrite bytes at offset AT (already written or not) when the file is committed. */
+  patch(at: number, data: Uint8Array): void {
+    this.patches.push({ at, data });
+  }
+
+  /** commit - the rest of the bytes, fdatasync, close, then (MTIME set first) rename to RENAMETO if given. */
+  async commit(renameTo?: string, mtime?: number): Promise<void> {
+    await this.flush(true, renameTo, mtime);
+  }
+
+  /** abort - close and remove the file (nothing of it stays); never throws. */
+  async abort(): Promise<void> {
+    await this.last.catch(() => {});
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (this.fd >= 0) {
+      const fd = this.fd;
+      this.fd = -1;
+      await runIo({ op: 'close', fd }).catch(() => {});
+    }
+    if (this.started) await removeFile(this.path).catch(() => {});
+  }
+
+  private flush(final: boolean, renameTo?: string, mtime?: number): Promise<void> {
+    const next = this.last.then(async () => {
+      if (this.failure) throw this.failure;
+      if (!final && this.pendingBytes === 0) return;
+      const data = this.pending;
+      this.written += this.pendingBytes;
+      this.pending = [];
+      this.pendingBytes = 0;
+      const open = this.fd < 0;
+      this.started = true;
+      try {
+        const r = await runIo({
+          op: 'write',
+          path: this.path,
+          fd: open ? undefined : this.fd,
+          flags: this.opts.exclusive ? 'wx' : 'w',
+          mode: this.opts.mode ?? 0o600,
+          data,
+          sync: final,
+          close: final,
+          renameTo: final ? renameTo : undefined,
+          mtime: final ? mtime : undefined,
+          patches: final && this.patches.length ? this.patches : undefined,
+        });
+        if (!final && open) this.fd = r.fd ?? -1;
+        if (final) this.fd = -1;
+      } catch (err) {
+        // A failed final job closed the file itself; a failed piece leaves it for abort().
+        if (final) this.fd = -1;
+        this.failure = err as Error;
+        throw err;
+      }
+    });
+    this.last = next.catch(() => {});
+    return next;
+  }
+}
+
+/** writeFileAtomic - temp file, fdatasync, rename over FILE, fsync the folder. */
+export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o600): Promise<void> {
+  const dir = path.dirname(file);
+  await fsp.mkdir(dir, { recursive: true });
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const f = new DurableFile(tmp, { exclusive: true, mode });
+  await f.write(typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
+  try {
+    await f.commit(file);
+  } catch (err) {
+    await removeFile(tmp).catch(() => {});
+    throw err;
+  }
+  await fsyncDir(dir);
+}
+
+/** readFileOnce - the whole file in one hop, or null when it is larger than MAX (read it in pieces then). */
+export async function readFileOnce(file: string, max: number): Promise<Buffer | null> {
+  const r = await runIo({ op: 'read', path: file, max });
+  if (!r.data) return null;
+  return Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
+}
+
+/** removeFile - unlink FILE; a file already gone is not an error. No folder fsync (see callers). */
+export async function removeFile(file: string): Promise<void> {
+  await runIo({ op: 'unlink', path: file, quiet: true });
+}

@@ -1,0 +1,164 @@
+// io-worker - one thread of the I/O pool (io-pool.ts): runs a batch of file jobs with the
+// synchronous calls and answers once for the whole batch. A job is a short sequence (open,
+// write, fdatasync, close, rename; or rename + fsync of a folder), so a message file costs one
+// hop between threads instead of one libuv round trip per call.
+
+import { closeSync, fdatasyncSync, fstatSync, fsyncSync, lstatSync, openSync, constants, readSync, renameSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
+import { parentPort } from 'node:worker_threads';
+
+import type { IoJob, IoResult } from './io-pool.js';
+
+const port = parentPort!;
+
+function writeFully(fd: number, data: Uint8Array, at?: number): void {
+  let off = 0;
+  while (off < data.length) {
+    const n = at === undefined ? writeSync(fd, data, off, data.length - off) : writeSync(fd, data, off, data.length - off, at + off);
+    if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+    off += n;
+  }
+}
+
+function openFlags(flags: 'w' | 'wx' | 'a'): number {
+  const base = constants.O_WRONLY | constants.O_NOFOLLOW;
+  if (flags === 'a') return base;
+  return base | constants.O_CREAT | constants.O_TRUNC | (flags === 'wx' ? constants.O_EXCL : 0);
+}
+
+function run(job: IoJob): IoResult {
+  switch (job.op) {
+    case 'write': {
+      let fd = job.fd ?? -1;
+      const opened = fd < 0;
+      if (opened) fd = openSync(job.path!, openFlags(job.flags ?? 'w'), job.mode ?? 0o600);
+      try {
+        for (const d of job.data) writeFully(fd, d);
+        for (const p of job.patches ?? []) writeFully(fd, p.data, p.at);
+        if (job.sync) fdatasyncSync(fd);
+      } catch (err) {
+        if (opened || job.close) closeQuiet(fd);
+        throw err;
+      }
+      if (!job.close) return { fd };
+      closeSync(fd);
+      if (job.mtime !== undefined) utimesSync(job.path!, job.mtime, job.mtime);
+      if (job.renameTo) renameSync(job.path!, job.renameTo);
+      return {};
+    }
+    case 'close':
+      closeSync(job.fd);
+      return {};
+    case 'unlink':
+      try {
+        unlinkSync(job.path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !job.quiet) throw err;
+      }
+      return {};
+    case 'read': {
+      const fd = openSync(job.path, constants.O_RDONLY);
+      try {
+        const size = fstatSync(fd).size;
+        if (size > job.max) return { size };
+        const buf = new Uint8Array(size);
+        let got = 0;
+        while (got < size) {
+          const n = readSync(fd, buf, got, size - got, got);
+          if (n <= 0) break;
+          got += n;
+        }
+        return { size, data: got === size ? buf : buf.subarray(0, got) };
+      } finally {
+        closeSync(fd);
+      }
+    }
+    case 'pread': {
+      const buf = new Uint8Array(job.len);
+      let got = 0;
+      while (got < job.len) {
+        const n = readSync(job.fd, buf, got, job.len - got, job.off + got);
+        if (n <= 0) break;
+        got += n;
+      }
+      return { data: got === job.len ? buf : buf.subarray(0, got) };
+    }
+    case 'journal': {
+      for (const w of job.writes) {
+        let at = w.off;
+        for (const d of w.data) {
+          writeFully(w.fd, d, at);
+          at += d.length;
+        }
+      }
+      for (const f of job.files) {
+        const fd = openSync(f.path, openFlags('w'), 0o600);
+        try {
+          for (const d of f.data) writeFully(fd, d);
+        } finally {
+          closeSync(fd);
+        }
+      }
+      for (const fd of job.syncFds) fdatasyncSync(fd);
+      return {};
+    }
+    case 'commit': {
+      // Each caller's moves, then one fsync of the folder for all of them (group commit).
+      const errors: Array<{ code?: string; message: string } | null> = [];
+      for (const step of job.steps) {
+        try {
+          if (step.from) {
+            const st = lstatSync(step.from);
+            if (!st.isFile()) throw Object.assign(new Error(`not a regular file: ${step.from}`), { code: 'EINVAL' });
+            if (step.syncFile) {
+              const fd = openSync(step.from, constants.O_RDONLY | constants.O_NOFOLLOW);
+              try {
+                fdatasyncSync(fd);
+              } finally {
+                closeSync(fd);
+              }
+            }
+            renameSync(step.from, step.to!);
+          }
+          errors.push(null);
+        } catch (err) {
+          errors.push(errorOf(err));
+        }
+      }
+      const dfd = openSync(job.dir, constants.O_RDONLY);
+      try {
+        fsyncSync(dfd);
+      } finally {
+        closeSync(dfd);
+      }
+      return { errors };
+    }
+  }
+}
+
+function closeQuiet(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already failing; the first error is the one reported
+  }
+}
+
+function errorOf(err: unknown): { code?: string; message: string } {
+  const e = err as NodeJS.ErrnoException;
+  return { code: e.code, message: e.message ?? String(err) };
+}
+
+port.on('message', (batch: { id: number; jobs: IoJob[] }) => {
+  const results: IoResult[] = [];
+  const transfer: ArrayBuffer[] = [];
+  for (const job of batch.jobs) {
+    try {
+      const r = run(job);
+      if (r.data) transfer.push(r.data.buffer as ArrayBuffer);
+      results.push(r);
+    } catch (err) {
+      results.push({ error: errorOf(err) });
+    }
+  }
+  port.postMessage({ id: batch.id, results }, transfer);
+});

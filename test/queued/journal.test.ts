@@ -1,0 +1,107 @@
+// queued's `put` and its journal: bytes over IPC, durable on `ok`, handed out as a file, kept
+// across a restart (cache copy rebuilt), segments removed once every message in them is done,
+// a torn tail ignored; `push ; synced` for a writer that synced its file itself.
+
+import assert from 'node:assert/strict';
+import { appendFileSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, test } from 'node:test';
+
+import { IpcClient } from '../../src/ipc/index.js';
+import { testConfig } from '../helpers/config.js';
+import { tempDir } from '../helpers/tmp.js';
+import { startQueued } from './helpers.js';
+
+const dirs: Array<{ cleanup(): void }> = [];
+after(() => dirs.forEach((d) => d.cleanup()));
+
+async function put(c: IpcClient, queue: string, body: Buffer): Promise<string> {
+  const s = await c.request('slot', [queue]);
+  assert.ok(s.ok);
+  const r = await c.store('put', [queue, s.params[0]!, String(body.length)], body);
+  assert.ok(r.ok, String(r.params));
+  return path.basename(s.params[0]!);
+}
+
+test('put: journaled, popped as a file, kept across a restart, segment removed when all done', async () => {
+  const t = tempDir('fmail-journal-');
+  dirs.push(t);
+  const cfg = testConfig(t.dir);
+  let q = await startQueued(cfg);
+  let c = new IpcClient(q.addresses.ipc!);
+  const bodies = Array.from({ length: 20 }, (_, i) => Buffer.from(`message ${i}\r\n`.repeat(i + 1)));
+  const qids = await Promise.all(bodies.map((b) => put(c, 'jq', b)));
+  const journal = path.join(t.dir, 'queue/jq/journal');
+  assert.equal(readdirSync(journal).length, 1);
+  // Restart: the same messages, in order, with their bytes (the cache copies are rewritten).
+  for (const f of readdirSync(path.join(t.dir, 'queue/jq/cache'))) writeFileSync(path.join(t.dir, 'queue/jq/cache', f), 'stale');
+  c.close();
+  await q.close();
+  q = await startQueued(cfg);
+  c = new IpcClient(q.addresses.ipc!);
+  try {
+    const popped: string[] = [];
+    for (;;) {
+      const r = await c.request('pop', ['jq']);
+      if (!r.ok) break;
+      popped.push(r.params[0]!);
+    }
+    assert.deepEqual(popped.map((p) => path.basename(p)), [...qids].sort());
+    for (const p of popped) assert.deepEqual(readFileSync(p), bodies[qids.indexOf(path.basename(p))]);
+    // The segment written before the restart holds them all: it goes once they are done.
+    const old = readdirSync(journal).sort()[0]!;
+    for (const p of popped) assert.ok((await c.request('done', ['jq', p])).ok);
+    for (let i = 0; i < 100 && readdirSync(journal).includes(old); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(!readdirSync(journal).includes(old), 'finished segment removed');
+    assert.deepEqual(readdirSync(path.join(t.dir, 'queue/jq/cache')), []);
+  } finally {
+    c.close();
+    await q.close();
+  }
+});
+
+test('a torn record at the end of a segment is ignored; put refuses a path that is not an open slot', async () => {
+  const t = tempDir('fmail-journal-');
+  dirs.push(t);
+  const cfg = testConfig(t.dir);
+  let q = await startQueued(cfg);
+  let c = new IpcClient(q.addresses.ipc!);
+  const kept = await put(c, 'tq', Buffer.from('kept\r\n'));
+  assert.equal((await c.store('put', ['tq', '/etc/passwd', '3'], Buffer.from('abc'))).ok, false);
+  c.close();
+  await q.close();
+  // A crash in the middle of a write: a header whose bytes never fully arrived.
+  const journal = path.join(t.dir, 'queue/tq/journal');
+  const seg = path.join(journal, readdirSync(journal).sort().at(-1)!);
+  appendFileSync(seg, 'P 2ZZZZZZZZZZZZZZ 4096 00000000\nhalf');
+  q = await startQueued(cfg);
+  c = new IpcClient(q.addresses.ipc!);
+  try {
+    const r = await c.request('pop', ['tq']);
+    assert.ok(r.ok);
+    assert.equal(path.basename(r.params[0]!), kept);
+    assert.equal(readFileSync(r.params[0]!, 'utf8'), 'kept\r\n');
+    assert.equal((await c.request('pop', ['tq'])).ok, false);
+  } finally {
+    c.close();
+    await q.close();
+  }
+});
+
+test('push ; synced renames without syncing again; other options are refused', async () => {
+  const t = tempDir('fmail-journal-');
+  dirs.push(t);
+  const q = await startQueued(testConfig(t.dir));
+  const c = new IpcClient(q.addresses.ipc!);
+  try {
+    const s = (await c.request('slot', ['sq'])).params[0]!;
+    writeFileSync(s, 'synced by the writer');
+    assert.equal((await c.request('push', ['sq', s, 'fast'])).ok, false);
+    assert.ok((await c.request('push', ['sq', s, 'synced'])).ok);
+    const p = (await c.request('pop', ['sq'])).params[0]!;
+    assert.equal(readFileSync(p, 'utf8'), 'synced by the writer');
+  } finally {
+    c.close();
+    await q.close();
+  }
+});
