@@ -40,9 +40,11 @@ import { createIpcServer, ipcClient } from '../shared/ipc-setup.js';
 import type { RunningServer, ServerContext } from '../shared/server-module.js';
 import { MailboxService } from './handlers.js';
 import { maildirHost } from './maildir-name.js';
+import { warmIo } from '../shared/io-pool.js';
 
 /** start - serve the mailbox messages on ipc.mailboxd. */
 export async function start(ctx: ServerContext): Promise<RunningServer> {
+  warmIo();
   const { config, logger } = ctx;
   const root = dataPath(config, config.mailboxd.maildirs);
   const authd = ipcClient(config, 'authd');

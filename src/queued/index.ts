@@ -46,6 +46,7 @@ import { Alerter } from './alerts.js';
 import { isQueueName } from './names.js';
 import { QueueError } from './queue.js';
 import { Spool } from './spool.js';
+import { warmIo } from '../shared/io-pool.js';
 
 const MAX_DEFER_S = 10 * 365 * 86400;
 /** Longest lease a `renew` may ask for: a day (a holder that dies is noticed by its connection). */
@@ -57,6 +58,7 @@ const MAX_PUT_BYTES = 64 * 1024 * 1024;
 const HELD = 'queued.held';
 
 export async function start(ctx: ServerContext): Promise<RunningServer> {
+  warmIo();
   const { config, logger } = ctx;
   const qc = config.queued;
   const spoolDir = dataPath(config, qc.spool);

@@ -86,6 +86,11 @@ export function ioHops(): number {
   return hops;
 }
 
+/** warmIo - start the first worker now (servers call it at start: a thread takes tens of ms to come up). */
+export function warmIo(): void {
+  if (slots.length === 0) spawn();
+}
+
 /** ioError - an Error like fs's own, with the errno code kept. */
 export function ioError(e: { code?: string; message: string }): NodeJS.ErrnoException {
   return Object.assign(new Error(e.message), { code: e.code });

@@ -7,8 +7,8 @@ import { appendFileSync, readFileSync, readdirSync, writeFileSync } from 'node:f
 import path from 'node:path';
 import { after, test } from 'node:test';
 
-import { IpcClient } from '../../src/ipc/index.js';
-import { testConfig } from '../helpers/config.js';
+import type { IpcClient } from '../../src/ipc/index.js';
+import { testClient, testConfig } from '../helpers/config.js';
 import { tempDir } from '../helpers/tmp.js';
 import { startQueued } from './helpers.js';
 
@@ -28,7 +28,7 @@ test('put: journaled, popped as a file, kept across a restart, segment removed w
   dirs.push(t);
   const cfg = testConfig(t.dir);
   let q = await startQueued(cfg);
-  let c = new IpcClient(q.addresses.ipc!);
+  let c = testClient(cfg, q.addresses.ipc!);
   const bodies = Array.from({ length: 20 }, (_, i) => Buffer.from(`message ${i}\r\n`.repeat(i + 1)));
   const qids = await Promise.all(bodies.map((b) => put(c, 'jq', b)));
   const journal = path.join(t.dir, 'queue/jq/journal');
@@ -38,7 +38,7 @@ test('put: journaled, popped as a file, kept across a restart, segment removed w
   c.close();
   await q.close();
   q = await startQueued(cfg);
-  c = new IpcClient(q.addresses.ipc!);
+  c = testClient(cfg, q.addresses.ipc!);
   try {
     const popped: string[] = [];
     for (;;) {
@@ -65,7 +65,7 @@ test('a torn record at the end of a segment is ignored; put refuses a path that 
   dirs.push(t);
   const cfg = testConfig(t.dir);
   let q = await startQueued(cfg);
-  let c = new IpcClient(q.addresses.ipc!);
+  let c = testClient(cfg, q.addresses.ipc!);
   const kept = await put(c, 'tq', Buffer.from('kept\r\n'));
   assert.equal((await c.store('put', ['tq', '/etc/passwd', '3'], Buffer.from('abc'))).ok, false);
   c.close();
@@ -75,7 +75,7 @@ test('a torn record at the end of a segment is ignored; put refuses a path that 
   const seg = path.join(journal, readdirSync(journal).sort().at(-1)!);
   appendFileSync(seg, 'P 2ZZZZZZZZZZZZZZ 4096 00000000\nhalf');
   q = await startQueued(cfg);
-  c = new IpcClient(q.addresses.ipc!);
+  c = testClient(cfg, q.addresses.ipc!);
   try {
     const r = await c.request('pop', ['tq']);
     assert.ok(r.ok);
@@ -91,8 +91,9 @@ test('a torn record at the end of a segment is ignored; put refuses a path that 
 test('push ; synced renames without syncing again; other options are refused', async () => {
   const t = tempDir('fmail-journal-');
   dirs.push(t);
-  const q = await startQueued(testConfig(t.dir));
-  const c = new IpcClient(q.addresses.ipc!);
+  const cfg = testConfig(t.dir);
+  const q = await startQueued(cfg);
+  const c = testClient(cfg, q.addresses.ipc!);
   try {
     const s = (await c.request('slot', ['sq'])).params[0]!;
     writeFileSync(s, 'synced by the writer');
