@@ -61,7 +61,10 @@ describe('smtp-out scheduling', () => {
       try {
         const env = { qid: '', from: 'alice@example.test', rcpt: ['r@again.test'], client: '127.0.0.1', helo: 't', auth: '', time: new Date().toISOString() };
         const spooled = await spoolMessage(q, 'held', env, message('sent again'));
-        const held = { qid: spooled.qid, file: path.join(path.dirname(path.dirname(spooled.file)), 'msg', spooled.qid) };
+        // Where queued keeps it (msg/ for a pushed file, cache/ for a put): what pop hands out.
+        const popped = await q.request('pop', ['held']);
+        assert.ok(popped.ok && path.basename(popped.params[0]!) === spooled.qid);
+        const held = { qid: spooled.qid, file: popped.params[0]! };
         assert.deepEqual(await out.request('send', ['alice@example.test', 'r@again.test', held.file]), { ok: true, params: [] });
         await f.waitLog((l) => l.event === 'smtp-out.sent' && l.qid === held.qid);
         assert.deepEqual(await out.request('send', ['alice@example.test', 'r@again.test', held.file]), { ok: true, params: [] });
