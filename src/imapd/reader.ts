@@ -17,8 +17,8 @@ const PAUSE_BYTES = 256 * 1024;
 export type LiteralVerdict = { ok: true } | { ok: false; response: string; close: boolean };
 
 export interface LiteralPolicy {
-  /** Asked for every literal: the command text so far, its size, whether it is {N+}. */
-  (textSoFar: string, size: number, nonSync: boolean): LiteralVerdict;
+  /** Asked for every literal: the command text so far, its size, whether it is {N+}, and the literal bytes the command already carries. */
+  (textSoFar: string, size: number, nonSync: boolean, before: number): LiteralVerdict;
 }
 
 export type CommandRead =
@@ -173,6 +173,7 @@ export class CommandReader {
     const parts: Array<string | Buffer> = [];
     let text = '';
     let textBytes = 0;
+    let literalBytes = 0;
     const maxLine = this.limits.maxLine();
     for (;;) {
       const r = await this.readLine(maxLine - textBytes);
@@ -186,12 +187,13 @@ export class CommandReader {
       if (!m) return { kind: 'command', parts };
       const size = Number(m[1]);
       const nonSync = m[2] === '+';
-      const verdict = Number.isSafeInteger(size) ? policy(text, size, nonSync) : { ok: false as const, response: '* BYE Literal too large', close: true };
+      const verdict = Number.isSafeInteger(size) ? policy(text, size, nonSync, literalBytes) : { ok: false as const, response: '* BYE Literal too large', close: true };
       if (!verdict.ok) return { kind: 'refused', response: verdict.response, close: verdict.close || nonSync };
       if (!nonSync) this.goAhead();
       const data = await this.readBytes(size);
       if (data === null) return null;
       parts.push(data);
+      literalBytes += size;
       text += ' ';
     }
   }

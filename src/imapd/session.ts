@@ -55,6 +55,8 @@ const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft
 const FETCH_WINDOW = 32;
 /** Part trees kept per session (BODYSTRUCTURE, numbered sections). */
 const STRUCTURE_CACHE = 256;
+/** Output held before the session waits for the socket to drain (bounds memory per session). */
+const OUT_HIGH_WATER = 256 * 1024;
 /** Literals before login are small: a user name or a password. */
 const PREAUTH_LITERAL_BYTES = 4096;
 
@@ -121,6 +123,7 @@ export class Session {
   /** Set while IDLE waits: a change wakes it. */
   private idleWake: (() => void) | null = null;
   private condstore = false;
+  private corked = false;
   private readonly structures = new Map<number, Part>();
   private loginFailures = 0;
   private badCommands = 0;
@@ -153,7 +156,7 @@ export class Session {
     try {
       this.send(`* OK [CAPABILITY ${this.capabilities()}] FancyMail IMAP server ready\r\n`);
       while (!this.closing) {
-        const r = await this.reader.nextCommand((text, size, nonSync) => this.literalVerdict(text, size, nonSync));
+        const r = await this.reader.nextCommand((text, size, nonSync, before) => this.literalVerdict(text, size, nonSync, before));
         if (r === null) break;
         if (r.kind === 'timeout') {
           this.send('* BYE Command line took too long\r\n');
@@ -190,14 +193,16 @@ export class Session {
     this.sock.destroy();
   }
 
-  /** literalVerdict - decide on a literal before any of its bytes is read. */
-  private literalVerdict(text: string, size: number, nonSync: boolean): LiteralVerdict {
+  /** literalVerdict - decide on a literal before any of its bytes is read; all of a command's literals count. */
+  private literalVerdict(text: string, size: number, nonSync: boolean, before: number): LiteralVerdict {
     const cfg = this.deps.cfg();
     const m = /^(\S+) +(?:UID +)?(\S+)/i.exec(text);
     const tag = m ? m[1]! : '*';
     const isAppend = m?.[2]?.toUpperCase() === 'APPEND' && this.state !== 'notauth';
     const limit = this.state === 'notauth' ? PREAUTH_LITERAL_BYTES : isAppend ? cfg.max_message_size : cfg.max_literal_bytes;
-    if (size <= limit) return { ok: true };
+    // APPEND: one message (MULTIAPPEND is not offered) plus small literals for the mailbox name.
+    const total = isAppend ? cfg.max_message_size + cfg.max_literal_bytes : limit;
+    if (size <= limit && before + size <= total) return { ok: true };
     if (nonSync) return { ok: false, response: `* BYE [TOOBIG] Literal of ${size} octets is over the limit of ${limit}`, close: true };
     return { ok: false, response: `${tag} NO [TOOBIG] Literal of ${size} octets is over the limit of ${limit}`, close: false };
   }
@@ -237,6 +242,8 @@ export class Session {
     if (!cmd.states.includes(this.state)) {
       return this.bad(tag, this.state === 'notauth' ? `${name} needs you to log in first` : this.state === 'auth' && cmd.states === SELECTED ? `${name} needs a selected mailbox` : `${name} is not allowed now`);
     }
+    // "Output batching": a command's responses leave in as few writes as the socket allows.
+    this.batch();
     try {
       await cmd.run(this, tag, new Args(rest), uid);
     } catch (err) {
@@ -247,6 +254,8 @@ export class Session {
       if (err instanceof BadCharsetError) return this.no(tag, 'BADCHARSET (UTF-8 US-ASCII)', 'Unsupported charset');
       this.log.error({ event: 'imapd.command_failed', command: name, err: String(err) }, 'command failed');
       return this.no(tag, 'UNAVAILABLE', 'Mail store unavailable, try again later');
+    } finally {
+      this.flush();
     }
   }
 
@@ -257,21 +266,39 @@ export class Session {
     return this.sock.write(data);
   }
 
-  /** sendAll - pieces of one response, waiting for the socket to drain when it is full. */
+  /** batch - hold writes (cork) until flush(): many small responses become one write. */
+  private batch(): void {
+    if (this.corked || this.sock.destroyed) return;
+    this.sock.cork();
+    this.corked = true;
+  }
+
+  /** flush - send what batch() held; needed before waiting for the client (IDLE, SASL, TLS). */
+  private flush(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.sock.uncork();
+  }
+
+  /** sendAll - pieces of one response; past OUT_HIGH_WATER buffered, flush and wait for the socket. */
   private async sendAll(pieces: Array<string | Buffer>): Promise<void> {
     let text = '';
-    let full = false;
     for (const p of pieces) {
       if (typeof p === 'string') {
         text += p;
         continue;
       }
-      if (text) full = !this.send(text) || full;
+      if (text) this.send(text);
       text = '';
-      full = !this.send(p) || full;
+      this.send(p);
     }
-    if (text) full = !this.send(text) || full;
-    if (full) await drained(this.sock);
+    if (text) this.send(text);
+    if (this.sock.writableLength > OUT_HIGH_WATER) {
+      const corked = this.corked;
+      this.flush();
+      if (this.sock.writableNeedDrain) await drained(this.sock);
+      if (corked) this.batch();
+    }
   }
 
   /** done - the tagged OK, after bringing the selected mailbox up to date. */
@@ -399,6 +426,7 @@ export class Session {
     if (this.tls) throw new Bad('TLS is already active');
     const raw = this.sock as net.Socket;
     this.send(`${tag} OK Begin TLS negotiation now\r\n`);
+    this.flush();
     // Synchronously from here on: no plaintext byte after the command reaches a handler.
     this.reader.detach();
     raw.setTimeout(0);
@@ -427,6 +455,7 @@ export class Session {
     let response = initial;
     if (response === null) {
       this.send('+ \r\n');
+      this.flush();
       const r = await this.reader.readLine(PREAUTH_LITERAL_BYTES);
       if (r === null) return;
       if (r.kind !== 'line') throw new Bad('Authentication response too long or too slow');
@@ -727,6 +756,7 @@ export class Session {
   async idle(tag: string, args: Args): Promise<void> {
     args.end();
     this.send('+ idling\r\n');
+    this.flush();
     const line = this.reader.readLine(64);
     let ended = false;
     let result: Awaited<typeof line> | undefined;
@@ -737,6 +767,7 @@ export class Session {
     });
     while (!ended && !this.closing) {
       await this.catchUp(true);
+      this.flush();
       if (ended || this.closing) break;
       await new Promise<void>((resolve) => (this.idleWake = resolve));
       this.idleWake = null;

@@ -91,6 +91,12 @@ describe('imapd protocol', () => {
     const d = await ImapTestClient.connect(h.port);
     d.write('a LOGIN {5000}\r\n');
     assert.match(await d.response(), /^a NO \[TOOBIG\]/);
+    // All literals of one command count together: many small ones cannot add up.
+    d.write('b LOGIN {3000}\r\n');
+    assert.match(await d.response(), /^\+ /);
+    d.write('x'.repeat(3000) + ' {3000}\r\n');
+    assert.match(await d.response(), /^b NO \[TOOBIG\]/);
+    await d.ok('NOOP');
     d.close();
   });
 

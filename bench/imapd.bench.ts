@@ -1,0 +1,359 @@
+// imapd, side by side with Dovecot's imap on the same Maildirs, same run: FETCH 1:2000 BODY[]
+// of 4 KiB messages (one command), SELECT of a 100,000-message mailbox (warm, best of 3),
+// UID FETCH 1:* (FLAGS) on it, and the memory 1,000 connections idling in IDLE cost (PSS
+// growth of the whole server: FancyMail's process; every Dovecot process, shared pages split).
+//
+// BENCH_MESSAGES / BENCH_BIG / BENCH_IDLE for smaller runs. Dovecot needs root and
+// dovecot-imapd (it runs mail as `nobody`).
+
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { chmodSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+
+import { IpcClient } from '../src/ipc/index.js';
+import { freePort, tempDir } from '../test/helpers/tmp.js';
+
+const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 2000);
+const BIG = Number(process.env.BENCH_BIG ?? 100_000);
+const IDLERS = Number(process.env.BENCH_IDLE ?? 1000);
+const USER = 'alice@bench.test';
+const BIG_USER = 'big@bench.test';
+const IDLE_USER = 'idle@bench.test';
+const PASSWORD = 'secret';
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+
+/** ImapClient - just enough IMAP to time commands: a response ends at its tagged line. */
+class ImapClient {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private wake: (() => void) | null = null;
+  private ended = false;
+  private n = 0;
+
+  private constructor(private readonly sock: net.Socket) {
+    sock.setNoDelay(true);
+    sock.on('data', (d: Buffer) => {
+      this.chunks.push(d);
+      this.size += d.length;
+      this.wake?.();
+    });
+    sock.on('close', () => {
+      this.ended = true;
+      this.wake?.();
+    });
+    sock.on('error', () => {});
+  }
+
+  static async connect(port: number): Promise<ImapClient> {
+    const sock = net.connect(port, '127.0.0.1');
+    await once(sock, 'connect');
+    const c = new ImapClient(sock);
+    await c.until('* OK', 0);
+    return c;
+  }
+
+  /** until - wait for `marker` in what arrived after `from`; returns the bytes and drops them. */
+  private async until(marker: string, from: number): Promise<Buffer> {
+    let scanned = Math.max(0, from);
+    for (;;) {
+      if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks, this.size)];
+      const buf = this.chunks[0] ?? Buffer.alloc(0);
+      const i = buf.indexOf(marker, Math.max(0, scanned - marker.length));
+      if (i >= 0) {
+        const end = buf.indexOf('\r\n', i + marker.length);
+        if (end >= 0) {
+          const out = buf.subarray(0, end + 2);
+          const rest = buf.subarray(end + 2);
+          this.chunks = rest.length ? [rest] : [];
+          this.size = rest.length;
+          return out;
+        }
+      }
+      scanned = buf.length;
+      if (this.ended) throw new Error(`connection closed waiting for ${marker.trim()} (got ${JSON.stringify(buf.toString().slice(-300))})`);
+      await new Promise<void>((r) => (this.wake = r));
+      this.wake = null;
+    }
+  }
+
+  async cmd(text: string): Promise<Buffer> {
+    const tag = `b${++this.n}`;
+    this.sock.write(`${tag} ${text}\r\n`);
+    const out = await this.until(`${tag} `, 0);
+    const last = out.subarray(out.lastIndexOf(`${tag} `)).toString();
+    if (!last.startsWith(`${tag} OK`)) throw new Error(`${text.slice(0, 40)}: ${last.trim()}`);
+    return out;
+  }
+
+  /** idle - start IDLE and wait for the continuation. */
+  async idle(): Promise<void> {
+    this.sock.write(`i IDLE\r\n`);
+    await this.until('+ ', 0);
+  }
+
+  close(): void {
+    this.sock.destroy();
+  }
+}
+
+async function login(port: number, user: string): Promise<ImapClient> {
+  const c = await ImapClient.connect(port);
+  await c.cmd(`LOGIN ${user} ${PASSWORD}`);
+  return c;
+}
+
+interface Figures {
+  fetchS: number;
+  fetchBytes: number;
+  selectMs: number;
+  flagsMs: number;
+  flagsLines: number;
+  idleRssKiB: number;
+}
+
+const seconds = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e9;
+
+/** measure - the four figures against one server; `rss` reads the server's memory in KiB. */
+async function measure(port: number, rss: () => number): Promise<Figures> {
+  const c = await login(port, USER);
+  await c.cmd('SELECT INBOX');
+  await c.cmd(`FETCH 1:${MESSAGES} BODY.PEEK[]`); // warm-up (caches, JIT)
+  let t0 = process.hrtime.bigint();
+  const body = await c.cmd(`FETCH 1:${MESSAGES} BODY.PEEK[]`);
+  const fetchS = seconds(t0);
+  c.close();
+
+  const b = await login(port, BIG_USER);
+  await b.cmd('SELECT INBOX');
+  await b.cmd('UNSELECT');
+  let selectMs = Infinity;
+  for (let i = 0; i < 3; i++) {
+    t0 = process.hrtime.bigint();
+    await b.cmd('SELECT INBOX');
+    selectMs = Math.min(selectMs, seconds(t0) * 1000);
+    if (i < 2) await b.cmd('UNSELECT');
+  }
+  await b.cmd('UID FETCH 1:* (FLAGS)');
+  t0 = process.hrtime.bigint();
+  const flags = await b.cmd('UID FETCH 1:* (FLAGS)');
+  const flagsMs = seconds(t0) * 1000;
+  const flagsLines = flags.toString('latin1').split('\r\n').filter((l) => l.includes(' FETCH ')).length;
+  b.close();
+
+  const before = rss();
+  const idlers: ImapClient[] = [];
+  for (let i = 0; i < IDLERS; i += 50) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(50, IDLERS - i) }, async () => {
+        const x = await login(port, IDLE_USER);
+        await x.cmd('SELECT INBOX');
+        await x.idle();
+        return x;
+      }),
+    );
+    idlers.push(...batch);
+  }
+  await new Promise((r) => setTimeout(r, 1000));
+  const idleRssKiB = rss() - before;
+  for (const x of idlers) x.close();
+  return { fetchS, fetchBytes: body.length, selectMs, flagsMs, flagsLines, idleRssKiB };
+}
+
+/** memOf - proportional set size (PSS, shared pages split between sharers) in KiB, summed. */
+function memOf(pids: number[]): number {
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      const m = /^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+      total += m ? Number(m[1]) : 0;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+}
+
+/** dovecotPids - every process of the Dovecot instance whose base_dir is `dir`. */
+function dovecotPids(): number[] {
+  const out: number[] = [];
+  for (const p of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(p)) continue;
+    try {
+      const comm = readFileSync(`/proc/${p}/comm`, 'utf8').trim();
+      if (/^(dovecot|imap|imap-login|auth|config|log|anvil|stats)$/.test(comm)) out.push(Number(p));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+async function startFancyMail(dir: string): Promise<{ child: ChildProcess; imap: number }> {
+  const imap = await freePort();
+  const toml = [
+    `data_dir = ${JSON.stringify(dir)}`,
+    'hostname = "mx.bench.test"',
+    '[log]',
+    'level = "warn"',
+    '[metrics]',
+    'listen = ""',
+    '[ipc]',
+    ...['authd', 'queued', 'smtp_out', 'mailboxd', 'router', 'imapd'].map((k) => `${k} = "unix://${dir}/${k}.sock"`),
+    '[imapd]',
+    'host = "127.0.0.1"',
+    `port = ${imap}`,
+    'imaps_port = -1',
+    `max_connections = ${IDLERS + 100}`,
+  ].join('\n');
+  const cfgFile = path.join(dir, 'fmail.toml');
+  writeFileSync(cfgFile, toml + '\n');
+  const child = spawn(process.execPath, [path.join(root, 'bin/fmail.js'), 'start', 'authd', 'mailboxd', 'imapd', '-c', cfgFile], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout! });
+  for await (const line of lines) if (line.includes('running')) break;
+  return { child, imap };
+}
+
+/** message - SIZE bytes of plain text. */
+function message(i: number, size: number): Buffer {
+  const head = `From: bench@remote.test\r\nTo: ${USER}\r\nSubject: message ${i}\r\nMessage-ID: <${i}@bench.test>\r\n\r\n`;
+  const line = 'The quick brown fox jumps over the lazy dog. 0123456789 .........\r\n';
+  let body = head;
+  while (body.length + line.length <= size - 2) body += line;
+  return Buffer.from(body.padEnd(size - 2, 'x') + '\r\n');
+}
+
+/** fill - the FETCH set through mailboxd's `store`; the big mailbox written on disk, as another MDA would. */
+async function fill(dir: string): Promise<void> {
+  const secret = readFileSync(path.join(dir, 'ipc.secret'), 'utf8').trim();
+  const clients = Array.from({ length: 4 }, () => new IpcClient(`unix://${dir}/mailboxd.sock`, { secret }));
+  let next = 1;
+  await Promise.all(
+    clients.map(async (c) => {
+      while (next <= MESSAGES) {
+        const data = message(next++, 4096);
+        const r = await c.store('store', [USER, USER, String(data.length)], data);
+        if (!r.ok) throw new Error(`store: ${r.params.join(' ')}`);
+      }
+    }),
+  );
+  await clients[0]!.store('store', [IDLE_USER, IDLE_USER, '20'], Buffer.from('Subject: i\r\n\r\nidle\r\n'));
+  for (const c of clients) c.close();
+  const small = 'Subject: x\r\n\r\nbody\r\n';
+  const base = path.join(dir, 'mail', BIG_USER);
+  for (const sub of ['tmp', 'new', 'cur']) mkdirSync(path.join(base, sub), { recursive: true });
+  for (let i = 0; i < BIG; i++) writeFileSync(path.join(base, 'cur', `${1700000000 + Math.floor(i / 1000)}.M${i % 1000}P1Q${i}.bench,S=${small.length}:2,${i % 3 === 0 ? 'S' : ''}`), small);
+}
+
+async function runDovecot(dir: string, maildirs: string): Promise<Figures | null> {
+  if (process.getuid?.() !== 0 || spawnSync('sh', ['-c', 'command -v dovecot && test -e /usr/lib/dovecot/imap'], { stdio: 'ignore' }).status !== 0) {
+    console.log('  Dovecot: skipped (needs root and the dovecot-imapd package)');
+    return null;
+  }
+  const port = await freePort();
+  for (const d of ['run', 'state', 'home']) mkdirSync(path.join(dir, d), { recursive: true });
+  writeFileSync(path.join(dir, 'passwd'), [USER, BIG_USER, IDLE_USER].map((u) => `${u}:{PLAIN}${PASSWORD}\n`).join(''));
+  spawnSync('chown', ['-R', '65534:65534', maildirs]);
+  const conf = path.join(dir, 'dovecot.conf');
+  writeFileSync(
+    conf,
+    [
+      `base_dir = ${dir}/run`,
+      `state_dir = ${dir}/state`,
+      'protocols = imap',
+      'listen = 127.0.0.1',
+      'ssl = no',
+      'disable_plaintext_auth = no',
+      'auth_mechanisms = plain',
+      'default_internal_user = root',
+      'default_internal_group = root',
+      'default_login_user = dovenull',
+      `mail_location = maildir:${maildirs}/%u`,
+      `log_path = ${dir}/dovecot.log`,
+      `mail_max_userip_connections = ${IDLERS + 100}`,
+      `default_client_limit = ${IDLERS + 200}`,
+      `default_process_limit = ${IDLERS + 200}`,
+      `passdb {\n  driver = passwd-file\n  args = ${dir}/passwd\n}`,
+      `userdb {\n  driver = static\n  args = uid=65534 gid=65534 home=${dir}/home/%u\n}`,
+      `service imap-login {\n  inet_listener imap {\n    port = ${port}\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}`,
+      `service imap {\n  process_limit = ${IDLERS + 200}\n}`,
+      'service pop3-login {\n  inet_listener pop3 {\n    port = 0\n  }\n  inet_listener pop3s {\n    port = 0\n  }\n}',
+      '',
+    ].join('\n'),
+  );
+  const start = spawnSync('dovecot', ['-c', conf], { stdio: 'ignore', timeout: 30_000 });
+  if (start.status !== 0) {
+    console.log(`  Dovecot: did not start (exit ${start.status}); see ${dir}/dovecot.log`);
+    return null;
+  }
+  try {
+    for (let i = 0; i < 100; i++) {
+      const ok = await new Promise<boolean>((resolve) => {
+        const s = net.connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
+        s.on('error', () => resolve(false));
+      });
+      if (ok) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return await measure(port, () => memOf(dovecotPids()));
+  } catch (err) {
+    console.log(`  Dovecot failed: ${(err as Error).message}`);
+    console.log(readFileSync(path.join(dir, 'dovecot.log'), 'utf8').split('\n').filter((l) => /Error|Panic|Fatal/.test(l)).slice(-5).join('\n'));
+    return null;
+  } finally {
+    spawnSync('dovecot', ['-c', conf, 'stop'], { stdio: 'ignore', timeout: 30_000 });
+  }
+}
+
+function report(name: string, f: Figures | null): void {
+  if (!f) return console.log(`  ${name}: n/a`);
+  console.log(
+    `  ${name.padEnd(9)} FETCH BODY[] ${(MESSAGES / f.fetchS).toFixed(0).padStart(6)} msg/s (${((f.fetchS * 1e6) / MESSAGES).toFixed(0)} us/msg, ${(f.fetchBytes / f.fetchS / 1048576).toFixed(1)} MiB/s)` +
+      ` | SELECT ${BIG} ${f.selectMs.toFixed(1)} ms | UID FETCH 1:* (FLAGS) ${f.flagsMs.toFixed(1)} ms (${f.flagsLines} lines)` +
+      ` | ${IDLERS} IDLE: +${(f.idleRssKiB / 1024).toFixed(1)} MiB PSS (${(f.idleRssKiB / IDLERS).toFixed(1)} KiB each)`,
+  );
+}
+
+const tmp = tempDir('fmail-imapd-bench-');
+try {
+  chmodSync(tmp.dir, 0o755);
+  const fmDir = path.join(tmp.dir, 'fancymail');
+  mkdirSync(fmDir, { recursive: true });
+  chmodSync(fmDir, 0o755);
+  writeFileSync(path.join(fmDir, 'users'), [USER, BIG_USER, IDLE_USER].map((u) => `${u}:{PLAIN}${PASSWORD}::::::\n`).join(''));
+  console.log(`imapd: ${MESSAGES} x 4 KiB FETCH BODY[] in one command; SELECT of ${BIG} messages (warm, best of 3); UID FETCH 1:* (FLAGS); ${IDLERS} connections in IDLE; loopback, no TLS`);
+  const fm = await startFancyMail(fmDir);
+  let fmFig: Figures | null = null;
+  try {
+    await fill(fmDir);
+    fmFig = await measure(fm.imap, () => memOf([fm.child.pid!]));
+  } finally {
+    fm.child.kill('SIGTERM');
+    await once(fm.child, 'exit');
+  }
+  // fmail start made its data folder private; Dovecot's mail processes (nobody) must get in.
+  chmodSync(fmDir, 0o755);
+  const dv = await runDovecot(path.join(tmp.dir, 'dovecot'), path.join(fmDir, 'mail'));
+  report('FancyMail', fmFig);
+  report('Dovecot', dv);
+  if (fmFig && dv) {
+    console.log(
+      `  ratio FancyMail/Dovecot: FETCH rate ${(dv.fetchS / fmFig.fetchS).toFixed(2)}x, SELECT time ${(fmFig.selectMs / dv.selectMs).toFixed(2)}x, FLAGS time ${(fmFig.flagsMs / dv.flagsMs).toFixed(2)}x, IDLE memory ${(fmFig.idleRssKiB / dv.idleRssKiB).toFixed(2)}x`,
+    );
+  }
+} catch (err) {
+  // Show the server's own account of what went wrong before the folder is gone.
+  try {
+    const log = readFileSync(path.join(tmp.dir, 'fancymail', 'fmail.log'), 'utf8').split('\n');
+    console.log(log.filter((l) => /"level":(40|50|60)|imapd/.test(l)).slice(-10).join('\n'));
+  } catch {
+    // no log
+  }
+  throw err;
+} finally {
+  tmp.cleanup();
+}
