@@ -28,7 +28,8 @@ const DELIMITER = '.';
 
 export class MailboxdStore implements MailStore {
   private next = 0;
-  private readonly prepared = new Set<string>();
+  /** Users whose special folders were made (or are being made) by this process. */
+  private readonly prepared = new Map<string, Promise<void>>();
 
   constructor(
     private readonly pool: IpcClient[],
@@ -38,10 +39,14 @@ export class MailboxdStore implements MailStore {
   async open(user: string): Promise<UserMail> {
     const client = this.pool[this.next++ % this.pool.length]!;
     const mail = new MailboxdUser(user, client, this.hub);
-    if (!this.prepared.has(user)) {
-      await mail.ensureSpecialFolders();
-      this.prepared.add(user);
+    // Sessions logging in at once wait for the same creation instead of racing it.
+    let ready = this.prepared.get(user);
+    if (!ready) {
+      ready = mail.ensureSpecialFolders();
+      this.prepared.set(user, ready);
+      ready.catch(() => this.prepared.delete(user));
     }
+    await ready;
     return mail;
   }
 }

@@ -15,6 +15,7 @@ export type Token =
   | { t: 'list'; v: Token[] };
 
 const MAX_DEPTH = 16;
+const SECTION_PREFIX = /^(BODY|BODY\.PEEK|BINARY|BINARY\.PEEK|BINARY\.SIZE|RFC822)$/i;
 
 /** tokenize - the parts a CommandReader returned (text, literal, text, ...) as tokens. */
 export function tokenize(parts: Array<string | Buffer>): Token[] {
@@ -70,8 +71,9 @@ export function tokenize(parts: Array<string | Buffer>): Token[] {
         let depth = 0;
         while (i < s.length) {
           const a = s[i]!;
-          if (a === '[') depth++;
-          else if (a === ']') depth = Math.max(0, depth - 1);
+          // Only a fetch attribute's section may hold spaces and parentheses.
+          if (a === '[' && (depth > 0 || SECTION_PREFIX.test(s.slice(start, i)))) depth++;
+          else if (a === ']' && depth > 0) depth--;
           else if (depth === 0 && (a === ' ' || a === '(' || a === ')' || a === '"' || a === '{')) break;
           else if (a.charCodeAt(0) < 0x20 || a === '\x7f') throw new ParseError('Control character in command');
           i++;

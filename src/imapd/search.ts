@@ -7,7 +7,7 @@ import libmime from 'libmime';
 
 import { parseSearchDate } from './encode.js';
 import { headerFields, headerValue } from './mime.js';
-import { Args, ParseError, type Token, parseNumber } from './parser.js';
+import { Args, ParseError, parseNumber } from './parser.js';
 import { type Range, SeqMatcher, parseSequenceSet } from './sequence.js';
 import type { MessageMeta } from './store.js';
 
@@ -174,6 +174,8 @@ export interface SearchContext {
   raw: Buffer | null;
   maxSeq: number;
   maxUid: number;
+  /** \Recent in this session. */
+  recent: boolean;
 }
 
 const DAY = 86_400_000;
@@ -186,10 +188,11 @@ export function matches(key: SearchKey, c: SearchContext, cache: Map<Range[], Se
     case 'flag':
       return hasFlag(c.meta.flags, key.flag) === key.set;
     case 'recent':
+      return c.recent;
     case 'new':
-      return false; // no \Recent kept: no message is recent
+      return c.recent && !hasFlag(c.meta.flags, '\\Seen');
     case 'old':
-      return true;
+      return !c.recent;
     case 'size':
       return key.larger ? c.meta.size > key.n : c.meta.size < key.n;
     case 'date': {
@@ -258,8 +261,14 @@ function sentDate(raw: Buffer | null): number | null {
   if (!raw) return null;
   const v = headerValue(headerFields(headerBlock(raw)), 'date');
   if (!v) return null;
-  const t = Date.parse(v.replace(/\([^)]*\)/g, '').trim());
-  return Number.isFinite(t) ? t : null;
+  // The date as written, in the sender's own time zone (RFC 9051: time and zone disregarded).
+  const m = /([0-9]{1,2})\s+([A-Za-z]{3})[a-z]*\s+([0-9]{2,4})/.exec(v);
+  if (!m) return null;
+  const month = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'].indexOf(m[2]!.toLowerCase());
+  if (month < 0) return null;
+  let year = Number(m[3]);
+  if (year < 100) year += year < 50 ? 2000 : 1900;
+  return Date.UTC(year, month, Number(m[1]));
 }
 
 function decode(v: string): string {
@@ -270,7 +279,3 @@ function decode(v: string): string {
   }
 }
 
-/** usesTokens - a tiny guard for callers that pre-check the argument shape. */
-export function isSearchToken(t: Token | undefined): boolean {
-  return t !== undefined;
-}

@@ -24,7 +24,7 @@ import { CommandReader, type LiteralVerdict } from './reader.js';
 import { BadCharsetError, hasFlag, matches, parseSearch } from './search.js';
 import { SeqMatcher, formatSet, parseSequenceSet } from './sequence.js';
 import { type FlagMode, type FolderInfo, type MailStore, type MessageMeta, StoreError, type UserMail } from './store.js';
-import { MailboxView } from './view.js';
+import { MailboxView, recentCount } from './view.js';
 
 export type AuthResult = { ok: true; user: string } | { ok: false; temporary: boolean };
 
@@ -535,7 +535,7 @@ export class Session {
     const reference = args.astring('reference');
     const patTok = args.next('pattern');
     const patterns = patTok.t === 'list' ? patTok.v.map((t) => (t.t === 'list' ? '' : t.v)) : [patTok.v];
-    let returns: string[] = [];
+    const returns: string[] = [];
     let statusItems: string[] | null = null;
     if (!lsub && !args.done) {
       if (args.atom('RETURN').toUpperCase() !== 'RETURN') throw new Bad('Expected RETURN');
@@ -555,7 +555,9 @@ export class Session {
     }
     args.end();
     for (const s of selection) if (!['SUBSCRIBED', 'REMOTE', 'RECURSIVEMATCH', 'SPECIAL-USE'].includes(s)) throw new Bad(`Unknown selection option ${s}`);
-    returns = returns.filter((r) => ['SUBSCRIBED', 'CHILDREN', 'SPECIAL-USE'].includes(r));
+    // RECURSIVEMATCH only qualifies another option (RFC 5258 §3.1).
+    if (selection.includes('RECURSIVEMATCH') && !selection.some((x) => x === 'SUBSCRIBED' || x === 'SPECIAL-USE')) throw new Bad('RECURSIVEMATCH needs another selection option');
+    for (const r of returns) if (!['SUBSCRIBED', 'CHILDREN', 'SPECIAL-USE'].includes(r)) throw new Bad(`Unknown return option ${r}`);
     const delim = this.mail!.delimiter;
     if (patterns.length === 1 && patterns[0] === '' && !selection.length) {
       // The hierarchy delimiter and root (RFC 9051 §6.3.9).
@@ -664,20 +666,16 @@ export class Session {
     if (hadSelected) this.send('* OK [CLOSED] Previous mailbox closed\r\n');
     const state = await this.mail!.state(name);
     if (condstore) this.condstore = true;
-    const view = new MailboxView(name, readOnly, state);
+    const view = new MailboxView(name, readOnly, state, `${this.user}\0${name}\0${state.uidvalidity}`);
     this.view = view;
     this.state = 'selected';
     this.unwatch = this.mail!.watch(name, () => {
       view.dirty = true;
       this.idleWake?.();
     });
-    const keywords = new Set<string>();
-    for (const m of view.messages) for (const f of m.flags) if (!f.startsWith('\\')) keywords.add(f);
-    const flags = [...SYSTEM_FLAGS, ...keywords].join(' ');
     const firstUnseen = view.messages.findIndex((m) => !hasFlag(m.flags, '\\Seen'));
-    let out = `* FLAGS (${flags})\r\n`;
-    out += `* OK [PERMANENTFLAGS (${readOnly ? '' : `${flags} \\*`})] Flags permitted\r\n`;
-    out += `* ${view.exists} EXISTS\r\n* 0 RECENT\r\n`;
+    let out = view.flagsLines();
+    out += `* ${view.exists} EXISTS\r\n* ${view.recent.size} RECENT\r\n`;
     if (firstUnseen >= 0) out += `* OK [UNSEEN ${firstUnseen + 1}] First unseen\r\n`;
     out += `* OK [UIDVALIDITY ${view.uidvalidity}] UIDs valid\r\n`;
     out += `* OK [UIDNEXT ${view.uidnext}] Predicted next UID\r\n`;
@@ -712,7 +710,7 @@ export class Session {
         UIDNEXT: st.uidnext,
         UIDVALIDITY: st.uidvalidity,
         UNSEEN: st.unseen,
-        RECENT: 0,
+        RECENT: recentCount(`${this.user}\0${name}\0${st.uidvalidity}`, st.messages, st.uidnext),
         SIZE: st.size,
         HIGHESTMODSEQ: st.highestModseq,
       };
@@ -830,33 +828,46 @@ export class Session {
     const prog = parseSearch(args);
     const view = this.view!;
     if (prog.returns?.includes('SAVE')) throw new Bad('SEARCHRES is not supported');
-    if (prog.usesModseq) this.condstore = true;
+    if (prog.usesModseq) this.enableCondstore();
     const hits: MessageMeta[] = [];
     const hitSeqs: number[] = [];
     const cache = new Map();
     const msgs = view.messages.slice();
     const ctx = { maxSeq: msgs.length, maxUid: view.maxUid };
     await this.withRaw(msgs, prog.needsRaw, (m, i, raw) => {
-      if (matches(prog.key, { seq: i + 1, meta: m, raw, ...ctx }, cache)) {
+      if (matches(prog.key, { seq: i + 1, meta: m, raw, recent: view.recent.has(m.uid), ...ctx }, cache)) {
         hits.push(m);
         hitSeqs.push(i + 1);
       }
     });
     const nums = uid ? hits.map((m) => m.uid) : hitSeqs;
-    const maxModseq = hits.reduce((a, m) => Math.max(a, m.modseq), 0);
+    const modseqOf = (ms: MessageMeta[]): number => ms.reduce((a, m) => Math.max(a, m.modseq), 0);
     if (prog.returns) {
       let line = `* ESEARCH (TAG ${istring(tag)})${uid ? ' UID' : ''}`;
-      const sorted = [...nums].sort((a, b) => a - b);
-      if (sorted.length) {
-        if (prog.returns.includes('MIN')) line += ` MIN ${sorted[0]}`;
-        if (prog.returns.includes('MAX')) line += ` MAX ${sorted[sorted.length - 1]}`;
-        if (prog.returns.includes('ALL')) line += ` ALL ${formatSet(sorted)}`;
+      // The MODSEQ is the highest of the messages the answer names (RFC 7162 §3.1.5).
+      const named: MessageMeta[] = [];
+      if (nums.length) {
+        if (prog.returns.includes('MIN')) {
+          line += ` MIN ${nums[0]}`;
+          named.push(hits[0]!);
+        }
+        if (prog.returns.includes('MAX')) {
+          line += ` MAX ${nums[nums.length - 1]}`;
+          named.push(hits[hits.length - 1]!);
+        }
+        if (prog.returns.includes('ALL')) {
+          line += ` ALL ${formatSet(nums)}`;
+          named.push(...hits);
+        }
       }
-      if (prog.returns.includes('COUNT')) line += ` COUNT ${sorted.length}`;
-      if (prog.usesModseq && sorted.length) line += ` MODSEQ ${maxModseq}`;
+      if (prog.returns.includes('COUNT')) {
+        line += ` COUNT ${nums.length}`;
+        named.push(...hits);
+      }
+      if (prog.usesModseq && named.length) line += ` MODSEQ ${modseqOf(named)}`;
       this.send(line + '\r\n');
     } else {
-      const mod = prog.usesModseq && nums.length ? ` (MODSEQ ${maxModseq})` : '';
+      const mod = prog.usesModseq && nums.length ? ` (MODSEQ ${modseqOf(hits)})` : '';
       this.send(`* SEARCH${nums.map((n) => ' ' + n).join('')}${mod}\r\n`);
     }
     await this.done(tag, 'SEARCH completed', { allowExpunge: uid });
@@ -904,11 +915,11 @@ export class Session {
     const view = this.view!;
     let msgs = this.resolve(setArg, uid);
     if (changedSince !== null) {
-      this.condstore = true;
+      this.enableCondstore();
       msgs = msgs.filter((m) => m.modseq > changedSince!);
     }
     const withModseq = this.condstore && (changedSince !== null || req.items.some((i) => i.kind === 'MODSEQ'));
-    if (req.items.some((i) => i.kind === 'MODSEQ')) this.condstore = true;
+    if (req.items.some((i) => i.kind === 'MODSEQ')) this.enableCondstore();
     // A body fetch marks the message \Seen (not with PEEK, not when read-only); FLAGS follow.
     let forceFlags = false;
     if (req.setsSeen && !view.readOnly) {
@@ -928,7 +939,10 @@ export class Session {
         missing++;
         return;
       }
-      const meta = view.messages[seq - 1]!;
+      const stored = view.messages[seq - 1]!;
+      const meta = { ...stored, flags: view.flagsOf(stored) };
+      const announce = req.items.some((x) => x.kind === 'FLAGS') ? view.announce(stored.flags) : '';
+      if (announce) this.send(announce);
       const structure = req.needsStructure && raw ? await this.structureOf(meta.uid, raw) : null;
       await this.sendAll(renderFetch(req, { seq, meta, raw, structure }, { uid, modseq: withModseq }));
     });
@@ -956,7 +970,7 @@ export class Session {
       if (w !== 'UNCHANGEDSINCE') throw new Bad(`Unknown STORE modifier ${w}`);
       unchangedSince = m.number('mod-sequence');
       m.end();
-      this.condstore = true;
+      this.enableCondstore();
     }
     const op = args.atom('store operation').toUpperCase();
     const om = /^([+-]?)FLAGS(\.SILENT)?$/.exec(op);
@@ -975,14 +989,14 @@ export class Session {
     if (view.readOnly) throw new No('READ-ONLY', 'Mailbox is read-only');
     const msgs = this.resolve(setArg, uid);
     const r = msgs.length ? await this.mail!.setFlags(view.name, msgs.map((m) => m.uid), mode, flags, unchangedSince) : { updated: [], modified: [] };
-    let out = '';
+    let out = view.announce(r.updated.flatMap((u) => u.flags));
     for (const u of r.updated) {
       view.update(u);
       const seq = view.seqOf(u.uid);
       if (!seq) continue;
       const items: string[] = [];
       if (uid) items.push(`UID ${u.uid}`);
-      if (!silent) items.push(`FLAGS ${flagList(u.flags)}`);
+      if (!silent) items.push(`FLAGS ${flagList(view.flagsOf(u))}`);
       if (this.condstore) items.push(`MODSEQ (${u.modseq})`);
       if (items.length > (uid ? 1 : 0)) out += `* ${seq} FETCH (${items.join(' ')})\r\n`;
     }
@@ -1016,6 +1030,16 @@ export class Session {
     } else {
       await this.done(tag, 'COPY completed', { code });
     }
+  }
+
+  /**
+   * enableCondstore - a CONDSTORE enabling command (FETCH MODSEQ, CHANGEDSINCE, UNCHANGEDSINCE,
+   * SEARCH MODSEQ) turns it on; the first time, the client learns HIGHESTMODSEQ (RFC 7162 §3.1).
+   */
+  private enableCondstore(): void {
+    if (this.condstore) return;
+    this.condstore = true;
+    if (this.view) this.send(`* OK [HIGHESTMODSEQ ${this.view.highestModseq}] Highest\r\n`);
   }
 
   // ---- change catch-up ----

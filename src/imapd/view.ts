@@ -11,6 +11,21 @@
 import { flagList } from './encode.js';
 import type { FolderChanges, FolderState, MessageMeta } from './store.js';
 
+const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft'];
+
+/**
+ * "Recent claims" (RFC 3501 \Recent): per user and folder, the highest UID some session of
+ * this process has already been told about. A message above it is \Recent for the first
+ * session that selects (or, read-only, sees) it; SELECT and new mail claim, EXAMINE does not.
+ * Kept in memory only: after a restart every message counts as recent once more.
+ */
+const claimed = new Map<string, number>();
+
+/** recentCount - STATUS RECENT, estimated from UIDNEXT without listing the folder. */
+export function recentCount(key: string, messages: number, uidnext: number): number {
+  return Math.max(0, Math.min(messages, uidnext - 1 - (claimed.get(key) ?? 0)));
+}
+
 export class MailboxView {
   messages: MessageMeta[];
   uidvalidity: number;
@@ -20,16 +35,54 @@ export class MailboxView {
   private heldExpunges = new Set<number>();
   /** The store changed since the last catch-up. */
   dirty = false;
+  /** UIDs \Recent in this session. */
+  readonly recent = new Set<number>();
+  /** Keywords announced in FLAGS so far. */
+  private readonly keywords = new Set<string>();
 
   constructor(
     readonly name: string,
     readonly readOnly: boolean,
     state: FolderState,
+    /** user, folder and UIDVALIDITY (a recreated folder starts again at UID 1), for the recent claims. */
+    private readonly key: string,
   ) {
     this.messages = state.messages;
     this.uidvalidity = state.uidvalidity;
     this.uidnext = state.uidnext;
     this.highestModseq = state.highestModseq;
+    for (const m of this.messages) this.claimRecent(m.uid);
+    for (const m of this.messages) for (const f of m.flags) if (!f.startsWith('\\')) this.keywords.add(f);
+  }
+
+  private claimRecent(uid: number): void {
+    const upTo = claimed.get(this.key) ?? 0;
+    if (uid <= upTo) return;
+    this.recent.add(uid);
+    if (!this.readOnly) claimed.set(this.key, uid);
+  }
+
+  /** flagsOf - a message's flags as this session shows them (\Recent included). */
+  flagsOf(m: MessageMeta): string[] {
+    return this.recent.has(m.uid) ? [...m.flags, '\\Recent'] : m.flags;
+  }
+
+  /** flagsLine - the FLAGS and PERMANENTFLAGS responses with every keyword known so far. */
+  flagsLines(): string {
+    const flags = [...SYSTEM_FLAGS, ...this.keywords].join(' ');
+    return `* FLAGS (${flags})\r\n* OK [PERMANENTFLAGS (${this.readOnly ? '' : `${flags} \\*`})] Flags permitted\r\n`;
+  }
+
+  /** announce - FLAGS again when these flags hold a keyword the client was not told of. */
+  announce(flags: readonly string[]): string {
+    let fresh = false;
+    for (const f of flags) {
+      if (!f.startsWith('\\') && !this.keywords.has(f)) {
+        this.keywords.add(f);
+        fresh = true;
+      }
+    }
+    return fresh ? this.flagsLines() : '';
   }
 
   get exists(): number {
@@ -81,7 +134,10 @@ export class MailboxView {
       this.heldExpunges.delete(uid);
     }
     seqs.sort((a, b) => b - a);
-    for (const s of seqs) this.messages.splice(s - 1, 1);
+    for (const s of seqs) {
+      this.recent.delete(this.messages[s - 1]!.uid);
+      this.messages.splice(s - 1, 1);
+    }
     return seqs.map((s) => `* ${s} EXPUNGE\r\n`);
   }
 
@@ -123,12 +179,15 @@ export class MailboxView {
         }
       } else if (m.uid > this.maxUid) {
         this.messages.push(m);
+        this.claimRecent(m.uid);
       }
     }
-    if (this.messages.length !== before) out.push(`* ${this.messages.length} EXISTS\r\n`);
+    const announce = this.announce(changed.flatMap((m) => m.flags));
+    if (announce) out.push(announce);
+    if (this.messages.length !== before) out.push(`* ${this.messages.length} EXISTS\r\n* ${this.recent.size} RECENT\r\n`);
     for (const m of flagChanges) {
       const seq = this.seqOf(m.uid);
-      out.push(`* ${seq} FETCH (UID ${m.uid} FLAGS ${flagList(m.flags)}${withModseq ? ` MODSEQ (${m.modseq})` : ''})\r\n`);
+      out.push(`* ${seq} FETCH (UID ${m.uid} FLAGS ${flagList(this.flagsOf(m))}${withModseq ? ` MODSEQ (${m.modseq})` : ''})\r\n`);
     }
     this.highestModseq = Math.max(this.highestModseq, highest);
     for (const m of this.messages) if (m.uid >= this.uidnext) this.uidnext = m.uid + 1;

@@ -123,7 +123,7 @@ describe('imapd protocol', () => {
     assert.match(r.done, /^a OK \[APPENDUID [0-9]+ 1\]/);
     await c.ok('SELECT Drafts');
     const f = await c.ok('FETCH 1 (FLAGS INTERNALDATE BODY.PEEK[])');
-    assert.match(f.untagged[0]!, /FLAGS \(\\Draft \$Label1\) INTERNALDATE "01-Feb-2024 09:00:00 \+0000"/);
+    assert.match(f.untagged[0]!, /FLAGS \(\\Draft \$Label1 \\Recent\) INTERNALDATE "01-Feb-2024 09:00:00 \+0000"/);
     assert.ok(f.untagged[0]!.includes(msg));
     c.write(`b APPEND Nowhere {${msg.length}+}\r\n${msg}\r\n`);
     assert.match((await c.until('b')).done, /^b NO \[TRYCREATE\]/);
