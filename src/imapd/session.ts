@@ -124,6 +124,8 @@ export class Session {
   private idleWake: (() => void) | null = null;
   private condstore = false;
   private corked = false;
+  /** Text gathered while batching, not yet written. */
+  private outText = '';
   private readonly structures = new Map<number, Part>();
   private loginFailures = 0;
   private badCommands = 0;
@@ -190,7 +192,10 @@ export class Session {
     this.send(`* BYE [UNAVAILABLE] ${text}\r\n`);
     this.closing = true;
     this.idleWake?.();
-    this.sock.destroy();
+    this.flush();
+    this.sock.end();
+    const s = this.sock;
+    setTimeout(() => s.destroy(), 500).unref();
   }
 
   /** literalVerdict - decide on a literal before any of its bytes is read; all of a command's literals count. */
@@ -261,9 +266,25 @@ export class Session {
 
   // ---- output ----
 
-  private send(data: string | Buffer): boolean {
-    if (this.sock.destroyed) return false;
-    return this.sock.write(data);
+  /** send - write now, or while batching gather text into one string (one write per ~64 KiB, not per line). */
+  private send(data: string | Buffer): void {
+    if (this.sock.destroyed) return;
+    if (!this.corked) {
+      this.sock.write(data);
+      return;
+    }
+    if (typeof data === 'string') {
+      this.outText += data;
+      if (this.outText.length >= 65536) this.writeText();
+      return;
+    }
+    this.writeText();
+    this.sock.write(data);
+  }
+
+  private writeText(): void {
+    if (this.outText && !this.sock.destroyed) this.sock.write(this.outText);
+    this.outText = '';
   }
 
   /** batch - hold writes (cork) until flush(): many small responses become one write. */
@@ -276,6 +297,7 @@ export class Session {
   /** flush - send what batch() held; needed before waiting for the client (IDLE, SASL, TLS). */
   private flush(): void {
     if (!this.corked) return;
+    this.writeText();
     this.corked = false;
     this.sock.uncork();
   }
@@ -329,6 +351,7 @@ export class Session {
   private hangup(reason: string): void {
     this.closing = true;
     this.endReason = reason;
+    this.flush();
     this.sock.end();
     const s = this.sock;
     setTimeout(() => s.destroy(), 2000).unref();
@@ -343,6 +366,7 @@ export class Session {
       this.endReason = 'idle timeout';
       this.closing = true;
       this.idleWake?.();
+      this.flush();
       this.sock.end();
       const s = this.sock;
       setTimeout(() => s.destroy(), 1000).unref();
@@ -1077,6 +1101,7 @@ export class Session {
     this.mail?.close();
     this.mail = null;
     this.reader.detach();
+    this.flush();
     if (!this.sock.destroyed) {
       this.sock.end();
       const s = this.sock;

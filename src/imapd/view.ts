@@ -51,7 +51,9 @@ export class MailboxView {
     this.uidvalidity = state.uidvalidity;
     this.uidnext = state.uidnext;
     this.highestModseq = state.highestModseq;
-    for (const m of this.messages) this.claimRecent(m.uid);
+    const upTo = claimed.get(this.key) ?? 0;
+    for (const m of this.messages) if (m.uid > upTo) this.recent.add(m.uid);
+    if (!readOnly && this.messages.length) claimed.set(this.key, Math.max(upTo, this.maxUid));
     for (const m of this.messages) for (const f of m.flags) if (!f.startsWith('\\')) this.keywords.add(f);
   }
 
