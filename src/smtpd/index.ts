@@ -28,7 +28,12 @@
 //   LF normalised or refused, so `<LF>.<LF>`-style smuggling cannot split a message; plaintext
 //   pipelined behind STARTTLS is discarded by the library; envelope values are percent-encoded
 //   and HELO is reduced to host-name characters in Received, so no header can be injected.
-//   Every per-connection resource is bounded (see CONFIG).
+//   Pipelining where RFC 2920 forbids it (before the greeting, without EHLO, past EHLO/DATA/
+//   NOOP..., message data before 354) gets 554 5.5.0 and a hang-up (forbid_unauth_pipelining).
+//   Every per-connection resource is bounded (see CONFIG), the time too: a command line has
+//   command_timeout_s from our last reply, DATA data_timeout_s plus 1/min_data_rate s a byte
+//   (deadlines, not idle timers: no slow-loris); every accepted RCPT counts (max_recipients);
+//   the per-IP caps are the shared ConnectionLimiter (src/shared/connection-limiter.ts).
 // DIAGNOSTICS: log events smtpd.connect, smtpd.auth, smtpd.reject (reason), smtpd.queued (qid,
 //   from, nrcpt, size, client), smtpd.checks (qid, spf, spf_helo, dkim, dmarc, arc, action);
 //   metrics fmail_messages_received_total, ..._rejected_total, fmail_connections{server="smtpd"},
