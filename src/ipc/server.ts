@@ -7,8 +7,10 @@
 // connections) and `hello` (the shared-secret handshake, required first when a secret is set).
 //
 // Limits: 64 KiB lines (longer: `error: line too long`, connection closed), idle timeout, a
-// cap on connections and on replies pending per connection. A handler that throws answers
-// `error: internal error`; nothing a client sends can stop the server.
+// cap on connections and on replies pending per connection. With a secret, a connection must
+// say hello within helloTimeoutMs, so connections of someone without the secret do not pile
+// up. A handler that throws answers `error: internal error`; nothing a client sends can stop
+// the server.
 
 import { timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
@@ -59,6 +61,8 @@ export interface IpcServerOptions {
   maxPending?: number;
   /** When set, every connection must open with `hello: SECRET`. */
   secret?: string;
+  /** With a secret: a connection that has not said hello by then is closed (default 10 s). */
+  helloTimeoutMs?: number;
   /** Called after each handled request with its handling time (for metrics). */
   onRequest?(name: string, seconds: number): void;
 }
@@ -125,9 +129,10 @@ export class IpcServer {
 
   private accept(socket: net.Socket): void {
     const max = this.opts.maxConnections ?? 1000;
-    if (this.closing || this.conns.size >= max) {
+    const refusal = this.closing ? 'server shutting down' : this.conns.size >= max ? 'too many connections' : null;
+    if (refusal) {
       socket.on('error', () => {});
-      socket.write(formatMessage('error', [this.closing ? 'server shutting down' : 'too many connections']));
+      socket.write(formatMessage('error', [refusal]));
       closeGracefully(socket);
       return;
     }
@@ -145,6 +150,13 @@ export class IpcServer {
       },
     };
     this.conns.add(conn);
+    if (!conn.authed) {
+      const t = setTimeout(() => {
+        if (!conn.authed) socket.destroy();
+      }, this.opts.helloTimeoutMs ?? 10_000);
+      t.unref();
+      socket.once('close', () => clearTimeout(t));
+    }
     socket.setTimeout(this.opts.idleTimeoutMs ?? 300_000, () => socket.destroy());
     socket.on('error', () => {});
     socket.on('close', () => {

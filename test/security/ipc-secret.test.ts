@@ -9,10 +9,11 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { loadConfig } from '../../src/config/load.js';
-import { IpcClient } from '../../src/ipc/index.js';
+import { IpcClient, IpcServer } from '../../src/ipc/index.js';
+import { silentLogger } from '../../src/shared/log.js';
 import { VERSION } from '../../src/shared/version.js';
 import { type FmailProcess, type FmailSetup, fmailAsync, startFmail, writeFmailConfig } from '../helpers/fmail-process.js';
-import { freePort, tempDir } from '../helpers/tmp.js';
+import { freePort, tempDir, waitFor } from '../helpers/tmp.js';
 
 const tmp = tempDir('fmail-sec-ipc-');
 after(() => tmp.cleanup());
@@ -131,6 +132,38 @@ describe('secret = "off"', () => {
       assert.equal(r.got, `ok: queued ${VERSION}\r\nok\r\n`);
     } finally {
       await proc.stop();
+    }
+  });
+});
+
+describe('IpcServer with a secret', () => {
+  test('a connection that never says hello is closed after helloTimeoutMs; one that does stays', async () => {
+    const server = new IpcServer({ serverName: 'sec', version: '0', logger: silentLogger(), secret: 's', helloTimeoutMs: 300 });
+    const address = await server.listen(`unix://${path.join(tmp.dir, 'hello.sock')}`);
+    const sockPath = address.replace('unix://', '');
+    try {
+      const connect = (): Promise<net.Socket> =>
+        new Promise((resolve) => {
+          const s = net.connect(sockPath, () => resolve(s));
+          s.on('error', () => {});
+        });
+      const silent = await connect();
+      const polite = await connect();
+      polite.write('hello: s\r\n');
+      const t0 = Date.now();
+      await new Promise<void>((r) => silent.once('close', () => r()));
+      const took = Date.now() - t0;
+      assert.ok(took >= 200 && took < 3000, `closed after ${took} ms`);
+      // The polite one is still served after the hello deadline.
+      await new Promise((r) => setTimeout(r, 300));
+      let got = '';
+      polite.on('data', (d) => (got += d.toString()));
+      polite.write('ping\r\n');
+      await waitFor(() => got.includes('ok: sec 0\r\n'), 5000);
+      assert.equal(got, 'ok\r\nok: sec 0\r\n');
+      polite.destroy();
+    } finally {
+      await server.close(100);
     }
   });
 });
