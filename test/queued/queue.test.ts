@@ -163,7 +163,7 @@ describe('queued', () => {
       assert.equal(await popPath(c, 'lq'), null);
       const p2 = await waitFor(() => popPath(c, 'lq'), 10_000, 50);
       assert.equal(p2, p1, 'same message back after the lease');
-      assert.ok((await c.request('defer', ['lq', p2, '0.5', '451 try later'])).ok);
+      assert.ok((await c.request('defer', ['lq', p2, '2', '451 try later'])).ok);
       const list = await c.requestList('qlist', ['lq']);
       assert.equal(list.items.length, 1);
       const [qid, queue, state, , size, next, attempts, reason] = list.items[0]!.params;
