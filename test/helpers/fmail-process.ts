@@ -27,12 +27,21 @@ export interface FmailSetup {
   dir: string;
   configFile: string;
   ports: FmailPorts;
+  /** the TOML the test added, kept so the file can be rewritten with other ports */
+  extraToml?: string;
 }
 
 /** writeFmailConfig - a config file for `fmail start -c`, extra TOML appended verbatim. */
 export async function writeFmailConfig(dir: string, extraToml = ''): Promise<FmailSetup> {
   mkdirSync(dir, { recursive: true });
-  const ports: FmailPorts = {
+  const ports = await freshPorts();
+  const configFile = path.join(dir, 'fmail.toml');
+  writeFileSync(configFile, configToml(dir, ports, extraToml));
+  return { dir, configFile, ports, extraToml };
+}
+
+async function freshPorts(): Promise<FmailPorts> {
+  return {
     smtp: await freePort(),
     submission: await freePort(),
     submissions: await freePort(),
@@ -41,6 +50,9 @@ export async function writeFmailConfig(dir: string, extraToml = ''): Promise<Fma
     imap: await freePort(),
     imaps: await freePort(),
   };
+}
+
+function configToml(dir: string, ports: FmailPorts, extraToml: string): string {
   const toml = [
     `data_dir = ${JSON.stringify(dir)}`,
     'hostname = "mx.fancymail.test"',
@@ -67,9 +79,7 @@ export async function writeFmailConfig(dir: string, extraToml = ''): Promise<Fma
     ...(extraToml.includes('[mail_auth]') ? [] : ['[mail_auth]', 'check = false']),
     extraToml,
   ].join('\n');
-  const configFile = path.join(dir, 'fmail.toml');
-  writeFileSync(configFile, toml + '\n');
-  return { dir, configFile, ports };
+  return toml + '\n';
 }
 
 /** fmailSync - run one fmail command to completion (e.g. `user add`). */
@@ -102,8 +112,27 @@ export interface FmailProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** startFmail - `fmail start [servers] -c CONFIG`; resolves once it says it is running. */
+/**
+ * startFmail - `fmail start [servers] -c CONFIG`; resolves once it says it is running. If a port
+ * was taken in the meantime by another test's process (EADDRINUSE), the config is rewritten with
+ * another port in its place (setup.ports changes in place) and started again, at most 3 times.
+ */
 export async function startFmail(setup: FmailSetup, servers: string[] = [], timeoutMs = 30_000): Promise<FmailProcess> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startFmailOnce(setup, servers, timeoutMs);
+    } catch (err) {
+      // Only the port named in the error is replaced: servers already started keep theirs.
+      const taken = Number(/EADDRINUSE.*?:(\d+)/.exec(String(err))?.[1]);
+      const key = (Object.keys(setup.ports) as (keyof FmailPorts)[]).find((k) => setup.ports[k] === taken);
+      if (!key || attempt >= 3 || setup.extraToml === undefined) throw err;
+      setup.ports[key] = await freePort();
+      writeFileSync(setup.configFile, configToml(setup.dir, setup.ports, setup.extraToml));
+    }
+  }
+}
+
+async function startFmailOnce(setup: FmailSetup, servers: string[], timeoutMs: number): Promise<FmailProcess> {
   const child = spawn(process.execPath, [...(process.env.FMAIL_NODE_ARGS ? process.env.FMAIL_NODE_ARGS.split(' ') : []), FMAIL, 'start', ...servers, '-c', setup.configFile], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });

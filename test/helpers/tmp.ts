@@ -11,13 +11,32 @@ export function tempDir(prefix = 'fmail-test-'): { dir: string; cleanup(): void 
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** freePort - a TCP port on 127.0.0.1 that was free a moment ago. */
+// Ports are drawn at random below the kernel's ephemeral range (32768-60999 here): a port the
+// kernel handed out for listen(0) is soon handed out again as the source port of some test's
+// outgoing connection, and the server that meant to bind it fails with EADDRINUSE.
+const PORT_LOW = 20_000;
+const PORT_HIGH = 32_000;
+const handedOut = new Set<number>();
+
+function tryListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+/** freePort - a TCP port on 127.0.0.1 that was free a moment ago, not given out before in this process. */
 export async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = PORT_LOW + Math.floor(Math.random() * (PORT_HIGH - PORT_LOW));
+    if (handedOut.has(port)) continue;
+    if (await tryListen(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error('no free port found in 200 tries');
 }
 
 /** waitFor - poll `check` until it returns a truthy value, at most `timeoutMs`. */
