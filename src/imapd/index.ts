@@ -36,10 +36,11 @@ import { ok, replyText } from '../ipc/index.js';
 import { canonicalUser } from '../mail/address.js';
 import type { Config } from '../config/schema.js';
 import { createIpcServer, ipcClient } from '../shared/ipc-setup.js';
+import { ConnectionLimiter } from '../shared/connection-limiter.js';
 import type { RunningServer, ServerContext } from '../shared/server-module.js';
 import { ensureTls } from '../shared/tls.js';
 import { MailboxdStore } from './mailboxd-store.js';
-import { Session, type SessionDeps, normalizeIp } from './session.js';
+import { Session, type SessionDeps } from './session.js';
 import type { MailStore } from './store.js';
 import { WatchHub } from './watch-hub.js';
 
@@ -73,7 +74,7 @@ export async function start(ctx: ServerContext, overrides: ImapdOverrides = {}):
   hub.start(callbackAddress);
 
   const sessions = new Set<Session>();
-  const perIp = new Map<string, number>();
+  const limiter = new ConnectionLimiter(() => config.imapd);
   let closing = false;
 
   const deps: SessionDeps = {
@@ -90,34 +91,22 @@ export async function start(ctx: ServerContext, overrides: ImapdOverrides = {}):
       }),
   };
 
-  /** admit - the connection caps, total and per client address. */
+  /** admit - the connection caps, total and per client address (the shared limiter). */
   const admit = (sock: net.Socket, isTls: boolean): void => {
     sock.on('error', () => {});
-    const ip = normalizeIp(sock.remoteAddress ?? '');
-    const cfg = config.imapd;
-    const fromIp = perIp.get(ip) ?? 0;
-    const exempt = cfg.connection_limit_exempt.includes(ip);
-    const refusal = closing
-      ? 'Server shutting down'
-      : sessions.size >= cfg.max_connections
-        ? 'Too many connections, try again later'
-        : !exempt && fromIp >= cfg.max_connections_per_ip
-          ? 'Too many connections from your address'
-          : null;
-    if (refusal) {
-      logger.warn({ event: 'imapd.refused', client: ip, reason: refusal }, 'connection refused');
+    const verdict = closing ? null : limiter.admit(sock.remoteAddress ?? '');
+    if (!verdict || !verdict.ok) {
+      const refusal = !verdict ? 'Server shutting down' : verdict.reason.startsWith('too many connections from') ? 'Too many connections from your address' : 'Too many connections, try again later';
+      logger.warn({ event: 'imapd.refused', client: verdict?.ip ?? sock.remoteAddress, reason: refusal }, 'connection refused');
       sock.end(`* BYE [UNAVAILABLE] ${refusal}\r\n`);
       setTimeout(() => sock.destroy(), 2000).unref();
       return;
     }
-    perIp.set(ip, fromIp + 1);
     const session = new Session(sock, isTls, deps);
     sessions.add(session);
     void session.run().finally(() => {
       sessions.delete(session);
-      const left = (perIp.get(ip) ?? 1) - 1;
-      if (left > 0) perIp.set(ip, left);
-      else perIp.delete(ip);
+      limiter.release(verdict.ip);
     });
   };
 

@@ -11,6 +11,7 @@ import net from 'node:net';
 import type { Writable } from 'node:stream';
 import tls from 'node:tls';
 
+import { isLoopbackIp, normalizeIp } from '../shared/client-ip.js';
 import type { Logger } from '../shared/log.js';
 import { connections } from '../shared/metrics.js';
 import { VERSION } from '../shared/version.js';
@@ -375,7 +376,7 @@ export class Session {
 
   private plaintextAllowed(): boolean {
     const cfg = this.deps.cfg();
-    return this.tls || cfg.allow_plaintext_auth || (cfg.allow_plaintext_loopback && isLoopback(this.clientIp));
+    return this.tls || cfg.allow_plaintext_auth || (cfg.allow_plaintext_loopback && isLoopbackIp(this.clientIp));
   }
 
   private capabilities(): string {
@@ -1151,11 +1152,4 @@ function drained(sock: Writable): Promise<void> {
   });
 }
 
-export function normalizeIp(ip: string): string {
-  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
-}
-
-export function isLoopback(ip: string): boolean {
-  return ip.startsWith('127.') || ip === '::1';
-}
 

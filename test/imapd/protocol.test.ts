@@ -214,6 +214,30 @@ describe('imapd protocol', () => {
     c.close();
   });
 
+  it('caps connections per address (loopback exemption off)', async () => {
+    const capped = await startHarness({ max_connections_per_ip: 2, connection_limit_exempt: [], max_connections: 3 });
+    try {
+      const a = await ImapTestClient.connect(capped.port);
+      const b = await ImapTestClient.connect(capped.port);
+      const third = await ImapTestClient.connect(capped.port);
+      assert.match(third.greeting, /^\* BYE \[UNAVAILABLE\] Too many connections from your address/);
+      third.close();
+      a.close();
+      // Once one goes, there is room again.
+      let c: ImapTestClient | null = null;
+      for (let i = 0; i < 50 && !c; i++) {
+        const x = await ImapTestClient.connect(capped.port);
+        if (x.greeting.startsWith('* OK')) c = x;
+        else await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.ok(c, 'admitted after a connection closed');
+      b.close();
+      c.close();
+    } finally {
+      await capped.close();
+    }
+  });
+
   it('logs out with BYE then the tagged OK', async () => {
     const c = await loggedIn(h);
     const r = await c.command('LOGOUT');
