@@ -150,7 +150,10 @@ export class MailboxService {
     if (dkey) this.storing.set(dkey, new Promise<void>((r) => (finish = r)));
     try {
       if (dkey) {
-        await inbox.sync();
+        // ready(), not sync(): a delivery key is only ever written by us, so the index in memory
+        // (loaded once, then kept by our own stores) knows every earlier store. A stat check here
+        // would see concurrent stores' renames into new/ and readdir the whole folder per message.
+        await inbox.ready();
         const dup = inbox.byDkey.get(dkey);
         if (dup && !dup.gone) {
           send('ok');
