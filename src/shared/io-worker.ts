@@ -19,6 +19,8 @@ function writeFully(fd: number, data: Uint8Array, at?: number): void {
   }
 }
 
+// 'a' opens an existing file for writes at given offsets (the journal's `at`): it is NOT O_APPEND
+// and does not create; a caller that wants to append must pass the end offset itself.
 function openFlags(flags: 'w' | 'wx' | 'a'): number {
   const base = constants.O_WRONLY | constants.O_NOFOLLOW;
   if (flags === 'a') return base;
