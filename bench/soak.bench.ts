@@ -13,6 +13,7 @@ import net from 'node:net';
 import path from 'node:path';
 
 import { startFmail, writeFmailConfig } from '../test/helpers/fmail-process.js';
+import { onCrlfLines } from '../test/helpers/lines.js';
 import { tempDir } from '../test/helpers/tmp.js';
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 100_000);
@@ -59,17 +60,8 @@ async function until(check: () => boolean, timeoutMs: number): Promise<boolean> 
 /** popDeleteAll - one POP3 session: USER/PASS, STAT, DELE 1..N pipelined, QUIT; returns N. */
 async function popDeleteAll(port: number): Promise<number> {
   const sock = net.connect(port, '127.0.0.1');
-  let buf = '';
   const waiters: Array<(l: string) => void> = [];
-  sock.on('data', (d) => {
-    buf += d.toString('latin1');
-    let i: number;
-    while ((i = buf.indexOf('\r\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      waiters.shift()?.(line);
-    }
-  });
+  onCrlfLines(sock, (line) => waiters.shift()?.(line));
   const closed = new Promise<void>((r) => sock.on('close', () => r()));
   sock.on('error', () => {});
   const reply = (): Promise<string> => new Promise((r) => waiters.push(r));

@@ -24,6 +24,7 @@ import path from 'node:path';
 import nodemailer from 'nodemailer';
 
 import { type FmailProcess, type FmailSetup, fmailAsync, fmailSync, startFmail, writeFmailConfig } from '../helpers/fmail-process.js';
+import { onCrlfLines } from '../helpers/lines.js';
 import { tempDir } from '../helpers/tmp.js';
 import { type Sink, startSink } from '../router/harness.js';
 
@@ -122,21 +123,14 @@ async function smtpLoop(setup: FmailSetup, submitRemote: Submitter, next: () => 
 async function withConnection(port: number, body: (cmd: (line: string | null, want: number) => Promise<void>) => Promise<void>): Promise<void> {
   const sock = net.connect(port, '127.0.0.1');
   sock.setTimeout(20_000, () => sock.destroy(new Error('timeout')));
-  let buf = '';
   const waiters: Array<(line: string) => void> = [];
   let failure: Error | null = null;
   const fail = (err: Error): void => {
     failure = err;
     for (const w of waiters.splice(0)) w('');
   };
-  sock.on('data', (d) => {
-    buf += d.toString('latin1');
-    let i: number;
-    while ((i = buf.indexOf('\r\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      if (/^\d{3} /.test(line)) waiters.shift()?.(line);
-    }
+  onCrlfLines(sock, (line) => {
+    if (/^\d{3} /.test(line)) waiters.shift()?.(line);
   });
   sock.on('error', fail);
   sock.on('close', () => fail(new Error('closed')));

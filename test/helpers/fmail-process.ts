@@ -28,7 +28,7 @@ export interface FmailSetup {
   configFile: string;
   ports: FmailPorts;
   /** the TOML the test added, kept so the file can be rewritten with other ports */
-  extraToml?: string;
+  extraToml: string;
 }
 
 /** writeFmailConfig - a config file for `fmail start -c`, extra TOML appended verbatim. */
@@ -125,7 +125,7 @@ export async function startFmail(setup: FmailSetup, servers: string[] = [], time
       // Only the port named in the error is replaced: servers already started keep theirs.
       const taken = Number(/EADDRINUSE.*?:(\d+)/.exec(String(err))?.[1]);
       const key = (Object.keys(setup.ports) as (keyof FmailPorts)[]).find((k) => setup.ports[k] === taken);
-      if (!key || attempt >= 3 || setup.extraToml === undefined) throw err;
+      if (!key || attempt >= 3) throw err;
       setup.ports[key] = await freePort();
       writeFileSync(setup.configFile, configToml(setup.dir, setup.ports, setup.extraToml));
     }
