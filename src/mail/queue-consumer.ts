@@ -8,6 +8,11 @@
 // reported is left, until it is released. So a slow delivery (a remote server that takes
 // minutes) keeps its lease and is never handed to a second consumer while it is alive; a
 // consumer that dies stops renewing (and its connection closing gives the leases back).
+//
+// Handed out again while in hand: a queued that restarted has forgotten our leases and pops
+// the same PATH to us a second time while the first delivery still runs. It is not taken
+// twice (two deliveries of one file race, and the first one's `done` would end the second's
+// lease under it): the new lease is renewed and the delivery in hand finishes with it.
 
 import { type HandlerSpec, type IpcClient, error, ok } from '../ipc/index.js';
 import type { Logger } from '../shared/log.js';
@@ -37,6 +42,8 @@ export class QueueConsumer {
   private active = 0;
   /** Paths in hand -> when to renew their lease next. */
   private readonly leases = new Map<string, number>();
+  /** Paths taken and not released yet. */
+  private readonly inHand = new Set<string>();
   private renewTimer: NodeJS.Timeout | null = null;
   private draining = false;
   private again = false;
@@ -139,9 +146,14 @@ export class QueueConsumer {
           }
           const popped = await this.opts.queued.request('pop', [this.opts.queue]);
           if (!popped.ok || !popped.params[0]) break;
-          this.active++;
           const file = popped.params[0];
           this.leases.set(file, Date.now() + FIRST_RENEW_MS);
+          if (this.inHand.has(file)) {
+            this.opts.logger.warn({ event: `${this.opts.events}.popped_again`, file }, 'handed out again while in hand (queued restarted): the delivery in hand keeps it');
+            continue;
+          }
+          this.inHand.add(file);
+          this.active++;
           let released = false;
           let slotted = true;
           const unslot = (): void => {
@@ -155,6 +167,7 @@ export class QueueConsumer {
               if (released) return;
               released = true;
               this.leases.delete(file);
+              this.inHand.delete(file);
               unslot();
             },
             unslot,

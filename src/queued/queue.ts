@@ -49,6 +49,9 @@ export interface ListedMessage {
 }
 
 /** A refusal with its enhanced status code: 5.5.4 a path or name we did not hand out, 4.3.x a disk failure. */
+/** Unique names for cache copies being rewritten (see prepare). */
+let asideSeq = 0;
+
 export class QueueError extends Error {
   constructor(
     message: string,
@@ -147,7 +150,10 @@ export class Queue {
     const qid = path.basename(p);
     if (!this.journal.recovered(qid)) return;
     const data = await this.journal.read(qid);
-    await runIo({ op: 'write', path: p, data: [data], close: true });
+    // Written aside and renamed over: a consumer still reading the copy it popped from the
+    // queued that died (its delivery goes on) must never see it truncated mid-rewrite.
+    const aside = path.join(this.cacheDir, `.${qid}.${++asideSeq}`);
+    await runIo({ op: 'write', path: aside, data: [data], close: true, renameTo: p });
   }
 
   /** close - the journal's pending writes out and its segment marked closed. */

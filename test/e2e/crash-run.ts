@@ -275,7 +275,20 @@ export async function crashRun(label: string, mode: 'all-in-one' | 'separate'): 
         `lost ${lost.length} local / ${lostRemote.length} remote; local duplicates ${localDuplicates}; ` +
         `remote duplicates ${far.duplicates}; client resends (never acknowledged, sent again) ${local.resends}`,
     );
-    const queue = lost.length + lostRemote.length ? (await fmailAsync(['queue', 'list', '-c', setup.configFile])).stdout : '';
+    let queue = '';
+    if (lost.length + lostRemote.length) {
+      queue = (await fmailAsync(['queue', 'list', '-c', setup.configFile])).stdout;
+      const qids = [...lost, ...lostRemote].flatMap((t) => delivered.get(t) ?? []).filter((q) => q !== '?');
+      // The servers' log (DATA/fmail.log): every line of the lost messages' qids, and errors.
+      let log: string[] = [];
+      try {
+        log = readFileSync(path.join(setup.dir, 'fmail.log'), 'utf8').split('\n');
+      } catch {
+        // no log written
+      }
+      const trail = log.filter((line) => qids.some((q) => line.includes(q)) || /"level":(50|60)/.test(line));
+      queue += `\nlog lines of qids ${qids.join(', ')} (and errors):\n${trail.slice(0, 80).join('\n')}`;
+    }
     assert.equal(lost.length, 0, `lost: ${lost.slice(0, 10).join(', ')}\nqueue:\n${queue}`);
     assert.equal(lostRemote.length, 0, `lost remote: ${lostRemote.slice(0, 10).join(', ')}\nqueue:\n${queue}`);
     const twice = [...delivered.entries()].filter(([, q]) => q.length > new Set(q).size).slice(0, 5);

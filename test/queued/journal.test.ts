@@ -3,7 +3,7 @@
 // a torn tail ignored; `push ; synced` for a writer that synced its file itself.
 
 import assert from 'node:assert/strict';
-import { appendFileSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, openSync, readFileSync, readSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, test } from 'node:test';
 
@@ -35,6 +35,8 @@ test('put: journaled, popped as a file, kept across a restart, segment removed w
   assert.equal(readdirSync(journal).length, 1);
   // Restart: the same messages, in order, with their bytes (the cache copies are rewritten).
   for (const f of readdirSync(path.join(t.dir, 'queue/jq/cache'))) writeFileSync(path.join(t.dir, 'queue/jq/cache', f), 'stale');
+  // A consumer of the old instance still reading its copy: the rewrite must not change it under it.
+  const reader = openSync(path.join(t.dir, 'queue/jq/cache', qids[5]!), 'r');
   c.close();
   await q.close();
   q = await startQueued(cfg);
@@ -48,6 +50,9 @@ test('put: journaled, popped as a file, kept across a restart, segment removed w
     }
     assert.deepEqual(popped.map((p) => path.basename(p)), [...qids].sort());
     for (const p of popped) assert.deepEqual(readFileSync(p), bodies[qids.indexOf(path.basename(p))]);
+    const seen = Buffer.alloc(64);
+    assert.equal(seen.toString('latin1', 0, readSync(reader, seen, 0, 64, 0)), 'stale', 'the old copy was replaced by a rename, not rewritten in place');
+    closeSync(reader);
     // The segment written before the restart holds them all: it goes once they are done.
     const old = readdirSync(journal).sort()[0]!;
     for (const p of popped) assert.ok((await c.request('done', ['jq', p])).ok);
