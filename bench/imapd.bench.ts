@@ -3,7 +3,8 @@
 // UID FETCH 1:* (FLAGS) on it, and the memory 1,000 connections idling in IDLE cost (PSS
 // growth of the whole server: FancyMail's process; every Dovecot process, shared pages split).
 //
-// BENCH_MESSAGES / BENCH_BIG / BENCH_IDLE for smaller runs. Dovecot needs root and
+// BENCH_MESSAGES / BENCH_BIG / BENCH_IDLE for smaller runs. To profile FancyMail:
+// FMAIL_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" BENCH_MARKS=1 (phase times on stderr). Dovecot needs root and
 // dovecot-imapd (it runs mail as `nobody`).
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -114,6 +115,11 @@ interface Figures {
   idleRssKiB: number;
 }
 
+/** mark - with BENCH_MARKS, a phase's start on stderr in the µs of CPU profiles' timestamps (monotonic clock), to cut a --cpu-prof of the server to it. */
+const mark = (phase: string): void => {
+  if (process.env.BENCH_MARKS) console.error(`mark ${phase} ${process.hrtime.bigint() / 1000n}`);
+};
+
 const seconds = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e9;
 
 /** measure - the four figures against one server; `rss` reads the server's memory in KiB. */
@@ -141,11 +147,14 @@ async function measure(port: number, rss: () => number): Promise<Figures> {
   await c.cmd('SELECT INBOX');
   await c.cmd(`FETCH 1:${MESSAGES} BODY.PEEK[]`); // warm-up (caches, JIT)
   let t0 = process.hrtime.bigint();
+  mark('fetch');
   const body = await c.cmd(`FETCH 1:${MESSAGES} BODY.PEEK[]`);
   const fetchS = seconds(t0);
+  mark('fetchend');
   c.close();
 
   const b = await login(port, BIG_USER);
+  mark('select');
   await b.cmd('SELECT INBOX');
   await b.cmd('UNSELECT');
   let selectMs = Infinity;
@@ -155,10 +164,12 @@ async function measure(port: number, rss: () => number): Promise<Figures> {
     selectMs = Math.min(selectMs, seconds(t0) * 1000);
     if (i < 2) await b.cmd('UNSELECT');
   }
+  mark('flags');
   await b.cmd('UID FETCH 1:* (FLAGS)');
   t0 = process.hrtime.bigint();
   const flags = await b.cmd('UID FETCH 1:* (FLAGS)');
   const flagsMs = seconds(t0) * 1000;
+  mark('flagsend');
   const flagsLines = flags.toString('latin1').split('\r\n').filter((l) => l.startsWith('* ') && l.includes(' FETCH ')).length; // untagged only: FancyMail's tagged OK says 'UID FETCH completed'
   b.close();
 
@@ -213,7 +224,9 @@ async function startFancyMail(dir: string): Promise<{ child: ChildProcess; imap:
   ].join('\n');
   const cfgFile = path.join(dir, 'fmail.toml');
   writeFileSync(cfgFile, toml + '\n');
-  const child = spawn(process.execPath, [path.join(root, 'bin/fmail.js'), 'start', 'authd', 'mailboxd', 'imapd', '-c', cfgFile], {
+  // FMAIL_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") as for the tests' spawned fmail.
+  const nodeArgs = process.env.FMAIL_NODE_ARGS ? process.env.FMAIL_NODE_ARGS.split(' ') : [];
+  const child = spawn(process.execPath, [...nodeArgs, path.join(root, 'bin/fmail.js'), 'start', 'authd', 'mailboxd', 'imapd', '-c', cfgFile], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: child.stdout! });
