@@ -23,7 +23,11 @@ export function folderHandlers(svc: MailboxService): Record<string, HandlerSpec>
     handle: (ctx) => inOrder(ctx.conn, () => fn(ctx.conn, ctx.params).catch(known)),
   });
 
-  const resolve = async (conn: IpcConnection, rawUser: string, rawFolder: string, must = true): Promise<Resolved | Reply> => {
+  /**
+   * resolve - the user's folder, after the stat check (`statCheck` false: only loaded; for `fetch`,
+   * whose UID came from an earlier answer and whose read follows a rename or finds it gone).
+   */
+  const resolve = async (conn: IpcConnection, rawUser: string, rawFolder: string, must = true, statCheck = true): Promise<Resolved | Reply> => {
     const check = await svc.user(conn, rawUser);
     if (!check.ok) return error(check.message);
     const key = folderKey(rawFolder);
@@ -31,7 +35,7 @@ export function folderHandlers(svc: MailboxService): Record<string, HandlerSpec>
     const box = svc.box(check.user);
     const folder = await box.folder(key);
     if (must && !folder) return error('no such folder');
-    if (folder) await folder.sync();
+    if (folder) await (statCheck ? folder.sync() : folder.ready());
     return { user: check.user, box, key, folder };
   };
   const isReply = (r: Resolved | Reply): r is Reply => 'kind' in r;
@@ -106,8 +110,11 @@ export function folderHandlers(svc: MailboxService): Record<string, HandlerSpec>
       reply.lines[0]!.params.push(String(folder.uidvalidity), String(folder.uidnext), String(folder.highestModseq), complete);
       return reply;
     }),
+    // No stat check per message: three thread-pool stats cost more than the read (FETCH BODY[]
+    // of 4 KiB messages spent half of mailboxd's time there), and readMessage already follows
+    // a rename by another reader (ENOENT -> resync) or answers gone.
     fetch: ordered([3, 5], async (conn, [u, f, uid, off, len]) => {
-      const r = await resolve(conn, u!, f!);
+      const r = await resolve(conn, u!, f!, true, false);
       if (isReply(r)) return r;
       const m = byUid(r.folder!, uid!);
       if (!m) return error(`no such message ${uid}`);

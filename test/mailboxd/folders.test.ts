@@ -18,6 +18,7 @@ const U = 'folders@example.com';
 const V = 'dedup@example.com';
 const W = 'watch@example.com';
 const X = 'behind@example.com';
+const Y = 'follow@example.com';
 
 async function store(c: IpcClient, user: string, text: string, qid?: string): Promise<string> {
   const body = Buffer.from(text);
@@ -42,7 +43,7 @@ async function index(c: IpcClient, user: string, folder: string): Promise<{ head
 describe('mailboxd index and folders', () => {
   let h: Harness;
   before(async () => {
-    h = await harness([U, V, W, X]);
+    h = await harness([U, V, W, X, Y]);
   });
   after(async () => h.close());
 
@@ -170,6 +171,25 @@ describe('mailboxd index and folders', () => {
     assert.deepEqual(ix.msgs.map((m) => [m[0], m[2]]), [['1', '\\Seen'], ['3', '']]);
     const l = await c.requestList('list', [X]);
     assert.deepEqual(l.items.map((i) => i.params[2]), [names[0]!.split(',')[0], '1700000000.M1P1.other']);
+  });
+
+  test('fetch (no stat check of its own) follows a file renamed behind our back, and answers gone for one removed', async () => {
+    const c = h.client();
+    await store(c, Y, 'Subject: a\r\n\r\na\r\n');
+    await store(c, Y, 'Subject: b\r\n\r\nb\r\n');
+    assert.equal((await index(c, Y, 'INBOX')).msgs.length, 2);
+    const box = path.join(h.dir, 'mail', Y);
+    const named = (subject: string): string => readdirSync(path.join(box, 'new')).find((n) => readFileSync(path.join(box, 'new', n), 'utf8').includes(subject))!;
+    const a = named('Subject: a');
+    const b = named('Subject: b');
+    renameSync(path.join(box, 'new', a), path.join(box, 'cur', a + ':2,S'));
+    unlinkSync(path.join(box, 'new', b));
+    const moved = await c.requestRaw('fetch', [Y, 'INBOX', '1']);
+    assert.equal(moved.reply.ok, true);
+    assert.match(moved.data?.toString() ?? '', /Subject: a\r\n\r\na\r\n$/);
+    const gone = await c.requestRaw('fetch', [Y, 'INBOX', '2']);
+    assert.equal(gone.reply.ok, false);
+    assert.match(gone.reply.params.join(' '), /no such message 2/);
   });
 
   test('store with a queue id is exactly-once: the repeat answers ok: duplicate', async () => {
