@@ -15,6 +15,8 @@
 //   pop: QUEUE                          -> ok: PATH (DATA/queue/QUEUE/msg/QID), leased; or `error`
 //   done: QUEUE ; PATH                  -> ok; the file is removed (leased paths only)
 //   defer: QUEUE ; PATH ; SECONDS [; REASON] -> ok; ready again after SECONDS (persisted)
+//   get: QUEUE ; PATH-or-QID            -> ok: SIZE + SIZE raw bytes (the `retr` style): a queued
+//                                          message's bytes, for a consumer without our disk
 //   renew: QUEUE ; PATH [; SECONDS]     -> ok: LEFT; the popper's lease now ends SECONDS (default
 //                                          lease_s) from now, never earlier (in memory only)
 //   subscribe: QUEUE ; CALLBACK         -> ok; CALLBACK (socket:// or unix://) gets `alert: QUEUE`
@@ -35,17 +37,17 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 
-import { error, failure, ok } from '../ipc/index.js';
+import { error, failure, ok, rawData } from '../ipc/index.js';
 import { dataPath } from '../config/load.js';
 import { ipcSecret } from '../shared/ipc-secret.js';
 import { createIpcServer } from '../shared/ipc-setup.js';
-import { queueSize } from '../shared/metrics.js';
 import type { RunningServer, ServerContext } from '../shared/server-module.js';
 import { registerAdmin } from './admin.js';
 import { Alerter } from './alerts.js';
 import { isQueueName } from './names.js';
-import { QueueError } from './queue.js';
-import { Spool } from './spool.js';
+import { type QueueBackend, QueueError } from './backend.js';
+import { FileBackend } from './file-backend.js';
+import type { QueueOptions } from './queue.js';
 import { warmIo } from '../shared/io-pool.js';
 
 const MAX_DEFER_S = 10 * 365 * 86400;
@@ -71,7 +73,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
     secret: ipcSecret(config, { create: true }),
     logger,
   });
-  const spool = new Spool(spoolDir, {
+  const opts: QueueOptions = {
     leaseMs: qc.lease_s * 1000,
     slotGraceMs: qc.slot_grace_s * 1000,
     logger,
@@ -79,10 +81,10 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
       logger.debug({ event: 'queued.new_mail', queue: q.name }, 'alerting subscribers');
       alerter.alert(q.name);
     },
-  });
+  };
   const t0 = Date.now();
-  await spool.recoverAll();
-  logger.info({ event: 'queued.started', queues: spool.all().length, ms: Date.now() - t0 }, 'spool recovered');
+  const backend: QueueBackend = await FileBackend.open(spoolDir, opts);
+  logger.info({ event: 'queued.started', backend: 'file', queues: (await backend.stats()).length, ms: Date.now() - t0 }, 'spool recovered');
 
   const server = createIpcServer(config, 'queued', logger);
   const badName = (name: string) => failure('5.5.4', `bad queue name: ${name.slice(0, 100)}`);
@@ -96,8 +98,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
     handle: async (c) => {
       const name = c.params[0]!;
       if (!isQueueName(name)) return badName(name);
-      const q = (await spool.get(name, true))!;
-      return ok(q.slot());
+      return ok(await backend.slot(name));
     },
   });
 
@@ -107,10 +108,8 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
       const [name, p, flag] = c.params as [string, string, string?];
       if (!isQueueName(name)) return badName(name);
       if (flag !== undefined && flag !== 'synced') return error(`bad push option: ${flag.slice(0, 40)} (only "synced")`);
-      const q = spool.peek(name);
-      if (!q) return failure('5.5.4', `not an open slot of queue ${name}: ${p}`);
       try {
-        const qid = await q.push(p, flag === 'synced');
+        const qid = await backend.push(name, p, flag === 'synced');
         logger.info({ event: 'queued.push', qid, queue: name }, 'message queued');
         return ok();
       } catch (err) {
@@ -126,13 +125,12 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
       const [name, p, lengthText] = c.params as [string, string, string];
       if (!isQueueName(name)) return badName(name);
       if (!/^\d{1,10}$/.test(lengthText) || Number(lengthText) > MAX_PUT_BYTES) return failure('5.5.4', `bad LENGTH: ${lengthText.slice(0, 20)} (at most ${MAX_PUT_BYTES})`);
-      const q = spool.peek(name);
-      if (!q || q.state(path.basename(p)) !== 'slot') return failure('5.5.4', `not an open slot of queue ${name}: ${p}`);
+      if (!backend.isSlot(name, p)) return failure('5.5.4', `not an open slot of queue ${name}: ${p}`);
       c.send('ok');
       const chunks: Buffer[] = [];
       for await (const chunk of c.receiveRaw(Number(lengthText))) chunks.push(chunk as Buffer);
       try {
-        const qid = await q.put(p, chunks);
+        const qid = await backend.put(name, p, chunks);
         // Same event as a push: the message entered the queue (fmail trace and log readers look for it).
         logger.info({ event: 'queued.push', qid, queue: name, via: 'put', size: Number(lengthText) }, 'message queued');
         return ok();
@@ -147,27 +145,25 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
     handle: async (c) => {
       const name = c.params[0]!;
       if (!isQueueName(name)) return badName(name);
-      const q = spool.peek(name);
-      const p = q?.pop(Date.now(), c.conn.id) ?? null;
-      if (p === null || !q) return error();
+      let p: string | null;
       try {
-        await q.prepare(p);
+        p = await backend.pop(name, c.conn.id);
       } catch (err) {
-        logger.error({ event: 'queued.journal_read_failed', qid: path.basename(p), queue: name, err: String(err) }, 'cannot rebuild the message file');
-        q.abandon(p, c.conn.id);
-        return failure('4.3.0', `cannot read ${path.basename(p)} from the journal`);
+        logger.error({ event: 'queued.pop_failed', queue: name, err: String(err) }, 'cannot hand out a message');
+        return fail(err);
       }
+      if (p === null) return error();
       // A consumer that dies holding leases gives them back at once, not after lease_s.
-      let held = c.conn.data.get(HELD) as Map<string, typeof q> | undefined;
+      let held = c.conn.data.get(HELD) as Map<string, string> | undefined;
       if (!held) {
-        const mine = new Map<string, typeof q>();
+        const mine = new Map<string, string>();
         held = mine;
         c.conn.data.set(HELD, mine);
         c.conn.onClose(() => {
-          for (const [leasedPath, queue] of mine) queue.abandon(leasedPath, c.conn.id);
+          for (const [leasedPath, queue] of mine) backend.abandon(queue, leasedPath, c.conn.id);
         });
       }
-      held.set(p, q);
+      held.set(p, name);
       logger.debug({ event: 'queued.pop', qid: path.basename(p), queue: name }, 'message leased');
       return ok(p);
     },
@@ -178,10 +174,8 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
     handle: async (c) => {
       const [name, p] = c.params as [string, string];
       if (!isQueueName(name)) return badName(name);
-      const q = spool.peek(name);
-      if (!q) return failure('5.5.4', `not a leased message of queue ${name}: ${p}`);
       try {
-        const qid = await q.done(p);
+        const qid = await backend.done(name, p);
         (c.conn.data.get(HELD) as Map<string, unknown> | undefined)?.delete(p);
         logger.info({ event: 'queued.done', qid, queue: name }, 'message removed');
         return ok();
@@ -193,15 +187,13 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
 
   server.on('renew', {
     params: [2, 3],
-    handle: (c) => {
+    handle: async (c) => {
       const [name, p, secs] = c.params as [string, string, string?];
       if (!isQueueName(name)) return badName(name);
       const seconds = secs === undefined ? undefined : Number(secs);
       if (secs !== undefined && (!/^\d+(\.\d+)?$/.test(secs) || !(seconds! > 0 && seconds! <= MAX_LEASE_S))) return failure('5.5.4', `bad SECONDS: ${secs.slice(0, 40)}`);
-      const q = spool.peek(name);
-      if (!q) return failure('5.5.4', `not a leased message of queue ${name}: ${p}`);
       try {
-        const left = q.renew(p, c.conn.id, seconds);
+        const left = await backend.renew(name, p, c.conn.id, seconds);
         logger.debug({ event: 'queued.renew', qid: path.basename(p), queue: name, seconds: left }, 'lease renewed');
         return ok(String(Math.floor(left)));
       } catch (err) {
@@ -217,10 +209,8 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
       if (!isQueueName(name)) return badName(name);
       const seconds = Number(secs);
       if (!/^\d+(\.\d+)?$/.test(secs) || !(seconds <= MAX_DEFER_S)) return failure('5.5.4', `bad SECONDS: ${secs.slice(0, 40)}`);
-      const q = spool.peek(name);
-      if (!q) return failure('5.5.4', `not a leased message of queue ${name}: ${p}`);
       try {
-        const m = await q.defer(p, seconds, reason.slice(0, 1000));
+        const m = await backend.defer(name, p, seconds, reason.slice(0, 1000));
         (c.conn.data.get(HELD) as Map<string, unknown> | undefined)?.delete(p);
         logger.info({ event: 'queued.defer', qid: path.basename(p), queue: name, seconds, attempts: m.attempts, reason }, 'message deferred');
         return ok();
@@ -242,7 +232,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
       }
       logger.info({ event: 'queued.subscribe', queue: name, callback: cb }, 'subscribed');
       // A new subscriber of a queue with mail waiting hears about it at once.
-      if ((spool.peek(name)?.readyCount ?? 0) > 0) setImmediate(() => alerter.alert(name, cb));
+      if (await backend.hasReady(name).catch(() => false)) setImmediate(() => alerter.alert(name, cb));
       return ok();
     },
   });
@@ -260,15 +250,26 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
     });
   }
 
-  registerAdmin(server, spool, qc.list_limit, logger);
+  server.on('get', {
+    params: 2,
+    handle: async (c) => {
+      const [name, p] = c.params as [string, string];
+      if (!isQueueName(name)) return badName(name);
+      try {
+        const m = await backend.read(name, p);
+        if (!m) return failure('5.5.4', `not a message of queue ${name}: ${p}`);
+        return rawData(m.body, m.size);
+      } catch (err) {
+        return failure('4.3.0', `cannot read ${path.basename(p)}: ${(err as Error).message}`);
+      }
+    },
+  });
+
+  registerAdmin(server, backend, qc.list_limit, logger);
 
   const tickMs = Math.max(20, Math.min(1000, (qc.lease_s * 1000) / 4));
   const ticker = setInterval(() => {
-    const now = Date.now();
-    for (const q of spool.all()) {
-      q.tick(now);
-      for (const [state, n] of Object.entries(q.counts())) queueSize.set({ queue: q.name, state }, n);
-    }
+    backend.tick(Date.now());
   }, tickMs);
   ticker.unref();
 
@@ -280,7 +281,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
       clearInterval(ticker);
       await server.close();
       alerter.close();
-      for (const q of spool.all()) await q.close();
+      await backend.close();
     },
   };
 }

@@ -27,46 +27,19 @@ import { runIo } from '../shared/io-pool.js';
 import { Deque } from './deque.js';
 import { Journal } from './journal.js';
 import { isQid } from './names.js';
+import { type ListedMessage, type MessageData, type Meta, type MsgState, QueueError, fileData } from './backend.js';
 
-export type MsgState = 'slot' | 'ready' | 'leased' | 'deferred';
+export { QueueError, type ListedMessage, type Meta, type MsgState } from './backend.js';
 
-/** Meta - what a deferral leaves behind (persisted in meta/QID). */
-export interface Meta {
-  attempts: number;
-  reason: string;
-  /** Epoch ms before which the message is not handed out. */
-  notBefore: number;
-}
-
-export interface ListedMessage {
-  qid: string;
-  queue: string;
-  state: MsgState;
-  /** Push time (epoch ms), or slot write time; NaN if the file is gone. */
-  time: number;
-  size: number;
-  meta?: Meta;
-}
-
-/** A refusal with its enhanced status code: 5.5.4 a path or name we did not hand out, 4.3.x a disk failure. */
 /** Unique names for cache copies being rewritten (see prepare). */
 let asideSeq = 0;
-
-export class QueueError extends Error {
-  constructor(
-    message: string,
-    readonly status = '5.5.4',
-  ) {
-    super(message);
-  }
-}
 
 export interface QueueOptions {
   leaseMs: number;
   slotGraceMs: number;
   logger: Logger;
   /** Called when messages became ready and the queue was empty or a pop had found it empty. */
-  onNewMail(queue: Queue): void;
+  onNewMail(queue: { readonly name: string }): void;
 }
 
 export class Queue {
@@ -370,6 +343,20 @@ export class Queue {
         return { qid, queue: this.name, state, time: st ? st.mtimeMs : NaN, size: st ? st.size : 0, meta: this.meta.get(qid) };
       }),
     );
+  }
+
+  /**
+   * read - a queued message's bytes (not a slot's): from the journal for a `put` message (its
+   * cache copy may be stale after a restart), else a stream of msg/QID.
+   */
+  async read(qid: string): Promise<MessageData | null> {
+    const st = this.state(qid);
+    if (st === null || st === 'slot') return null;
+    if (this.journal.has(qid)) {
+      const data = await this.journal.read(qid);
+      return { size: data.length, body: data };
+    }
+    return fileData(path.join(this.msgDir, qid));
   }
 
   /** filePath - the file behind a message in any state. */
