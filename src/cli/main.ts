@@ -15,7 +15,7 @@ registerStart(program);
 registerIpc(program);
 
 // Commands added by later servers register themselves here.
-for (const mod of ['./user.js', './queue.js', './admin.js', './dkim.js', './dns.js']) {
+for (const mod of ['./user.js', './queue.js', './admin.js', './dkim.js', './dns.js', './db.js']) {
   try {
     const m = (await import(mod)) as { register?: (p: Command) => void };
     m.register?.(program);

@@ -47,6 +47,7 @@ import { Alerter } from './alerts.js';
 import { isQueueName } from './names.js';
 import { type QueueBackend, QueueError } from './backend.js';
 import { FileBackend } from './file-backend.js';
+import { PgBackend } from './pg-backend.js';
 import type { QueueOptions } from './queue.js';
 import { warmIo } from '../shared/io-pool.js';
 
@@ -83,8 +84,8 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
     },
   };
   const t0 = Date.now();
-  const backend: QueueBackend = await FileBackend.open(spoolDir, opts);
-  logger.info({ event: 'queued.started', backend: 'file', queues: (await backend.stats()).length, ms: Date.now() - t0 }, 'spool recovered');
+  const backend: QueueBackend = qc.backend === 'postgres' ? await PgBackend.open(spoolDir, qc.postgres_url, opts) : await FileBackend.open(spoolDir, opts);
+  logger.info({ event: 'queued.started', backend: qc.backend, queues: (await backend.stats()).length, ms: Date.now() - t0 }, 'queue recovered');
 
   const server = createIpcServer(config, 'queued', logger);
   const badName = (name: string) => failure('5.5.4', `bad queue name: ${name.slice(0, 100)}`);
