@@ -51,6 +51,8 @@ const BATCH_BYTES = 16 * 1024 * 1024;
 const SWEEP_ROWS = 1000;
 const GAUGE_MS = 5000;
 const LISTEN_RETRY_MS = 1000;
+/** Unique names for cache copies being written (see pop). */
+let asideSeq = 0;
 
 /** Local - what this instance keeps of one queue: its folders, open slots, the alert flag. */
 interface Local {
@@ -185,7 +187,10 @@ export class PgBackend implements QueueBackend {
     }
     const file = path.join(l.cacheDir, row.qid);
     try {
-      await runIo({ op: 'write', path: file, data: [row.data], close: true });
+      // Written aside and renamed over: a consumer of this host may still be reading the copy
+      // of an earlier lease of the same message; it must never see it truncated.
+      const aside = path.join(l.cacheDir, `.${row.qid}.${++asideSeq}`);
+      await runIo({ op: 'write', path: aside, data: [row.data], close: true, renameTo: file });
     } catch (err) {
       this.abandon(queue, file, owner);
       throw new QueueError(`cannot write ${file}: ${(err as Error).message}`, errnoStatus(err));
