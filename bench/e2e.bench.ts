@@ -16,6 +16,11 @@
 //   strace  strace -f -c over BENCH_STRACE_MESSAGES (2,000) end to end, 20 sessions: fsync +
 //           fdatasync, futex and all syscalls per message, for both.
 //
+// BENCH_QUEUE=file,postgres (default file): queued's backend for FancyMail's runs; with postgres
+// a private PostgreSQL cluster (test/helpers/postgres.ts, Debian's postgresql package) is started
+// once and each run gets a fresh migrated database; the e2e part then shows one FancyMail line
+// per backend.
+//
 // BENCH_MESSAGES (10,000) per run; at 1 session BENCH_MESSAGES_ONE (2,000: one session is
 // latency-bound, 10,000 would take many minutes per run). Needs root and the Debian postfix
 // package (smtp-source).
@@ -26,7 +31,11 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import net from 'node:net';
 import path from 'node:path';
 
+import pg from 'pg';
+
+import { migrate } from '../src/queued/pg-schema.js';
 import { startFmail, writeFmailConfig } from '../test/helpers/fmail-process.js';
+import { NO_POSTGRES, type TestPostgres, startPostgres } from '../test/helpers/postgres.js';
 import { postfixAvailable, startPostfix } from '../test/helpers/postfix.js';
 import { freePort, tempDir } from '../test/helpers/tmp.js';
 
@@ -37,6 +46,7 @@ const SESSIONS = (process.env.BENCH_SESSIONS ?? '20,1,100').split(',').map(Numbe
 const PARTS = (process.env.BENCH_PARTS ?? 'e2e,accept,strace').split(',');
 const STRACE_MESSAGES = Number(process.env.BENCH_STRACE_MESSAGES ?? 2000);
 const HARAKA = process.env.HARAKA ?? '/tmp/haraka/node_modules/Haraka/bin/haraka';
+const QUEUES = (process.env.BENCH_QUEUE ?? 'file').split(',') as Array<'file' | 'postgres'>;
 const SIZE = 4096;
 const USER = 'u1@bench.test';
 
@@ -143,8 +153,23 @@ async function stopStrace(st: ChildProcess, file: string, messages: number): Pro
   return { fsync: per((calls.fsync ?? 0) + (calls.fdatasync ?? 0)), futex: per(calls.futex), total: per(calls.total) };
 }
 
-async function runFancyMail(dir: string, sessions: number, mode: Mode, messages: number, straceFile?: string): Promise<Result | null> {
-  const setup = await writeFmailConfig(dir);
+let pgCluster: TestPostgres | null = null;
+let pgDbs = 0;
+
+// queueToml - the [queued] section for BACKEND: postgres gets a fresh migrated database.
+async function queueToml(backend: 'file' | 'postgres'): Promise<string> {
+  if (backend === 'file') return '';
+  pgCluster ??= await startPostgres();
+  const url = await pgCluster.createDatabase(`bench${++pgDbs}`);
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  await migrate(c);
+  await c.end();
+  return `[queued]\nbackend = "postgres"\npostgres_url = ${JSON.stringify(url)}\n`;
+}
+
+async function runFancyMail(dir: string, sessions: number, mode: Mode, messages: number, straceFile?: string, backend: 'file' | 'postgres' = 'file'): Promise<Result | null> {
+  const setup = await writeFmailConfig(dir, await queueToml(backend));
   writeFileSync(path.join(dir, 'users'), `${USER}:{PLAIN}secret::::::\n`);
   const fmail = await startFmail(setup, mode === 'accept' ? ['authd', 'queued', 'smtpd'] : []);
   const pid = fmail.child.pid!;
@@ -260,7 +285,9 @@ const need = (r: Result | null, into: Result[]) => {
   if (r) into.push(r);
 };
 
-if (!postfixAvailable() || spawnSync('sh', ['-c', 'command -v smtp-source'], { stdio: 'ignore' }).status !== 0) {
+if (QUEUES.includes('postgres') && NO_POSTGRES) {
+  console.log(`end-to-end on the postgres queue: skipped (${NO_POSTGRES})`);
+} else if (!postfixAvailable() || spawnSync('sh', ['-c', 'command -v smtp-source'], { stdio: 'ignore' }).status !== 0) {
   console.log('end-to-end vs Postfix: skipped (needs root, postfix and smtp-source)');
 } else {
   const tmp = tempDir('fmail-e2e-bench-');
@@ -273,14 +300,17 @@ if (!postfixAvailable() || spawnSync('sh', ['-c', 'command -v smtp-source'], { s
   try {
     if (PARTS.includes('e2e')) {
       for (const sessions of SESSIONS) {
-        const fm: Result[] = [];
         const pf: Result[] = [];
         const messages = sessions === 1 ? MESSAGES_ONE : MESSAGES;
+        const byQueue = new Map(QUEUES.map((q) => [q, [] as Result[]]));
         for (let r = 0; r < RUNS; r++) {
-          need(await runFancyMail(fresh(), sessions, 'e2e', messages), fm);
+          for (const q of QUEUES) need(await runFancyMail(fresh(), sessions, 'e2e', messages, undefined, q), byQueue.get(q)!);
           need(await runPostfix(fresh(), sessions, 'e2e', messages), pf);
         }
-        summary(`end to end: smtp-source -s ${sessions} -m ${messages} -l ${SIZE}, until the last message is in the Maildir (runs alternate)`, fm, pf);
+        const [first, ...others] = QUEUES;
+        const label = (q: string) => (QUEUES.length > 1 || q !== 'file' ? `FancyMail/${q === 'postgres' ? 'pg' : q}` : 'FancyMail');
+        summary(`end to end: smtp-source -s ${sessions} -m ${messages} -l ${SIZE}, until the last message is in the Maildir (runs alternate)`, byQueue.get(first!)!, pf, others[0] ? { name: label(others[0]), results: byQueue.get(others[0])! } : undefined);
+        if (QUEUES.length > 1) console.log(`  (the FancyMail line is queued backend ${first})`);
       }
     }
     if (PARTS.includes('accept')) {
@@ -305,6 +335,7 @@ if (!postfixAvailable() || spawnSync('sh', ['-c', 'command -v smtp-source'], { s
       }
     }
   } finally {
+    await (pgCluster as TestPostgres | null)?.cleanup();
     tmp.cleanup();
   }
 }

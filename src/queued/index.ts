@@ -3,7 +3,10 @@
 // Named queues of files in the spool (DATA/queue/NAME/, created on first use). A client asks
 // for a slot, writes the file, pushes it; a consumer pops the oldest ready message and holds a
 // lease on it until `done` (removed) or `defer` (back after SECONDS). Layout, recovery and
-// the group commit are described in queue.ts and shared/durable.ts.
+// the group commit are described in queue.ts and shared/durable.ts. With [queued] backend =
+// "postgres" the messages live in PostgreSQL instead (pg-backend.ts; several instances share
+// one database; slots and the files pop hands out stay in the local spool). Both sit behind
+// backend.ts's QueueBackend; this file keeps the IPC checks.
 //
 // IPC messages answered:
 //   slot: QUEUE                         -> ok: PATH (DATA/queue/QUEUE/tmp/QID)
@@ -26,7 +29,7 @@
 //     NEXT_ATTEMPT ; ATTEMPTS ; LAST_ERROR`), qshow: QID (raw file), qflush: [QUEUE] (ok: COUNT),
 //     qrequeue: QID, qdelete: QID
 // Servers called: none; only subscribers' callbacks (`alert`).
-// Config [queued]: spool, lease_s, slot_grace_s, alert_backoff_s, alert_max_failures, list_limit.
+// Config [queued]: backend, postgres_url, spool, lease_s, slot_grace_s, alert_backoff_s, alert_max_failures, list_limit.
 // Alerts: when a queue goes from empty to non-empty, and on the next new mail after a `pop`
 // answered `error` (deferred messages coming due and expired leases count as new mail).
 // Security: every QUEUE is checked against [a-z0-9][a-z0-9_-]*; every PATH must be exactly one

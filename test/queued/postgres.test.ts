@@ -6,12 +6,13 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 
+import nodemailer from 'nodemailer';
 import pg from 'pg';
 
 import type { Config } from '../../src/config/schema.js';
@@ -20,7 +21,7 @@ import { SCHEMA_VERSION, migrate } from '../../src/queued/pg-schema.js';
 import { ipcSecret } from '../../src/shared/ipc-secret.js';
 import type { RunningServer } from '../../src/shared/server-module.js';
 import { testClient, testConfig } from '../helpers/config.js';
-import { FMAIL } from '../helpers/fmail-process.js';
+import { FMAIL, startFmail, writeFmailConfig } from '../helpers/fmail-process.js';
 import { NO_POSTGRES, type TestPostgres, startPostgres } from '../helpers/postgres.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 import { startQueued, startSubscriber } from './helpers.js';
@@ -297,6 +298,36 @@ describe('queued on PostgreSQL', { skip: NO_POSTGRES }, () => {
     } finally {
       c.close();
       await q.close();
+    }
+  });
+
+  test('fmail start on the postgres queue: SMTP in, router and mailboxd through it, Maildir out', async () => {
+    const url = await database();
+    const t = tempDir('fmail-queued-pg-e2e-');
+    dirs.push(t);
+    const user = 'pg@fancymail.test';
+    writeFileSync(path.join(t.dir, 'users'), `${user}:{PLAIN}secret::::::\n`);
+    const setup = await writeFmailConfig(t.dir, `[queued]\nbackend = "postgres"\npostgres_url = ${JSON.stringify(url)}\n`);
+    const fm = await startFmail(setup);
+    const mailer = nodemailer.createTransport({ host: '127.0.0.1', port: setup.ports.smtp, secure: false, ignoreTLS: true, pool: false });
+    try {
+      const big = 'x'.repeat(78) + '\r\n';
+      for (let i = 0; i < 4; i++) {
+        // One over smtpd's put limit (1 MiB): slot + file + push, read into the row.
+        const body = i === 3 ? big.repeat(20_000) : `hello ${i}\r\n`;
+        await mailer.sendMail({ envelope: { from: 'a@remote.test', to: [user] }, raw: `From: <a@remote.test>\r\nTo: <${user}>\r\nSubject: pg ${i}\r\n\r\n${body}` });
+      }
+      const newDir = path.join(t.dir, 'mail', user, 'new');
+      await waitFor(() => readdirSync(newDir, { withFileTypes: true }).filter((e) => e.isFile()).length >= 4, 30_000, 50);
+      const subjects = readdirSync(newDir).map((f) => /Subject: (pg \d)/.exec(readFileSync(path.join(newDir, f), 'latin1'))?.[1]).sort();
+      assert.deepEqual(subjects, ['pg 0', 'pg 1', 'pg 2', 'pg 3']);
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      await waitFor(async () => Number((await c.query('SELECT count(*) AS n FROM fmail_queue_message')).rows[0].n) === 0, 10_000, 50);
+      await c.end();
+    } finally {
+      mailer.close();
+      await fm.stop();
     }
   });
 });
