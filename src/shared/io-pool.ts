@@ -146,7 +146,42 @@ function send(s: Slot, batch: Pending[]): void {
   s.busy = batch;
   s.worker.ref();
   hops++;
-  s.worker.postMessage({ id: ++batchId, jobs: batch.map((p) => p.job) });
+  const transfer: ArrayBuffer[] = [];
+  const compact = compactor(transfer);
+  s.worker.postMessage({ id: ++batchId, jobs: batch.map((p) => withCompactData(p.job, compact)) }, transfer);
+}
+
+// Structured clone copies a view's WHOLE ArrayBuffer: a 4 KiB message that is a slice of a
+// socket's read buffer (or of a FrameReader's concatenation of pipelined messages) cost a copy
+// of all of it (measured end to end, 4,000 x 4 KiB: 170 MB cloned for 54 MB of data). A slice
+// is copied into a buffer of its own size, which is then transferred, not cloned (36 MB).
+function compactor(transfer: ArrayBuffer[]): (u: Uint8Array) => Uint8Array {
+  const seen = new Map<Uint8Array, Uint8Array>();
+  return (u) => {
+    if (u.byteOffset === 0 && u.byteLength === u.buffer.byteLength) return u;
+    let c = seen.get(u);
+    if (!c) {
+      c = new Uint8Array(u);
+      seen.set(u, c);
+      transfer.push(c.buffer as ArrayBuffer);
+    }
+    return c;
+  };
+}
+
+function withCompactData(job: IoJob, compact: (u: Uint8Array) => Uint8Array): IoJob {
+  switch (job.op) {
+    case 'write':
+      return { ...job, data: job.data.map(compact), patches: job.patches?.map((p) => ({ at: p.at, data: compact(p.data) })) };
+    case 'journal':
+      return {
+        ...job,
+        writes: job.writes.map((w) => ({ fd: w.fd, off: w.off, data: w.data.map(compact) })),
+        files: job.files.map((f) => ({ path: f.path, data: f.data.map(compact) })),
+      };
+    default:
+      return job;
+  }
 }
 
 function spawn(): Slot {
