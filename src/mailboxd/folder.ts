@@ -19,10 +19,11 @@ import path from 'node:path';
 
 import { Keywords } from './flags.js';
 import { DirSyncer } from '../shared/durable.js';
+import { runIo } from '../shared/io-pool.js';
 import { writeMessage } from './maildir.js';
 import { newBaseName, parseName } from './maildir-name.js';
 import { Mutex, nextModseq } from './modseq.js';
-import { type UidlistFile, appendLines, headerLine, newGuid, readUidlist, rewrite, sweepRewrites, uidKey, uidlistStamp, withLock } from './uidlist.js';
+import { UIDLIST, type UidlistFile, appendLines, headerLine, lockOwner, newGuid, readUidlist, rewrite, sweepRewrites, uidKey, uidlistStamp, withLock } from './uidlist.js';
 
 export type Sub = 'new' | 'cur';
 
@@ -333,9 +334,15 @@ export class Folder {
 
   /** number - give new messages their UIDs and persist them (under the folder mutex). */
   private async number(fresh: Msg[]): Promise<void> {
+    if (await this.appendFast(fresh)) {
+      for (const m of fresh) this.insert(m);
+      return;
+    }
+    let foreign = false;
     await withLock(this.dir, async (lockPath) => {
       const stamp = await uidlistStamp(this.dir);
       if (stamp !== this.stamps.uidlist) {
+        foreign = true;
         const f = stamp === 'none' ? null : await readUidlist(this.dir);
         if (f && f.uidvalidity === this.uidvalidity) {
           // Another writer (Dovecot) added lines: take its numbers, never hand one out twice.
@@ -371,7 +378,48 @@ export class Folder {
       this.stamps.uidlist = await uidlistStamp(this.dir);
     });
     for (const m of fresh) this.insert(m);
-    await this.restamp();
+    // Another writer's lines (and the files they name) are not in the index yet: stamps that
+    // match nothing make the next sync() reconcile, instead of taking them for our own change.
+    if (foreign) this.stamps = { new: '', cur: '', uidlist: '' };
+    else await this.restamp();
+  }
+
+  /**
+   * appendFast - the common case of number() in one I/O hop: nobody else touched the uidlist
+   * since we last did, no rewrite due. Lock, append, fdatasync, unlock and the new stamps in
+   * one job; false (nothing changed) when the lock is taken or the file changed: number() then
+   * goes the careful way.
+   */
+  private async appendFast(fresh: Msg[]): Promise<boolean> {
+    const obsolete = this.fileLines - this.msgs.length;
+    const known = this.stamps.uidlist;
+    if (this.needRewrite || known === '' || known === 'none' || (obsolete > 1000 && obsolete > this.msgs.length)) return false;
+    const uidnext = this.uidnext;
+    const given = fresh.map((m) => m.uid);
+    let text = '';
+    for (const m of fresh) {
+      if (!m.uid) m.uid = this.uidnext++;
+      if (m.uid >= this.uidnext) this.uidnext = m.uid + 1;
+      text += `${m.uid} :${m.key}\n`;
+    }
+    const r = await runIo({
+      op: 'lockedAppend',
+      lock: path.join(this.dir, `${UIDLIST}.lock`),
+      lockText: lockOwner(),
+      file: path.join(this.dir, UIDLIST),
+      expect: known,
+      text,
+      stampDirs: [path.join(this.dir, 'new'), path.join(this.dir, 'cur')],
+    });
+    if (r.locked || r.stale !== undefined) {
+      this.uidnext = uidnext;
+      fresh.forEach((m, i) => (m.uid = given[i]!));
+      return false;
+    }
+    for (const m of fresh) m.modseq = this.bump();
+    this.fileLines += fresh.length;
+    this.stamps = { uidlist: r.stamp!, new: r.dirStamps![0]!, cur: r.dirStamps![1]! };
+    return true;
   }
 
   private insert(m: Msg): void {

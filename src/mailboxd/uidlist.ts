@@ -105,6 +105,11 @@ export function newGuid(): string {
 }
 
 /** withLock - run FN holding Dovecot's dotlock for the folder's uidlist. */
+/** lockOwner - Dovecot's dotlock content: whose lock it is, so a dead holder's lock can be broken. */
+export function lockOwner(): string {
+  return `${process.pid}:${os.hostname()}`;
+}
+
 export async function withLock<T>(dir: string, fn: (lockPath: string) => Promise<T>): Promise<T> {
   const lockPath = path.join(dir, UIDLIST + '.lock');
   const deadline = Date.now() + LOCK_WAIT_MS;
@@ -112,8 +117,7 @@ export async function withLock<T>(dir: string, fn: (lockPath: string) => Promise
   for (let attempt = 0; ; attempt++) {
     try {
       fh = await fsp.open(lockPath, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
-      // Dovecot's dotlock content: whose lock it is, so a dead holder's lock can be broken.
-      await fh.write(`${process.pid}:${os.hostname()}`);
+      await fh.write(lockOwner());
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -131,7 +135,7 @@ export async function withLock<T>(dir: string, fn: (lockPath: string) => Promise
     return await fn(lockPath);
   } finally {
     await fh.close().catch(() => {});
-    await fsp.rm(lockPath, { force: true }).catch(() => {});
+    await fsp.unlink(lockPath).catch(() => {});
   }
 }
 

@@ -37,6 +37,18 @@ export type IoJob =
   | { op: 'commit'; dir: string; steps: CommitStep[] }
   | { op: 'pread'; fd: number; off: number; len: number }
   | {
+      op: 'lockedAppend';
+      /** Create LOCK exclusively (a dotlock, holding LOCKTEXT), else answer `locked`. */
+      lock: string;
+      lockText: string;
+      /** Append TEXT to FILE (O_APPEND, created 0600), fdatasync it; only if its stamp is still EXPECT, else answer `stale`. */
+      file: string;
+      expect: string;
+      text: string;
+      /** Folders whose stamps to return after the append (inode:mtimeNs). */
+      stampDirs: string[];
+    }
+  | {
       op: 'journal';
       /** Positioned writes (offsets reserved by the caller, so order between jobs does not matter). */
       writes: Array<{ fd: number; off: number; data: Uint8Array[] }>;
@@ -59,6 +71,12 @@ export interface IoResult {
   data?: Uint8Array;
   errors?: Array<{ code?: string; message: string } | null>;
   error?: { code?: string; message: string };
+  /** lockedAppend: the lock was held by someone else, or FILE changed since EXPECT (its stamp now). */
+  locked?: boolean;
+  stale?: string;
+  /** lockedAppend: FILE's stamp after the append (inode:size:mtimeNs) and the stamps of stampDirs. */
+  stamp?: string;
+  dirStamps?: string[];
 }
 
 interface Pending {
@@ -121,7 +139,7 @@ function dispatch(): void {
   }
 }
 
-const syncs = (j: IoJob): boolean => (j.op === 'write' && j.sync === true) || j.op === 'commit' || (j.op === 'journal' && j.syncFds.length > 0);
+const syncs = (j: IoJob): boolean => (j.op === 'write' && j.sync === true) || j.op === 'commit' || j.op === 'lockedAppend' || (j.op === 'journal' && j.syncFds.length > 0);
 
 // take - the next batch: every job without an fsync, and the first one with.
 function take(): Pending[] {

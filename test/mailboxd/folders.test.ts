@@ -3,7 +3,8 @@
 // expunge, change watches, files changed behind mailboxd's back, exactly-once store with a qid.
 
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
@@ -19,6 +20,7 @@ const V = 'dedup@example.com';
 const W = 'watch@example.com';
 const X = 'behind@example.com';
 const Y = 'follow@example.com';
+const Z = 'foreign@example.com';
 
 async function store(c: IpcClient, user: string, text: string, qid?: string): Promise<string> {
   const body = Buffer.from(text);
@@ -43,7 +45,7 @@ async function index(c: IpcClient, user: string, folder: string): Promise<{ head
 describe('mailboxd index and folders', () => {
   let h: Harness;
   before(async () => {
-    h = await harness([U, V, W, X, Y]);
+    h = await harness([U, V, W, X, Y, Z]);
   });
   after(async () => h.close());
 
@@ -171,6 +173,26 @@ describe('mailboxd index and folders', () => {
     assert.deepEqual(ix.msgs.map((m) => [m[0], m[2]]), [['1', '\\Seen'], ['3', '']]);
     const l = await c.requestList('list', [X]);
     assert.deepEqual(l.items.map((i) => i.params[2]), [names[0]!.split(',')[0], '1700000000.M1P1.other']);
+  });
+
+  test('a UID another writer (Dovecot) appended to dovecot-uidlist between our stores is never handed out again', async () => {
+    const c = h.client();
+    await store(c, Z, 'Subject: a\r\n\r\na\r\n');
+    const box = path.join(h.dir, 'mail', Z);
+    // Dovecot delivers one message and numbers it 7, under its own lock, between two of ours.
+    writeFileSync(path.join(box, 'cur', '1700000001.M2P2.dovecot,S=18:2,'), 'Subject: d\r\n\r\nd\r\n');
+    appendFileSync(path.join(box, 'dovecot-uidlist'), '7 :1700000001.M2P2.dovecot,S=18\n');
+    await store(c, Z, 'Subject: b\r\n\r\nb\r\n');
+    // And one while its dotlock is held by a live process of this host: ours waits it out.
+    const lock = path.join(box, 'dovecot-uidlist.lock');
+    writeFileSync(lock, `${process.ppid}:${hostname()}`);
+    const third = store(c, Z, 'Subject: c\r\n\r\nc\r\n');
+    setTimeout(() => unlinkSync(lock), 300);
+    await third;
+    const ix = await index(c, Z, 'INBOX');
+    assert.deepEqual(ix.msgs.map((m) => m[0]), ['1', '7', '8', '9']);
+    const lines = readFileSync(path.join(box, 'dovecot-uidlist'), 'utf8').trim().split('\n').slice(1);
+    assert.deepEqual(lines.map((l) => l.split(' ')[0]), ['1', '7', '8', '9']);
   });
 
   test('fetch (no stat check of its own) follows a file renamed behind our back, and answers gone for one removed', async () => {
