@@ -6,11 +6,18 @@
 //   gathered into the next multi-row INSERT: one commit for the batch, as the file journal does.
 // - pop: the oldest ready row of the queue is claimed with FOR UPDATE SKIP LOCKED (instances never
 //   wait for each other's claims), marked leased with owner INSTANCE/CONNECTION and lease_until.
-//   Its bytes are written to the local SPOOL/QUEUE/cache/QID (not fsynced: the row is the truth)
-//   and that PATH answered, so co-located consumers read a file as with the file spool; `get`
-//   serves the bytes over IPC to the others.
+//   That PATH is the local SPOOL/QUEUE/cache/QID (not fsynced: the row is the truth), so
+//   co-located consumers read a file as with the file spool; `get` serves the bytes over IPC to
+//   the others. A message put or pushed through this instance got its cache copy then (written
+//   beside the INSERT, or the slot file renamed), so popping it here writes nothing; one from
+//   another instance is written at pop. Copies of messages finished elsewhere are removed by a
+//   periodic check.
 // - Leases: renew moves lease_until; done deletes the row; defer sets state deferred, not_before,
-//   attempts + 1 and the reason. Every instance's tick gives back leases whose lease_until passed
+//   attempts + 1 and the reason. Only put/push, defer and the admin changes wait for the WAL
+//   flush: pop, renew, done, abandon and the sweep commit with synchronous_commit off (their own
+//   pool), because a crash of PostgreSQL losing one of them only hands a message out again
+//   (at-least-once, as the file spool's unsynced `done`), and a flush per pop and per done would
+//   bound the consumers' rate by the disk's flush latency. Every instance's tick gives back leases whose lease_until passed
 //   (a dead instance's) and deferred rows that came due. INSTANCE is kept in SPOOL/instance-id,
 //   so a restarted queued gives back its own earlier leases at once, as the file spool does.
 // - Wake-ups: every change that makes rows ready runs pg_notify('fmail_queue', QUEUE) in its
@@ -51,6 +58,8 @@ const BATCH_BYTES = 16 * 1024 * 1024;
 const SWEEP_ROWS = 1000;
 const GAUGE_MS = 5000;
 const LISTEN_RETRY_MS = 1000;
+/** Cached copies checked against the table per round (see pruneCache). */
+const PRUNE_ROWS = 1000;
 /** Unique names for cache copies being written (see pop). */
 let asideSeq = 0;
 
@@ -63,6 +72,8 @@ interface Local {
   slots: Map<string, number>;
   /** Cache files of leases this instance handed out: qid -> lease end as last known. */
   held: Map<string, number>;
+  /** qids whose cache/QID this instance wrote and that still hold their bytes. */
+  cached: Set<string>;
   /** The next notification alerts subscribers (at start, and after a pop found nothing). */
   armed: boolean;
 }
@@ -71,12 +82,16 @@ interface PendingInsert {
   qid: string;
   queue: string;
   data: Buffer;
+  /** Write the cache copy here beside the INSERT (null: the caller has the file already). */
+  cache: string | null;
   resolve(): void;
   reject(err: Error): void;
 }
 
 export class PgBackend implements QueueBackend {
   private readonly pool: pg.Pool;
+  /** Connections with synchronous_commit off: lease moves whose loss only means a redelivery. */
+  private readonly lazy: pg.Pool;
   private listener: pg.Client | null = null;
   private readonly locals = new Map<string, Local>();
   private pending: PendingInsert[] = [];
@@ -93,9 +108,10 @@ export class PgBackend implements QueueBackend {
     private readonly opts: QueueOptions,
   ) {
     this.logger = opts.logger;
-    this.pool = new pg.Pool({ connectionString: url, max: 8, idleTimeoutMillis: 30_000 });
+    this.pool = new pg.Pool({ connectionString: url, max: 4, idleTimeoutMillis: 30_000 });
+    this.lazy = new pg.Pool({ connectionString: url, max: 8, idleTimeoutMillis: 30_000, options: '-c synchronous_commit=off' });
     // An idle connection that breaks (server restart) is dropped by the pool; say so, do not crash.
-    this.pool.on('error', (err) => this.logger.warn({ event: 'queued.pg_error', err: String(err) }, 'PostgreSQL connection lost'));
+    for (const p of [this.pool, this.lazy]) p.on('error', (err) => this.logger.warn({ event: 'queued.pg_error', err: String(err) }, 'PostgreSQL connection lost'));
   }
 
   /** open - check the schema, take back this instance's old leases, LISTEN, recover local slots. */
@@ -121,6 +137,7 @@ export class PgBackend implements QueueBackend {
       await b.listen();
     } catch (err) {
       await b.pool.end().catch(() => undefined);
+      await b.lazy.end().catch(() => undefined);
       b.listener?.end().catch(() => undefined);
       throw new Error(`queued: PostgreSQL at ${redact(url)}: ${(err as Error).message}`);
     }
@@ -159,8 +176,14 @@ export class PgBackend implements QueueBackend {
       if (e.code === 'ENOENT' || e.code === 'EINVAL') throw new QueueError(`slot file missing or not a regular file: ${p}`);
       throw new QueueError(`push failed: ${e.message}`, errnoStatus(err));
     }
-    await this.insertOrRestore(l, qid, issued, data);
-    await removeFile(p).catch(() => undefined);
+    await this.insertOrRestore(l, qid, issued, data, false);
+    // The slot file becomes the cache copy pop hands out here (no second write).
+    try {
+      await fsp.rename(p, path.join(l.cacheDir, qid));
+      l.cached.add(qid);
+    } catch {
+      await removeFile(p).catch(() => undefined);
+    }
     return qid;
   }
 
@@ -168,7 +191,7 @@ export class PgBackend implements QueueBackend {
     const { l, qid } = this.takeSlot(queue, p);
     const issued = l.slots.get(qid)!;
     l.slots.delete(qid);
-    await this.insertOrRestore(l, qid, issued, Buffer.concat(data));
+    await this.insertOrRestore(l, qid, issued, Buffer.concat(data), true);
     return qid;
   }
 
@@ -179,6 +202,7 @@ export class PgBackend implements QueueBackend {
        WHERE m.qid = (SELECT qid FROM ${T} WHERE queue = $1 AND state = 'ready' ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
        RETURNING m.qid, m.data, m.lease_until AS until`,
       [queue, this.owner(owner), this.opts.leaseMs],
+      true,
     );
     const row = r.rows[0];
     if (!row) {
@@ -186,6 +210,10 @@ export class PgBackend implements QueueBackend {
       return null;
     }
     const file = path.join(l.cacheDir, row.qid);
+    if (l.cached.has(row.qid)) {
+      l.held.set(row.qid, row.until.getTime());
+      return file;
+    }
     try {
       // Written aside and renamed over: a consumer of this host may still be reading the copy
       // of an earlier lease of the same message; it must never see it truncated.
@@ -196,6 +224,7 @@ export class PgBackend implements QueueBackend {
       throw new QueueError(`cannot write ${file}: ${(err as Error).message}`, errnoStatus(err));
     }
     l.held.set(row.qid, row.until.getTime());
+    l.cached.add(row.qid);
     return file;
   }
 
@@ -208,14 +237,15 @@ export class PgBackend implements QueueBackend {
          WHERE qid = $1 AND state = 'leased' AND lease_owner = $2 RETURNING queue)
        SELECT pg_notify($3, queue) FROM back`,
       [qid, this.owner(owner), NOTIFY_CHANNEL],
+      true,
     )
-      .then(() => this.dropCache(l, qid))
+      .then(() => l.held.delete(qid))
       .catch((err: Error) => this.logger.warn({ event: 'queued.pg_abandon_failed', qid, err: err.message }, 'lease not given back; it expires'));
   }
 
   async done(queue: string, p: string): Promise<string> {
     const { l, qid } = this.leasedPath(queue, p);
-    const r = await this.query(`DELETE FROM ${T} WHERE qid = $1 AND queue = $2 AND state = 'leased' AND split_part(lease_owner, '/', 1) = $3`, [qid, queue, this.instance]);
+    const r = await this.query(`DELETE FROM ${T} WHERE qid = $1 AND queue = $2 AND state = 'leased' AND split_part(lease_owner, '/', 1) = $3`, [qid, queue, this.instance], true);
     if (r.rowCount === 0) throw new QueueError(`not a leased message of queue ${queue}: ${p}`);
     await this.dropCache(l, qid);
     return qid;
@@ -229,6 +259,7 @@ export class PgBackend implements QueueBackend {
        WHERE qid = $1 AND queue = $2 AND state = 'leased' AND lease_owner = $3
        RETURNING lease_until AS until, extract(epoch FROM lease_until - now())::float8 AS left`,
       [qid, queue, this.owner(owner), ms],
+      true,
     );
     const row = r.rows[0];
     if (!row) throw new QueueError(`not a leased message of queue ${queue}: ${p}`);
@@ -247,7 +278,8 @@ export class PgBackend implements QueueBackend {
     );
     const row = r.rows[0];
     if (!row) throw new QueueError(`not a leased message of queue ${queue}: ${p}`);
-    await this.dropCache(l, qid);
+    // The copy stays for the next attempt (its bytes do not change).
+    l.held.delete(qid);
     return { attempts: row.attempts, reason, notBefore: row.nb.getTime() };
   }
 
@@ -255,13 +287,13 @@ export class PgBackend implements QueueBackend {
     const l = this.locals.get(queue);
     const qid = isQid(pathOrQid) ? pathOrQid : l ? qidIn(pathOrQid, l.cacheDir) : null;
     if (!qid) return null;
-    const r = await this.query<{ data: Buffer }>(`SELECT data FROM ${T} WHERE qid = $1 AND queue = $2`, [qid, queue]);
+    const r = await this.query<{ data: Buffer }>(`SELECT data FROM ${T} WHERE qid = $1 AND queue = $2`, [qid, queue], true);
     const data = r.rows[0]?.data;
     return data ? { size: data.length, body: data } : null;
   }
 
   async hasReady(queue: string): Promise<boolean> {
-    const r = await this.query<{ e: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${T} WHERE queue = $1 AND state = 'ready') AS e`, [queue]);
+    const r = await this.query<{ e: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${T} WHERE queue = $1 AND state = 'ready') AS e`, [queue], true);
     return r.rows[0]?.e === true;
   }
 
@@ -273,8 +305,9 @@ export class PgBackend implements QueueBackend {
         rmSync(path.join(l.tmpDir, qid), { force: true });
         this.logger.info({ event: 'queued.slot_expired', qid, queue: l.name }, 'stale slot removed');
       }
-      // Local copies of leases that ran out (given back by some instance's sweep).
-      for (const [qid, until] of l.held) if (until < now) void this.dropCache(l, qid);
+      // Leases that ran out (given back by some instance's sweep). Their copies stay: a qid's
+      // bytes never change, and pruneCache removes copies of messages finished elsewhere.
+      for (const [qid, until] of l.held) if (until < now) l.held.delete(qid);
     }
     if (this.sweeping || this.closed) return;
     this.sweeping = true;
@@ -284,7 +317,7 @@ export class PgBackend implements QueueBackend {
   }
 
   async stats(): Promise<Array<{ name: string; counts: QueueCounts }>> {
-    const r = await this.query<{ queue: string; state: MsgState; n: string }>(`SELECT queue, state, count(*) AS n FROM ${T} GROUP BY queue, state`);
+    const r = await this.query<{ queue: string; state: MsgState; n: string }>(`SELECT queue, state, count(*) AS n FROM ${T} GROUP BY queue, state`, [], true);
     const by = new Map<string, QueueCounts>();
     const counts = (name: string): QueueCounts => {
       let c = by.get(name);
@@ -371,6 +404,7 @@ export class PgBackend implements QueueBackend {
     this.listener = null;
     await l?.end().catch(() => undefined);
     await this.pool.end();
+    await this.lazy.end();
   }
 
   // --- internals ---
@@ -379,8 +413,9 @@ export class PgBackend implements QueueBackend {
     return `${this.instance}/${conn}`;
   }
 
-  private query<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
-    return this.pool.query<R>(sql, params).catch((err: Error) => {
+  // query - on the durable pool, or with LAZY on the synchronous_commit=off one.
+  private query<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params: unknown[] = [], lazy = false): Promise<pg.QueryResult<R>> {
+    return (lazy ? this.lazy : this.pool).query<R>(sql, params).catch((err: Error) => {
       throw err instanceof QueueError ? err : new QueueError(`database: ${err.message}`, '4.3.0');
     });
   }
@@ -389,7 +424,7 @@ export class PgBackend implements QueueBackend {
     let l = this.locals.get(name);
     if (!l) {
       const qdir = path.join(this.dir, name);
-      l = { name, tmpDir: path.join(qdir, 'tmp'), cacheDir: path.join(qdir, 'cache'), slots: new Map(), held: new Map(), armed: true };
+      l = { name, tmpDir: path.join(qdir, 'tmp'), cacheDir: path.join(qdir, 'cache'), slots: new Map(), held: new Map(), cached: new Set(), armed: true };
       mkdirSync(l.tmpDir, { recursive: true });
       mkdirSync(l.cacheDir, { recursive: true });
       this.locals.set(name, l);
@@ -425,12 +460,13 @@ export class PgBackend implements QueueBackend {
 
   private async dropCache(l: Local, qid: string): Promise<void> {
     l.held.delete(qid);
+    l.cached.delete(qid);
     await removeFile(path.join(l.cacheDir, qid)).catch(() => undefined);
   }
 
-  private async insertOrRestore(l: Local, qid: string, issued: number, data: Buffer): Promise<void> {
+  private async insertOrRestore(l: Local, qid: string, issued: number, data: Buffer, cache: boolean): Promise<void> {
     try {
-      await this.insert(qid, l.name, data);
+      await this.insert(qid, l.name, data, cache ? path.join(l.cacheDir, qid) : null);
     } catch (err) {
       l.slots.set(qid, issued);
       throw err instanceof QueueError ? err : new QueueError(`put failed: ${(err as Error).message}`, '4.3.0');
@@ -438,10 +474,10 @@ export class PgBackend implements QueueBackend {
   }
 
   // insert - resolves once the row is committed; rows arriving meanwhile share the next commit.
-  private insert(qid: string, queue: string, data: Buffer): Promise<void> {
+  private insert(qid: string, queue: string, data: Buffer, cache: string | null): Promise<void> {
     if (this.closed) return Promise.reject(new QueueError('queued is stopping', '4.3.0'));
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ qid, queue, data, resolve, reject });
+      this.pending.push({ qid, queue, data, cache, resolve, reject });
       if (!this.inserting) this.inserting = this.runInserts();
     });
   }
@@ -459,6 +495,9 @@ export class PgBackend implements QueueBackend {
         values.push(`($${i + 1}, $${i + 2}, $${i + 3}, $${i + 4})`);
         params.push(b.qid, b.queue, b.data, b.data.length);
       }
+      // The cache copies in one io job while the INSERT runs (a copy whose row failed is removed).
+      const files = batch.filter((b) => b.cache).map((b) => ({ path: b.cache!, data: [b.data] }));
+      const copies = files.length ? runIo({ op: 'journal', writes: [], files, syncFds: [] }).then(() => true, () => false) : Promise.resolve(false);
       try {
         // One statement, one transaction: the rows and their NOTIFY commit together.
         await this.pool.query(
@@ -466,9 +505,12 @@ export class PgBackend implements QueueBackend {
            SELECT pg_notify($1, q) FROM (SELECT DISTINCT queue AS q FROM ins) d`,
           params,
         );
+        if (await copies) for (const b of batch) if (b.cache) this.locals.get(b.queue)?.cached.add(b.qid);
         for (const b of batch) b.resolve();
       } catch (err) {
         const e = new QueueError(`database: ${(err as Error).message}`, '4.3.0');
+        await copies;
+        for (const f of files) await removeFile(f.path).catch(() => undefined);
         for (const b of batch) b.reject(e);
       }
     }
@@ -477,7 +519,7 @@ export class PgBackend implements QueueBackend {
 
   // sweep - give back expired leases and due deferrals (any instance's), update the gauge.
   private async sweep(now: number): Promise<void> {
-    const r = await this.pool.query<{ qid: string; queue: string; was: string }>(
+    const r = await this.lazy.query<{ qid: string; queue: string; was: string }>(
       `WITH due AS (
          SELECT qid, state AS was FROM ${T}
          WHERE (state = 'leased' AND lease_until <= now()) OR (state = 'deferred' AND not_before <= now())
@@ -494,7 +536,22 @@ export class PgBackend implements QueueBackend {
     }
     if (now - this.lastGauge >= GAUGE_MS) {
       this.lastGauge = now;
+      await this.pruneCache();
       for (const { name, counts } of await this.stats()) for (const [state, n] of Object.entries(counts)) queueSize.set({ queue: name, state }, n);
+    }
+  }
+
+  // pruneCache - cache copies of messages no longer in the table (finished by another instance)
+  // go; PRUNE_ROWS per round, taking turns through the set.
+  private async pruneCache(): Promise<void> {
+    for (const l of this.locals.values()) {
+      const idle = [...l.cached].filter((q) => !l.held.has(q));
+      if (idle.length === 0) continue;
+      const start = Math.floor(Math.random() * idle.length);
+      const pick = idle.slice(start, start + PRUNE_ROWS);
+      const r = await this.lazy.query<{ qid: string }>(`SELECT qid FROM ${T} WHERE qid = ANY($1::text[])`, [pick]);
+      const alive = new Set(r.rows.map((x) => x.qid));
+      for (const qid of pick) if (!alive.has(qid) && !l.held.has(qid)) await this.dropCache(l, qid);
     }
   }
 
