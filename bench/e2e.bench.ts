@@ -18,8 +18,8 @@
 //
 // BENCH_QUEUE=file,postgres (default file): queued's backend for FancyMail's runs; with postgres
 // a private PostgreSQL cluster (test/helpers/postgres.ts, Debian's postgresql package) is started
-// once and each run gets a fresh migrated database; the e2e part then shows one FancyMail line
-// per backend.
+// once and each run gets a fresh migrated database (its CPU, postmaster and backends, counted in
+// FancyMail's); the e2e part then shows one FancyMail line per backend.
 //
 // BENCH_MESSAGES (10,000) per run; at 1 session BENCH_MESSAGES_ONE (2,000: one session is
 // latency-bound, 10,000 would take many minutes per run). Needs root and the Debian postfix
@@ -46,6 +46,8 @@ const SESSIONS = (process.env.BENCH_SESSIONS ?? '20,1,100').split(',').map(Numbe
 const PARTS = (process.env.BENCH_PARTS ?? 'e2e,accept,strace').split(',');
 const STRACE_MESSAGES = Number(process.env.BENCH_STRACE_MESSAGES ?? 2000);
 const HARAKA = process.env.HARAKA ?? '/tmp/haraka/node_modules/Haraka/bin/haraka';
+/** How long a run waits for the last message in the Maildir. */
+const WAIT_MS = Number(process.env.BENCH_WAIT_S ?? 900) * 1000;
 const QUEUES = (process.env.BENCH_QUEUE ?? 'file').split(',') as Array<'file' | 'postgres'>;
 const SIZE = 4096;
 const USER = 'u1@bench.test';
@@ -176,15 +178,20 @@ async function runFancyMail(dir: string, sessions: number, mode: Mode, messages:
   const maildir = path.join(dir, 'mail', USER);
   try {
     const st = straceFile ? await startStrace([pid], straceFile) : null;
-    const cpu0 = cpuOf(pid);
+    // With the postgres queue, PostgreSQL's CPU counts too (the postmaster and its backends).
+    const pgCpu = backend === 'postgres' && pgCluster ? treeCpu(pgCluster.pid()) : () => 0;
+    const cpu0 = cpuOf(pid) + pgCpu();
     const started = Date.now();
     const ok = await smtpSource(setup.ports.smtp, sessions, messages);
-    const done = mode === 'accept' ? ok : await waitForCount([path.join(maildir, 'new'), path.join(maildir, 'cur')], messages, 900_000);
+    const done = mode === 'accept' ? ok : await waitForCount([path.join(maildir, 'new'), path.join(maildir, 'cur')], messages, WAIT_MS);
     const seconds = (Date.now() - started) / 1000;
-    const cpu = cpuOf(pid) - cpu0;
+    const cpu = cpuOf(pid) + pgCpu() - cpu0;
     const strace = st ? await stopStrace(st, straceFile!, messages) : undefined;
     if (!done) {
-      console.log(`  FancyMail: only ${countFiles([path.join(maildir, 'new'), path.join(maildir, 'cur')])} of ${messages} delivered`);
+      console.log(`  FancyMail (${backend}): only ${countFiles([path.join(maildir, 'new'), path.join(maildir, 'cur')])} of ${messages} delivered; its warnings and errors:`);
+      // What went wrong, from the log (level 40 = warn and up).
+      const log = existsSync(path.join(dir, 'fmail.log')) ? readFileSync(path.join(dir, 'fmail.log'), 'utf8').split('\n') : [];
+      for (const l of log.filter((x) => /"level":(4|5|6)0/.test(x)).slice(0, 8)) console.log(`    ${l.slice(0, 400)}`);
       return null;
     }
     return { rate: messages / seconds, cpu: (cpu / messages) * 1000, strace };

@@ -95,6 +95,8 @@ export class PgBackend implements QueueBackend {
   private listener: pg.Client | null = null;
   private readonly locals = new Map<string, Local>();
   private pending: PendingInsert[] = [];
+  /** Cache copies being written beside their INSERT: pop waits for one before answering its path. */
+  private readonly copying = new Map<string, Promise<boolean>>();
   private inserting: Promise<void> | null = null;
   private sweeping = false;
   private lastGauge = 0;
@@ -210,7 +212,9 @@ export class PgBackend implements QueueBackend {
       return null;
     }
     const file = path.join(l.cacheDir, row.qid);
-    if (l.cached.has(row.qid)) {
+    // A copy still being written (its INSERT committed first) is waited for, never read half-done.
+    const copy = this.copying.get(row.qid);
+    if (l.cached.has(row.qid) || (copy !== undefined && (await copy))) {
       l.held.set(row.qid, row.until.getTime());
       return file;
     }
@@ -498,6 +502,7 @@ export class PgBackend implements QueueBackend {
       // The cache copies in one io job while the INSERT runs (a copy whose row failed is removed).
       const files = batch.filter((b) => b.cache).map((b) => ({ path: b.cache!, data: [b.data] }));
       const copies = files.length ? runIo({ op: 'journal', writes: [], files, syncFds: [] }).then(() => true, () => false) : Promise.resolve(false);
+      for (const b of batch) if (b.cache) this.copying.set(b.qid, copies);
       try {
         // One statement, one transaction: the rows and their NOTIFY commit together.
         await this.pool.query(
@@ -512,6 +517,8 @@ export class PgBackend implements QueueBackend {
         await copies;
         for (const f of files) await removeFile(f.path).catch(() => undefined);
         for (const b of batch) b.reject(e);
+      } finally {
+        for (const b of batch) this.copying.delete(b.qid);
       }
     }
     this.inserting = null;

@@ -20,6 +20,8 @@ export interface TestPostgres {
   stop(): Promise<void>;
   /** start - again, on the same data folder and port (a restart). */
   start(): Promise<void>;
+  /** pid - the postmaster's process id (its backends are its children), or 0 when stopped. */
+  pid(): number;
   /** cleanup - stop if running and remove the folder. */
   cleanup(): Promise<void>;
 }
@@ -111,6 +113,13 @@ export async function startPostgres(): Promise<TestPostgres> {
     },
     stop,
     start,
+    pid(): number {
+      try {
+        return proc ? Number(readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0]) : 0;
+      } catch {
+        return 0;
+      }
+    },
     async cleanup(): Promise<void> {
       await stop();
       rmSync(dir, { recursive: true, force: true });

@@ -177,10 +177,14 @@ describe('queued on PostgreSQL', { skip: NO_POSTGRES }, () => {
       const taken = await waitFor(() => pop(c, 'incoming'), 3000, 50);
       assert.ok(ids.includes(path.basename(taken)));
 
-      // Admin: show (bytes), requeue, delete; a slot shows too.
+      // Admin: flush (deferred ready now), show (bytes), requeue, delete; a slot shows too.
+      assert.ok((await c.request('defer', ['incoming', taken, '3600', 'later'])).ok);
+      assert.equal((await c.request('qflush', ['incoming'])).params[0], '1');
+      const flushed = (await pop(c, 'incoming'))!;
+      assert.equal(path.basename(flushed), path.basename(taken));
       const shown = await c.requestRaw('qshow', [ids[1]!]);
       assert.ok(shown.data!.equals(bodies[1]!));
-      assert.ok((await c.request('qrequeue', [path.basename(taken)])).ok);
+      assert.ok((await c.request('qrequeue', [path.basename(flushed)])).ok);
       assert.ok((await c.request('qdelete', [ids[1]!])).ok);
       assert.equal((await c.request('qdelete', [ids[1]!])).ok, false);
       const slot = (await c.request('slot', ['incoming'])).params[0]!;
@@ -297,6 +301,76 @@ describe('queued on PostgreSQL', { skip: NO_POSTGRES }, () => {
       assert.equal(seen.size, 19, 'all but the deferred one');
     } finally {
       c.close();
+      await q.close();
+    }
+  });
+
+  test('a consumer popping while puts commit always reads whole cache copies', async () => {
+    const url = await database();
+    const { cfg } = pgConfig(url);
+    const q = await startQueued(cfg);
+    const c = testClient(cfg, q.addresses.ipc!);
+    const N = 400;
+    const bodies = new Map<string, Buffer>();
+    try {
+      const putters = Array.from({ length: 10 }, async () => {
+        const own = testClient(cfg, q.addresses.ipc!);
+        for (let i = 0; i < N / 10; i++) {
+          const b = randomBytes(1000 + Math.floor(Math.random() * 20_000));
+          const s = (await own.request('slot', ['incoming'])).params[0]!;
+          bodies.set(path.basename(s), b);
+          assert.ok((await own.store('put', ['incoming', s, String(b.length)], b)).ok);
+        }
+        own.close();
+      });
+      let seen = 0;
+      const consumer = (async () => {
+        const deadline = Date.now() + 60_000;
+        while (seen < N && Date.now() < deadline) {
+          const p = await pop(c, 'incoming');
+          if (!p) {
+            await new Promise((r) => setImmediate(r));
+            continue;
+          }
+          // Read at once, as the router does: the bytes must be complete and the ones put.
+          assert.ok(readFileSync(p).equals(bodies.get(path.basename(p))!), `copy of ${path.basename(p)}`);
+          assert.ok((await c.request('done', ['incoming', p])).ok);
+          seen++;
+        }
+      })();
+      await Promise.all([...putters, consumer]);
+      assert.equal(seen, N);
+    } finally {
+      c.close();
+      await q.close();
+    }
+  });
+
+  test('PostgreSQL restarted under a running queued: 4.3.0 while it is down, then puts and alerts work again', async () => {
+    const url = await database();
+    const { cfg, dir } = pgConfig(url);
+    const q = await startQueued(cfg);
+    const c = testClient(cfg, q.addresses.ipc!);
+    const sub = await startSubscriber(`unix://${path.join(dir, 'sub.sock')}`, ipcSecret(cfg));
+    try {
+      assert.ok((await c.request('subscribe', ['incoming', sub.address])).ok);
+      assert.equal(await pop(c, 'incoming'), null);
+      await pgs.stop();
+      const slot = (await c.request('slot', ['incoming'])).params[0]!;
+      const data = Buffer.from('Subject: while down\r\n\r\nhi\r\n');
+      const down = await c.store('put', ['incoming', slot, String(data.length)], data);
+      assert.equal(down.ok, false);
+      assert.match(down.params[0]!, /^4\.3\.0 /);
+      await pgs.start();
+      // The slot is still open after the refusal: the same put goes through once the database is back.
+      await waitFor(async () => (await c.store('put', ['incoming', slot, String(data.length)], data)).ok, 20_000, 200);
+      await waitFor(() => sub.alerts.length >= 1, 15_000);
+      const p = (await pop(c, 'incoming'))!;
+      assert.ok(readFileSync(p).equals(data));
+      assert.ok((await c.request('done', ['incoming', p])).ok);
+    } finally {
+      c.close();
+      await sub.server.close();
       await q.close();
     }
   });
