@@ -1,11 +1,12 @@
 // imapd, side by side with Dovecot's imap on the same Maildirs, same run: FETCH 1:2000 BODY[]
 // of 4 KiB messages (one command), SELECT of a 100,000-message mailbox (warm, best of 3),
-// UID FETCH 1:* (FLAGS) on it, and the memory 1,000 connections idling in IDLE cost (PSS
-// growth of the whole server: FancyMail's process; every Dovecot process, shared pages split).
+// UID FETCH 1:* (FLAGS) on it, each with the server CPU time it cost (the machine is shared:
+// CPU time moves less than wall time), and the memory 1,000 connections idling in IDLE cost
+// (PSS growth of the whole server: FancyMail's process; every Dovecot process, shared pages split).
 //
 // BENCH_MESSAGES / BENCH_BIG / BENCH_IDLE for smaller runs. To profile FancyMail:
-// FMAIL_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" BENCH_MARKS=1 (phase times on stderr). Dovecot needs root and
-// dovecot-imapd (it runs mail as `nobody`).
+// FMAIL_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" BENCH_MARKS=1 (phase times on stderr).
+// Dovecot needs root and dovecot-imapd (it runs mail as `nobody`).
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -113,6 +114,10 @@ interface Figures {
   flagsMs: number;
   flagsLines: number;
   idleRssKiB: number;
+  /** Server CPU (user + system) of the timed FETCH, in µs per message. */
+  fetchCpuUs: number;
+  selectCpuMs: number;
+  flagsCpuMs: number;
 }
 
 /** mark - with BENCH_MARKS, a phase's start on stderr in the µs of CPU profiles' timestamps (monotonic clock), to cut a --cpu-prof of the server to it. */
@@ -122,8 +127,11 @@ const mark = (phase: string): void => {
 
 const seconds = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e9;
 
-/** measure - the four figures against one server; `rss` reads the server's memory in KiB. */
-async function measure(port: number, rss: () => number): Promise<Figures> {
+/**
+ * measure - the four figures against one server; `rss` reads the server's memory in KiB,
+ * `cpu` its CPU time so far in ms (clock ticks: 10 ms steps).
+ */
+async function measure(port: number, rss: () => number, cpu: () => number): Promise<Figures> {
   // IDLE memory first, on a quiet heap: measured after the 100,000-message SELECT, the server's
   // garbage collection of that work outweighed 1,000 connections (FancyMail showed a negative growth).
   const before = rss();
@@ -146,10 +154,12 @@ async function measure(port: number, rss: () => number): Promise<Figures> {
   const c = await login(port, USER);
   await c.cmd('SELECT INBOX');
   await c.cmd(`FETCH 1:${MESSAGES} BODY.PEEK[]`); // warm-up (caches, JIT)
+  let c0 = cpu();
   let t0 = process.hrtime.bigint();
   mark('fetch');
   const body = await c.cmd(`FETCH 1:${MESSAGES} BODY.PEEK[]`);
   const fetchS = seconds(t0);
+  const fetchCpuUs = ((cpu() - c0) * 1000) / MESSAGES;
   mark('fetchend');
   c.close();
 
@@ -158,22 +168,27 @@ async function measure(port: number, rss: () => number): Promise<Figures> {
   await b.cmd('SELECT INBOX');
   await b.cmd('UNSELECT');
   let selectMs = Infinity;
+  let selectCpuMs = Infinity;
   for (let i = 0; i < 3; i++) {
+    c0 = cpu();
     t0 = process.hrtime.bigint();
     await b.cmd('SELECT INBOX');
     selectMs = Math.min(selectMs, seconds(t0) * 1000);
+    selectCpuMs = Math.min(selectCpuMs, cpu() - c0);
     if (i < 2) await b.cmd('UNSELECT');
   }
   mark('flags');
   await b.cmd('UID FETCH 1:* (FLAGS)');
+  c0 = cpu();
   t0 = process.hrtime.bigint();
   const flags = await b.cmd('UID FETCH 1:* (FLAGS)');
   const flagsMs = seconds(t0) * 1000;
+  const flagsCpuMs = cpu() - c0;
   mark('flagsend');
   const flagsLines = flags.toString('latin1').split('\r\n').filter((l) => l.startsWith('* ') && l.includes(' FETCH ')).length; // untagged only: FancyMail's tagged OK says 'UID FETCH completed'
   b.close();
 
-  return { fetchS, fetchBytes: body.length, selectMs, flagsMs, flagsLines, idleRssKiB };
+  return { fetchS, fetchBytes: body.length, selectMs, flagsMs, flagsLines, idleRssKiB, fetchCpuUs, selectCpuMs, flagsCpuMs };
 }
 
 /** memOf - proportional set size (PSS, shared pages split between sharers) in KiB, summed. */
@@ -188,6 +203,23 @@ function memOf(pids: number[]): number {
     }
   }
   return total;
+}
+
+const TICK_MS = 1000 / Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
+
+/** cpuOf - user + system CPU time of the processes, in ms (their waited-for children too). */
+function cpuOf(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      // Fields after the `(comm)`: utime, stime, cutime, cstime are the 12th to 15th.
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return ticks * TICK_MS;
 }
 
 /** dovecotPids - every process of the Dovecot instance whose base_dir is `dir`. */
@@ -315,7 +347,7 @@ async function runDovecot(dir: string, maildirs: string): Promise<Figures | null
       if (ok) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    return await measure(port, () => memOf(dovecotPids()));
+    return await measure(port, () => memOf(dovecotPids()), () => cpuOf(dovecotPids()));
   } catch (err) {
     console.log(`  Dovecot failed: ${(err as Error).message}`);
     console.log(readFileSync(path.join(dir, 'dovecot.log'), 'utf8').split('\n').filter((l) => /Error|Panic|Fatal/.test(l)).slice(-5).join('\n'));
@@ -328,8 +360,8 @@ async function runDovecot(dir: string, maildirs: string): Promise<Figures | null
 function report(name: string, f: Figures | null): void {
   if (!f) return console.log(`  ${name}: n/a`);
   console.log(
-    `  ${name.padEnd(9)} FETCH BODY[] ${(MESSAGES / f.fetchS).toFixed(0).padStart(6)} msg/s (${((f.fetchS * 1e6) / MESSAGES).toFixed(0)} us/msg, ${(f.fetchBytes / f.fetchS / 1048576).toFixed(1)} MiB/s)` +
-      ` | SELECT ${BIG} ${f.selectMs.toFixed(1)} ms | UID FETCH 1:* (FLAGS) ${f.flagsMs.toFixed(1)} ms (${f.flagsLines} lines)` +
+    `  ${name.padEnd(9)} FETCH BODY[] ${(MESSAGES / f.fetchS).toFixed(0).padStart(6)} msg/s (${((f.fetchS * 1e6) / MESSAGES).toFixed(0)} us/msg, CPU ${f.fetchCpuUs.toFixed(0)} us/msg, ${(f.fetchBytes / f.fetchS / 1048576).toFixed(1)} MiB/s)` +
+      ` | SELECT ${BIG} ${f.selectMs.toFixed(1)} ms (CPU ${f.selectCpuMs.toFixed(0)} ms) | UID FETCH 1:* (FLAGS) ${f.flagsMs.toFixed(1)} ms (CPU ${f.flagsCpuMs.toFixed(0)} ms, ${f.flagsLines} lines)` +
       ` | ${IDLERS} IDLE: +${(f.idleRssKiB / 1024).toFixed(1)} MiB PSS (${(f.idleRssKiB / IDLERS).toFixed(1)} KiB each)`,
   );
 }
@@ -346,7 +378,7 @@ try {
   let fmFig: Figures | null = null;
   try {
     await fill(fmDir);
-    fmFig = await measure(fm.imap, () => memOf([fm.child.pid!]));
+    fmFig = await measure(fm.imap, () => memOf([fm.child.pid!]), () => cpuOf([fm.child.pid!]));
   } finally {
     fm.child.kill('SIGTERM');
     await once(fm.child, 'exit');
