@@ -1,5 +1,5 @@
 // imapd, side by side with Dovecot's imap on the same Maildirs, same run: FETCH 1:2000 BODY[]
-// of 4 KiB messages (one command), SELECT of a 100,000-message mailbox (warm, best of 3),
+// of 4 KiB messages (one command, best of 3), SELECT of a 100,000-message mailbox (warm, best of 3),
 // UID FETCH 1:* (FLAGS) on it, each with the server CPU time it cost (the machine is shared:
 // CPU time moves less than wall time), and the memory 1,000 connections idling in IDLE cost
 // (PSS growth of the whole server: FancyMail's process; every Dovecot process, shared pages split).
@@ -170,12 +170,19 @@ async function measure(port: number, rss: () => number, cpu: () => number): Prom
   const c = await login(port, USER);
   await c.cmd('SELECT INBOX');
   await c.cmd(`FETCH 1:${MESSAGES} BODY.PEEK[]`); // warm-up (caches, JIT)
-  let c0 = cpu();
-  let t0 = process.hrtime.bigint();
+  let fetchS = Infinity;
+  let fetchCpuUs = Infinity;
+  let body: Buffer = Buffer.alloc(0);
+  let c0 = 0;
+  let t0 = 0n;
   mark('fetch');
-  const body = await c.cmd(`FETCH 1:${MESSAGES} BODY.PEEK[]`);
-  const fetchS = seconds(t0);
-  const fetchCpuUs = ((cpu() - c0) * 1000) / MESSAGES;
+  for (let i = 0; i < 3; i++) {
+    c0 = cpu();
+    t0 = process.hrtime.bigint();
+    body = await c.cmd(`FETCH 1:${MESSAGES} BODY.PEEK[]`);
+    fetchS = Math.min(fetchS, seconds(t0));
+    fetchCpuUs = Math.min(fetchCpuUs, ((cpu() - c0) * 1000) / MESSAGES);
+  }
   mark('fetchend');
   c.close();
 
