@@ -350,10 +350,17 @@ async function runHandler(spec: HandlerSpec, ctx: RequestContext, opts: IpcServe
   }
 }
 
-/** OrderedWriter - writes replies in request order, whatever order their handlers finish in. */
+/**
+ * OrderedWriter - writes replies in request order, whatever order their handlers finish in.
+ * Replies whose handlers finish in the same turn of the event loop leave in one write: the
+ * socket is uncorked once that turn's promise jobs are done, not before each wait (pipelined
+ * `fetch`es answered from the page cache cost one writev each, a quarter of mailboxd's time).
+ */
 class OrderedWriter {
   private readonly queue: Array<Reply | Promise<Reply>> = [];
   private running: Promise<void> | null = null;
+  private corked = false;
+  private releaseQueued = false;
 
   constructor(private readonly socket: net.Socket) {}
 
@@ -378,31 +385,55 @@ class OrderedWriter {
     while (this.running) await this.running;
   }
 
-  private async pump(): Promise<void> {
+  /** hold - gather writes (cork, at most once). */
+  hold(): void {
+    if (this.corked) return;
+    this.corked = true;
     this.socket.cork();
+  }
+
+  /** release - write what was gathered now. */
+  release(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
+  }
+
+  /** releaseSoon - release once the promise jobs of this turn have run (process.nextTick runs after them). */
+  private releaseSoon(): void {
+    if (this.releaseQueued) return;
+    this.releaseQueued = true;
+    process.nextTick(() => {
+      this.releaseQueued = false;
+      this.release();
+    });
+  }
+
+  private async pump(): Promise<void> {
+    this.hold();
     try {
       while (this.queue.length > 0) {
         const head = this.queue[0]!;
         let reply: Reply;
         if (head instanceof Promise) {
-          // Flush what is ready before waiting on a slow handler.
-          this.socket.uncork();
+          // Flush what is ready before waiting on a slow handler (soon: a fast one joins it).
+          this.releaseSoon();
           reply = await head;
-          this.socket.cork();
+          this.hold();
         } else {
           reply = head;
         }
         this.queue.shift();
         if (this.socket.destroyed) continue;
-        await writeReply(this.socket, reply);
+        await writeReply(this.socket, reply, this);
       }
     } finally {
-      this.socket.uncork();
+      this.releaseSoon();
     }
   }
 }
 
-async function writeReply(socket: net.Socket, reply: Reply): Promise<void> {
+async function writeReply(socket: net.Socket, reply: Reply, writer: OrderedWriter): Promise<void> {
   switch (reply.kind) {
     case 'ok':
       socket.write(formatMessage('ok', reply.values));
@@ -425,9 +456,9 @@ async function writeReply(socket: net.Socket, reply: Reply): Promise<void> {
         if (reply.body.length > 0) socket.write(reply.body);
         return;
       }
-      socket.uncork();
+      writer.release();
       await pipeExact(reply.body, socket, reply.size);
-      socket.cork();
+      writer.hold();
       return;
     }
   }
