@@ -38,6 +38,11 @@ export class Keywords {
     this.names = names;
   }
 
+  /** signature - the table as one string: answers built from it are stale when it differs. */
+  signature(): string {
+    return this.names.join('\n');
+  }
+
   nameOf(letter: string): string | undefined {
     return this.names[letter.charCodeAt(0) - 0x61];
   }

@@ -3,7 +3,7 @@
 
 import type { Readable } from 'node:stream';
 
-import { type HandlerSpec, type IpcConnection, type Message, type Reply, error, multiLine, ok } from '../ipc/index.js';
+import { type HandlerSpec, type IpcConnection, type Message, type Reply, error, formatMessage, multiLine, ok, preformatted } from '../ipc/index.js';
 import { FlagError, flagNames, parseFlagList, sortLetters } from './flags.js';
 import type { Folder, Msg } from './folder.js';
 import { folderKey } from './folder-name.js';
@@ -93,8 +93,7 @@ export function folderHandlers(svc: MailboxService): Record<string, HandlerSpec>
     index: ordered(2, async (conn, [u, f]) => {
       const r = await resolve(conn, u!, f!);
       if (isReply(r)) return r;
-      const folder = r.folder!;
-      return listOf(folder, folder.messages(), [String(folder.uidvalidity), String(folder.uidnext), String(folder.highestModseq)]);
+      return indexReply(r.folder!);
     }),
     changes: ordered(3, async (conn, [u, f, since]) => {
       const r = await resolve(conn, u!, f!);
@@ -205,6 +204,36 @@ function byUid(folder: Folder, uid: string): Msg | undefined {
 
 function uidinfo(folder: Folder, m: Msg): Message {
   return { name: 'uidinfo', params: [String(m.uid), String(m.size), flagNames(m.letters, folder.keywords), String(m.modseq), String(folder.internalDate(m))] };
+}
+
+/**
+ * "Index cache": the last few `index` answers, encoded, reused while their folder is unchanged
+ * (same message list and places, HIGHESTMODSEQ, UIDNEXT, keyword table): a client selecting a
+ * 100,000-message folder again costs one write, not 100,000 lines built. Bounded: the answers
+ * of INDEX_CACHE folders (about 50 bytes a message).
+ */
+const INDEX_CACHE = 8;
+const indexCache = new Map<Folder, { key: string; text: Buffer }>();
+
+function indexReply(folder: Folder): Reply {
+  const key = `${folder.version}:${folder.highestModseq}:${folder.uidnext}:${folder.uidvalidity}:${folder.keywords.signature()}`;
+  const hit = indexCache.get(folder);
+  indexCache.delete(folder);
+  if (hit && hit.key === key) {
+    indexCache.set(folder, hit);
+    return preformatted(hit.text);
+  }
+  const msgs = folder.messages();
+  const parts: string[] = [formatMessage('ok', [String(msgs.length), String(folder.uidvalidity), String(folder.uidnext), String(folder.highestModseq)])];
+  for (const m of msgs) {
+    const u = uidinfo(folder, m);
+    parts.push(formatMessage(u.name, u.params));
+  }
+  parts.push('ok\r\n');
+  const text = Buffer.from(parts.join(''));
+  indexCache.set(folder, { key, text });
+  if (indexCache.size > INDEX_CACHE) indexCache.delete(indexCache.keys().next().value!);
+  return preformatted(text);
 }
 
 function listOf(folder: Folder, msgs: readonly Msg[], extra: string[]): Reply {
