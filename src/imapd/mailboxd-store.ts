@@ -7,7 +7,7 @@
 // "Special folders": at a user's first login in this process, Sent, Drafts, Trash, Junk and
 // Archive are created and subscribed when missing (RFC 6154 needs them to exist).
 
-import { type IpcClient, type IpcReply, type Message, errorStatus, replyText } from '../ipc/index.js';
+import { type IpcClient, type IpcReply, type Message, errorStatus, parseMessage, replyText } from '../ipc/index.js';
 import { SPECIAL_USE } from './names.js';
 import {
   type CopyResult,
@@ -102,10 +102,10 @@ class MailboxdUser implements UserMail {
   }
 
   async state(name: string): Promise<FolderState> {
-    const r = await this.ipc.requestList('index', [this.user, name]);
+    const r = await this.ipc.requestList('index', [this.user, name], uidinfoLine);
     if (!r.reply.ok) throw fail(r.reply);
     const [, uidvalidity, uidnext, highestModseq] = r.reply.params.map(Number);
-    return { uidvalidity: uidvalidity!, uidnext: uidnext!, highestModseq: highestModseq!, messages: r.items.map(uidinfo) };
+    return { uidvalidity: uidvalidity!, uidnext: uidnext!, highestModseq: highestModseq!, messages: r.items };
   }
 
   async changes(name: string, sinceModseq: number): Promise<FolderChanges> {
@@ -180,10 +180,46 @@ function uidinfo(m: Message): MessageMeta {
   return {
     uid: Number(uid),
     size: Number(size),
-    flags: (flags ?? '').split(' ').filter(Boolean),
+    flags: flagArray(flags ?? ''),
     modseq: Number(modseq) || 1,
     internalDate: Number(date) * 1000,
   };
+}
+
+const UIDINFO = 'uidinfo:';
+
+/**
+ * uidinfoLine - one `uidinfo:` line of an `index` answer straight to MessageMeta: a line with
+ * nothing percent-encoded is split here, without the Message in between (SELECT of 100,000
+ * messages spent a third of its time in garbage collection of those).
+ */
+function uidinfoLine(line: string): MessageMeta {
+  if (!line.startsWith(UIDINFO) || line.includes('%')) return uidinfo(parseMessage(line));
+  const p = line.slice(UIDINFO.length).split(';');
+  if (p.length !== 5) return uidinfo(parseMessage(line));
+  return {
+    uid: Number(p[0]),
+    size: Number(p[1]),
+    flags: flagArray(p[2]!.trim()),
+    modseq: Number(p[3]) || 1,
+    internalDate: Number(p[4]) * 1000,
+  };
+}
+
+/**
+ * "Shared flag lists": messages with the same flags share one frozen array (a folder has a
+ * handful of combinations, not one per message); at most FLAG_LISTS remembered.
+ */
+const FLAG_LISTS = 1000;
+const flagLists = new Map<string, readonly string[]>();
+
+function flagArray(text: string): string[] {
+  let a = flagLists.get(text);
+  if (!a) {
+    a = Object.freeze(text.split(' ').filter(Boolean));
+    if (flagLists.size < FLAG_LISTS) flagLists.set(text, a);
+  }
+  return a as string[];
 }
 
 /** uidSet - ascending UIDs as a compact IMAP set. */

@@ -149,19 +149,26 @@ export class IpcClient {
     return this.exchange(name, params, readReply);
   }
 
-  /** requestList - a `list`-style exchange: `ok: COUNT`, COUNT lines, `ok`. */
-  requestList(name: string, params: string[] = []): Promise<ListResult> {
+  /**
+   * requestList - a `list`-style exchange: `ok: COUNT`, COUNT lines, `ok`. `parseItem` turns
+   * each line (terminator removed) into an item, parseMessage by default; a caller that knows
+   * the line's form can skip the Message objects (100,000 of them for a big folder's index).
+   */
+  requestList(name: string, params?: string[]): Promise<ListResult>;
+  requestList<T>(name: string, params: string[], parseItem: (line: string) => T): Promise<{ reply: IpcReply; items: T[] }>;
+  requestList<T>(name: string, params: string[] = [], parseItem?: (line: string) => T): Promise<{ reply: IpcReply; items: Array<T | Message> }> {
+    const parse: (line: string) => T | Message = parseItem ?? parseMessage;
     return this.exchange(name, params, async (reader) => {
       const reply = await readReply(reader);
       if (!reply.ok) return { reply, items: [] };
       const count = Number(reply.params[0]);
       if (!Number.isSafeInteger(count) || count < 0) throw new CodecError(`bad list count ${reply.params[0]}`);
-      const items: Message[] = [];
+      const items: Array<T | Message> = [];
       while (items.length < count) {
         // Lines already buffered are taken in bulk, without a promise each (a list can be 100,000 long).
         const lines = reader.takeLines(count - items.length);
-        if (lines.length === 0) items.push(parseMessage(await readLine(reader)));
-        else for (const line of lines) items.push(parseMessage(line));
+        if (lines.length === 0) items.push(parse(await readLine(reader)));
+        else for (const line of lines) items.push(parse(line));
       }
       const end = await readReply(reader);
       if (!end.ok) throw new CodecError('list did not end with ok');
