@@ -62,6 +62,8 @@ function parseItem(atom: string): FetchItem {
   return { kind: 'section', peek: m[1]!.length > 4, section, spec: m[2]!.toUpperCase(), partial };
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /** The message data FETCH renders from. */
 export interface FetchSource {
   seq: number;
@@ -83,9 +85,14 @@ export function renderFetch(req: FetchRequest, src: FetchSource, opts: { uid: bo
   const addData = (label: string, data: Buffer): void => {
     out.push(`${count++ > 0 ? ' ' : ''}${label} ${literalHeader(data.length)}`, data);
   };
-  const raw = src.raw ?? Buffer.alloc(0);
-  const has = new Set(req.items.map((i) => i.kind));
-  if (opts.uid && !has.has('UID')) addPlain(`UID ${src.meta.uid}`);
+  const raw = src.raw ?? EMPTY;
+  let hasUid = false;
+  let hasModseq = false;
+  for (const i of req.items) {
+    if (i.kind === 'UID') hasUid = true;
+    else if (i.kind === 'MODSEQ') hasModseq = true;
+  }
+  if (opts.uid && !hasUid) addPlain(`UID ${src.meta.uid}`);
   for (const item of req.items) {
     switch (item.kind) {
       case 'UID':
@@ -134,7 +141,7 @@ export function renderFetch(req: FetchRequest, src: FetchSource, opts: { uid: bo
       }
     }
   }
-  if (opts.modseq && !has.has('MODSEQ')) addPlain(`MODSEQ (${src.meta.modseq})`);
+  if (opts.modseq && !hasModseq) addPlain(`MODSEQ (${src.meta.modseq})`);
   out.push(')\r\n');
   return out;
 }

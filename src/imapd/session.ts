@@ -303,8 +303,11 @@ export class Session {
     this.sock.uncork();
   }
 
-  /** sendAll - pieces of one response; past OUT_HIGH_WATER buffered, flush and wait for the socket. */
-  private async sendAll(pieces: Array<string | Buffer>): Promise<void> {
+  /**
+   * sendAll - pieces of one response; past OUT_HIGH_WATER buffered, flush and wait for the
+   * socket (the only time it returns a promise).
+   */
+  private sendAll(pieces: Array<string | Buffer>): Promise<void> | undefined {
     let text = '';
     for (const p of pieces) {
       if (typeof p === 'string') {
@@ -316,12 +319,17 @@ export class Session {
       this.send(p);
     }
     if (text) this.send(text);
-    if (this.sock.writableLength > OUT_HIGH_WATER) {
+    if (this.sock.writableLength + this.outText.length > OUT_HIGH_WATER) {
       const corked = this.corked;
       this.flush();
-      if (this.sock.writableNeedDrain) await drained(this.sock);
+      if (this.sock.writableNeedDrain) {
+        return drained(this.sock).then(() => {
+          if (corked) this.batch();
+        });
+      }
       if (corked) this.batch();
     }
+    return undefined;
   }
 
   /** done - the tagged OK, after bringing the selected mailbox up to date. */
@@ -904,7 +912,10 @@ export class Session {
    */
   private async withRaw(msgs: MessageMeta[], wantRaw: boolean, visit: (m: MessageMeta, index: number, raw: Buffer | null) => void | Promise<void>): Promise<void> {
     if (!wantRaw) {
-      for (let i = 0; i < msgs.length; i++) await visit(msgs[i]!, i, null);
+      for (let i = 0; i < msgs.length; i++) {
+        const p = visit(msgs[i]!, i, null);
+        if (p) await p;
+      }
       return;
     }
     const name = this.view!.name;
@@ -919,7 +930,8 @@ export class Session {
     for (let i = 0; i < msgs.length; i++) {
       const raw = await pending.shift()!;
       if (next < msgs.length) ask(next++);
-      await visit(msgs[i]!, i, raw);
+      const p = visit(msgs[i]!, i, raw);
+      if (p) await p;
     }
   }
 
@@ -957,7 +969,11 @@ export class Session {
     }
     if (forceFlags && !req.items.some((i) => i.kind === 'FLAGS')) req.items.push({ kind: 'FLAGS' });
     let missing = 0;
-    await this.withRaw(msgs, req.needsRaw, async (m, _i, raw) => {
+    const wantsFlags = req.items.some((x) => x.kind === 'FLAGS');
+    const opts = { uid, modseq: withModseq };
+    // Promises only where there is something to wait for (message bytes, a structure parse, a
+    // full socket): UID FETCH 1:* (FLAGS) of 100,000 messages is then one plain loop.
+    await this.withRaw(msgs, req.needsRaw, (m, _i, raw) => {
       const seq = view.seqOf(m.uid);
       if (!seq) return;
       if (req.needsRaw && !raw) {
@@ -965,11 +981,14 @@ export class Session {
         return;
       }
       const stored = view.messages[seq - 1]!;
-      const meta = { ...stored, flags: view.flagsOf(stored) };
-      const announce = req.items.some((x) => x.kind === 'FLAGS') ? view.announce(stored.flags) : '';
+      const flags = view.flagsOf(stored);
+      const meta = flags === stored.flags ? stored : { ...stored, flags };
+      const announce = wantsFlags ? view.announce(stored.flags) : '';
       if (announce) this.send(announce);
-      const structure = req.needsStructure && raw ? await this.structureOf(meta.uid, raw) : null;
-      await this.sendAll(renderFetch(req, { seq, meta, raw, structure }, { uid, modseq: withModseq }));
+      if (req.needsStructure && raw) {
+        return this.structureOf(meta.uid, raw).then((structure) => this.sendAll(renderFetch(req, { seq, meta, raw, structure }, opts)));
+      }
+      return this.sendAll(renderFetch(req, { seq, meta, raw, structure: null }, opts));
     });
     if (missing) return this.no(tag, 'EXPUNGEISSUED', 'Some messages were expunged meanwhile');
     await this.done(tag, 'FETCH completed', { allowExpunge: uid });
