@@ -6,6 +6,7 @@
 //   and the uidlist's stamp with what this index last saw; a difference (another MDA, Dovecot,
 //   a user's mutt) runs a "reconcile": readdir both, drop what is gone, adopt renames (flags),
 //   number what is new. Our own changes re-read the stamps right after they are made.
+//   `fetch` skips it (its UID came from an earlier answer; readMessage follows a rename).
 // - "group commit": new messages of concurrent stores are numbered and appended to the uidlist
 //   in one locked write + fdatasync, in parallel with the directory fsync of new/; a store is
 //   acknowledged after both. UIDs are handed out only under the uidlist lock, so Dovecot
