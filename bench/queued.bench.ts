@@ -13,11 +13,10 @@ import { crc32 } from 'node:zlib';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-import { IpcClient } from '../src/ipc/index.js';
 import { newQueueId } from '../src/mail/queue-id.js';
 import { silentLogger } from '../src/shared/log.js';
 import { start } from '../src/queued/index.js';
-import { testConfig } from '../test/helpers/config.js';
+import { testClient, testConfig } from '../test/helpers/config.js';
 import { tempDir } from '../test/helpers/tmp.js';
 
 // libuv's pool runs the fsyncs; 4 threads (the default) would cap parallel file flushes at 4.
@@ -66,8 +65,11 @@ async function spawnQueued(dir: string): Promise<{ info: { ipc: string; recovery
   };
 }
 
-async function pushes(ipc: string, clients: number): Promise<number> {
-  const cs = Array.from({ length: clients }, () => new IpcClient(ipc));
+/** client - an IPC client of the queued serving DIR (its ipc.secret, as every FancyMail client). */
+const client = (dir: string, ipc: string) => testClient(testConfig(dir), ipc);
+
+async function pushes(dir: string, ipc: string, clients: number): Promise<number> {
+  const cs = Array.from({ length: clients }, () => client(dir, ipc));
   let n = 0;
   const until = Date.now() + DURATION_MS;
   const t0 = Date.now();
@@ -75,6 +77,7 @@ async function pushes(ipc: string, clients: number): Promise<number> {
     cs.map(async (c) => {
       while (Date.now() < until) {
         const s = await c.request('slot', ['bench']);
+        if (!s.ok) throw new Error(`slot failed: ${s.params[0]}`);
         await writeDurableAsync(s.params[0]!);
         const r = await c.request('push', ['bench', s.params[0]!]);
         if (!r.ok) throw new Error(`push failed: ${r.params[0]}`);
@@ -106,8 +109,8 @@ function plainLoop(dir: string): number {
   return n / ((Date.now() - t0) / 1000);
 }
 
-async function popMicros(ipc: string, count: number): Promise<number> {
-  const c = new IpcClient(ipc);
+async function popMicros(dir: string, ipc: string, count: number): Promise<number> {
+  const c = client(dir, ipc);
   await c.request('ping');
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < count; i++) {
@@ -166,7 +169,7 @@ async function recoveryBench(n: number, kind: string): Promise<{ recoveryMs: num
     if (kind === 'journal') journalSegments(path.join(t.dir, 'queue', 'big', 'journal'), n, small, base);
     else for (let i = 0; i < n; i++) writeFileSync(path.join(msg, newQueueId(base + i)), small);
     const q = await spawnQueued(t.dir);
-    const popUs = await popMicros(q.info.ipc, Math.min(2000, Math.floor(n / 2)));
+    const popUs = await popMicros(t.dir, q.info.ipc, Math.min(2000, Math.floor(n / 2)));
     await q.stop();
     return { recoveryMs: q.info.recoveryMs, rssMB: q.info.rssMB, maxRssMB: q.info.maxRssMB, popUs };
   } finally {
@@ -181,7 +184,7 @@ if (process.argv[2] === '--serve') {
   try {
     const q = await spawnQueued(t.dir);
     console.log(`durable pushes (slot + write 4 KiB + fsync + push), ${DURATION_MS} ms per figure, queued in its own process, UV_THREADPOOL_SIZE=${THREADS}`);
-    for (const clients of [1, 32]) console.log(`  queued push, ${String(clients).padStart(2)} client(s): ${(await pushes(q.info.ipc, clients)).toFixed(0).padStart(7)} msg/s`);
+    for (const clients of [1, 32]) console.log(`  queued push, ${String(clients).padStart(2)} client(s): ${(await pushes(t.dir, q.info.ipc, clients)).toFixed(0).padStart(7)} msg/s`);
     await q.stop();
     console.log(`  plain loop write+fsync+rename+dir-fsync, 1 writer: ${plainLoop(t.dir).toFixed(0).padStart(7)} msg/s`);
   } finally {

@@ -209,6 +209,7 @@ export async function crashRun(label: string, mode: 'all-in-one' | 'separate'): 
   const tmp = tempDir('fmail-crash-');
   const servers = ['authd', 'queued', 'mailboxd', 'smtp-out', 'router', 'smtpd', 'pop3d'];
   const procs = new Map<string, FmailProcess>();
+  let keep = false;
   const sink = await startSink();
   try {
     // Short retries: mail deferred while a server was down goes again soon (and is flushed below).
@@ -286,8 +287,13 @@ export async function crashRun(label: string, mode: 'all-in-one' | 'separate'): 
       } catch {
         // no log written
       }
-      const trail = log.filter((line) => qids.some((q) => line.includes(q)) || /"level":(50|60)/.test(line));
-      queue += `\nlog lines of qids ${qids.join(', ')} (and errors):\n${trail.slice(0, 80).join('\n')}`;
+      const trail = log.filter((line) => qids.some((q) => line.includes(q)));
+      const errors = log.filter((line) => /"level":(50|60)/.test(line));
+      queue += `\nlog lines of qids ${qids.join(', ')}:\n${trail.slice(0, 100).join('\n')}\nthe last errors:\n${errors.slice(-20).join('\n')}`;
+      if (process.env.CRASH_KEEP) {
+        keep = true;
+        queue += `\ndata kept in ${setup.dir}`;
+      }
     }
     assert.equal(lost.length, 0, `lost: ${lost.slice(0, 10).join(', ')}\nqueue:\n${queue}`);
     assert.equal(lostRemote.length, 0, `lost remote: ${lostRemote.slice(0, 10).join(', ')}\nqueue:\n${queue}`);
@@ -296,7 +302,7 @@ export async function crashRun(label: string, mode: 'all-in-one' | 'separate'): 
   } finally {
     for (const p of procs.values()) await p.stop('SIGKILL');
     await sink.close();
-    tmp.cleanup();
+    if (!keep) tmp.cleanup();
   }
 }
 
