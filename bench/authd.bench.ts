@@ -14,7 +14,7 @@ import { hashPassword, verifyPassword } from '../src/authd/password.js';
 import { stopCryptPool } from '../src/authd/crypt-pool.js';
 import { IpcClient } from '../src/ipc/index.js';
 import { silentLogger } from '../src/shared/log.js';
-import { testConfig } from '../test/helpers/config.js';
+import { testClient, testConfig } from '../test/helpers/config.js';
 import { tempDir } from '../test/helpers/tmp.js';
 
 const DURATION_MS = Number(process.env.BENCH_MS ?? 4000);
@@ -79,7 +79,7 @@ if (process.argv[2] === '--serve') {
       [16, 1],
       [16, 32],
     ] as const) {
-      const cs = Array.from({ length: clients }, () => new IpcClient(ipc));
+      const cs = Array.from({ length: clients }, () => testClient(config, ipc));
       const r = await rate(cs, Date.now() + DURATION_MS, verify, depth);
       console.log(`  verify  ${String(clients).padStart(2)} clients x ${String(depth).padStart(2)} in flight: ${Math.round(r).toLocaleString('en')} req/s`);
       cs.forEach((c) => c.close());
@@ -89,14 +89,14 @@ if (process.argv[2] === '--serve') {
       if (!res.ok) throw new Error('auth failed in bench');
     };
     for (const clients of [1, 4, 16]) {
-      const cs = Array.from({ length: clients }, () => new IpcClient(ipc));
+      const cs = Array.from({ length: clients }, () => testClient(config, ipc));
       const r = await rate(cs, Date.now() + DURATION_MS, auth, 1);
       console.log(`  auth    ${String(clients).padStart(2)} clients, default cost:  ${r.toFixed(1)} req/s`);
       cs.forEach((c) => c.close());
     }
     // verify while auth saturates the hash threads: the event loop must stay free.
-    const authCs = Array.from({ length: 8 }, () => new IpcClient(ipc));
-    const vc = [new IpcClient(ipc)];
+    const authCs = Array.from({ length: 8 }, () => testClient(config, ipc));
+    const vc = [testClient(config, ipc)];
     const until = Date.now() + DURATION_MS;
     const [v] = await Promise.all([rate(vc, until, verify, 1), rate(authCs, until, auth, 1)]);
     console.log(`  verify (1 client, sequential) while 8 clients auth: ${Math.round(v).toLocaleString('en')} req/s`);

@@ -11,10 +11,9 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 
 import { startSystem } from '../src/cli/start.js';
-import { IpcClient } from '../src/ipc/index.js';
 import { spoolMessage } from '../src/mail/spool.js';
 import type { RunningServer } from '../src/shared/server-module.js';
-import { testConfig } from '../test/helpers/config.js';
+import { testClient, testConfig } from '../test/helpers/config.js';
 import { freePort, tempDir } from '../test/helpers/tmp.js';
 
 const N = Number(process.env.BENCH_N ?? 1000);
@@ -46,7 +45,7 @@ async function run(kind: 'local' | 'remote', sinkPort: number): Promise<void> {
     }),
   );
   const system = await startSystem(config, logger, ['authd', 'queued', 'mailboxd', 'smtp-out']);
-  const queued = new IpcClient(config.ipc.queued);
+  const queued = testClient(config, config.ipc.queued);
   const rcpt = kind === 'local' ? 'alice@example.test' : 'bob@sink.test';
   const fillStart = Date.now();
   for (let i = 0; i < N; i += 50) {

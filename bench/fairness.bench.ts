@@ -20,10 +20,9 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 
 import { startSystem } from '../src/cli/start.js';
-import { IpcClient } from '../src/ipc/index.js';
 import { spoolMessage } from '../src/mail/spool.js';
 import type { RunningServer } from '../src/shared/server-module.js';
-import { testConfig } from '../test/helpers/config.js';
+import { testClient, testConfig } from '../test/helpers/config.js';
 import { freePort, tempDir } from '../test/helpers/tmp.js';
 
 const N = Number(process.env.BENCH_N ?? 1000);
@@ -64,7 +63,7 @@ async function run(label: string, dead: boolean, jobsLimit: number | undefined, 
     }),
   );
   const system = await startSystem(config, logger, ['authd', 'queued', 'mailboxd']);
-  const queued = new IpcClient(config.ipc.queued);
+  const queued = testClient(config, config.ipc.queued);
   const rcpts: string[] = [];
   for (let i = 0; i < N; i++) {
     if (dead) rcpts.push(`d${i}@dead.test`);

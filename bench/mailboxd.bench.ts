@@ -9,14 +9,15 @@ import path from 'node:path';
 import { parseConfig } from '../src/config/load.js';
 import { IpcClient, IpcServer, ok } from '../src/ipc/index.js';
 import { start } from '../src/mailboxd/index.js';
+import { ipcSecret } from '../src/shared/ipc-secret.js';
 import { silentLogger } from '../src/shared/log.js';
 
 const STORE_SECONDS = 6;
 const LIST_SIZE = 100_000;
 
-async function storeRate(addr: string, user: string, clients: number): Promise<number> {
+async function storeRate(addr: string, secret: string | undefined, user: string, clients: number): Promise<number> {
   const body = Buffer.alloc(4096, 'm');
-  const cs = Array.from({ length: clients }, () => new IpcClient(addr));
+  const cs = Array.from({ length: clients }, () => new IpcClient(addr, { secret }));
   const until = Date.now() + STORE_SECONDS * 1000;
   let count = 0;
   const t0 = process.hrtime.bigint();
@@ -44,11 +45,13 @@ async function main(): Promise<void> {
   await authd.listen(config.ipc.authd);
   const server = await start({ config, logger: silentLogger() });
   const addr = server.addresses.ipc!;
+  // mailboxd requires the data folder's IPC secret, as from every client.
+  const secret = ipcSecret(config, { create: true });
   try {
     console.log(`data folder on ${dir} (${os.cpus().length} CPUs); every store is fsynced (file + new/)`);
-    const one = await storeRate(addr, 'one@bench.test', 1);
+    const one = await storeRate(addr, secret, 'one@bench.test', 1);
     console.log(`store 4 KiB, 1 client:    ${one.toFixed(0)} msg/s`);
-    const sixteen = await storeRate(addr, 'sixteen@bench.test', 16);
+    const sixteen = await storeRate(addr, secret, 'sixteen@bench.test', 16);
     console.log(`store 4 KiB, 16 clients:  ${sixteen.toFixed(0)} msg/s (one mailbox, group fsync of new/)`);
 
     // A 100,000-message mailbox, made directly on disk with Dovecot-style names.
@@ -59,7 +62,7 @@ async function main(): Promise<void> {
     const t0 = Date.now();
     for (let i = 0; i < LIST_SIZE; i++) writeFileSync(path.join(newDir, `${1700000000 + Math.floor(i / 1000)}.M${i % 1000}P1Q${i}.bench,S=${msg.length}`), msg);
     console.log(`(made ${LIST_SIZE} files in ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-    const c = new IpcClient(addr, { timeoutMs: 120_000 });
+    const c = new IpcClient(addr, { timeoutMs: 120_000, secret });
     const times: number[] = [];
     for (let i = 0; i < 3; i++) {
       const s = process.hrtime.bigint();
