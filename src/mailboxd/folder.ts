@@ -21,6 +21,7 @@ import path from 'node:path';
 import { Keywords } from './flags.js';
 import { DirSyncer } from '../shared/durable.js';
 import { runIo } from '../shared/io-pool.js';
+import { dirStamp } from '../shared/stamp.js';
 import { writeMessage } from './maildir.js';
 import { newBaseName, parseName } from './maildir-name.js';
 import { Mutex, nextModseq } from './modseq.js';
@@ -133,7 +134,7 @@ export class Folder {
   /** sync - the stat check; reconcile when something changed behind our back. */
   async sync(): Promise<void> {
     await this.ready();
-    const [n, c, u] = await Promise.all([dirStamp(path.join(this.dir, 'new')), dirStamp(path.join(this.dir, 'cur')), uidlistStamp(this.dir)]);
+    const [n, c, u] = await Promise.all([folderStamp(path.join(this.dir, 'new')), folderStamp(path.join(this.dir, 'cur')), uidlistStamp(this.dir)]);
     if (n === this.stamps.new && c === this.stamps.cur && u === this.stamps.uidlist) return;
     await this.lock.run(() => this.reconcile(false));
   }
@@ -492,7 +493,7 @@ export class Folder {
 
   /** restamp - remember the directories' state after our own change. */
   private async restamp(): Promise<void> {
-    const [n, c] = await Promise.all([dirStamp(path.join(this.dir, 'new')), dirStamp(path.join(this.dir, 'cur'))]);
+    const [n, c] = await Promise.all([folderStamp(path.join(this.dir, 'new')), folderStamp(path.join(this.dir, 'cur'))]);
     this.stamps.new = n;
     this.stamps.cur = c;
   }
@@ -500,7 +501,7 @@ export class Folder {
   /** reconcile - make the index agree with the directories and the uidlist (under the mutex). */
   private async reconcile(first: boolean): Promise<void> {
     const u = await uidlistStamp(this.dir);
-    const [n, c] = await Promise.all([dirStamp(path.join(this.dir, 'new')), dirStamp(path.join(this.dir, 'cur'))]);
+    const [n, c] = await Promise.all([folderStamp(path.join(this.dir, 'new')), folderStamp(path.join(this.dir, 'cur'))]);
     let file: UidlistFile | null = null;
     if (first || u !== this.stamps.uidlist) file = u === 'none' ? null : await readUidlist(this.dir);
     const [newNames, curNames] = await Promise.all([readdirSafe(path.join(this.dir, 'new')), readdirSafe(path.join(this.dir, 'cur'))]);
@@ -610,13 +611,8 @@ function arrivalOrder(a: Msg, b: Msg): number {
   return a.secs - b.secs || a.usecs - b.usecs || a.seq - b.seq || (a.pop3 < b.pop3 ? -1 : a.pop3 > b.pop3 ? 1 : 0);
 }
 
-async function dirStamp(dir: string): Promise<string> {
-  try {
-    const st = await fsp.stat(dir, { bigint: true });
-    return `${st.ino}:${st.mtimeNs}`;
-  } catch {
-    return 'none';
-  }
+async function folderStamp(dir: string): Promise<string> {
+  return dirStamp(await fsp.stat(dir, { bigint: true }).catch(() => null));
 }
 
 async function readdirSafe(dir: string): Promise<string[]> {

@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { fsyncDir } from '../shared/durable.js';
+import { fileStamp } from '../shared/stamp.js';
 
 export const UIDLIST = 'dovecot-uidlist';
 const LOCK_STALE_MS = 120_000;
@@ -29,14 +30,9 @@ export interface UidlistFile extends UidlistHeader {
   stamp: string;
 }
 
-/** stampOf - what tells a changed file: inode, size, mtime. */
+/** uidlistStamp - what tells a changed uidlist: inode, size, mtime. */
 export async function uidlistStamp(dir: string): Promise<string> {
-  try {
-    const st = await fsp.stat(path.join(dir, UIDLIST), { bigint: true });
-    return `${st.ino}:${st.size}:${st.mtimeNs}`;
-  } catch {
-    return 'none';
-  }
+  return fileStamp(await fsp.stat(path.join(dir, UIDLIST), { bigint: true }).catch(() => null));
 }
 
 /** readUidlist - the parsed file, or null when it is missing or not a v3 uidlist. */
@@ -47,7 +43,7 @@ export async function readUidlist(dir: string): Promise<UidlistFile | null> {
     const fh = await fsp.open(path.join(dir, UIDLIST), 'r');
     try {
       const st = await fh.stat({ bigint: true });
-      stamp = `${st.ino}:${st.size}:${st.mtimeNs}`;
+      stamp = fileStamp(st);
       text = (await fh.readFile()).toString('utf8');
     } finally {
       await fh.close();

@@ -33,6 +33,8 @@ import { isQid } from './names.js';
 const SEGMENT_BYTES = 64 * 1024 * 1024;
 /** A header line is never longer (P + qid + length + crc). */
 const MAX_HEADER = 64;
+/** read() takes this much at once: the header and, for most messages, all their bytes. */
+const FIRST_READ = 64 * 1024;
 
 // Where a live message is: segment number and the offset of its P record, packed into one
 // number (a million recovered messages: one boxed number each instead of an object). Record
@@ -156,17 +158,20 @@ export class Journal {
     const loc = this.locs.get(qid);
     const seg = loc === undefined ? undefined : this.segs.get(segOf(loc));
     if (loc === undefined || !seg) throw new Error(`not in the journal: ${qid}`);
-    // The P record's header says how long the message is.
-    const h = (await runIo({ op: 'pread', fd: seg.fd, off: offOf(loc), len: MAX_HEADER })).data!;
-    const head = Buffer.from(h.buffer, h.byteOffset, h.byteLength);
-    const nl = head.indexOf(10);
+    // The P record's header says how long the message is; one read takes it and, for most
+    // messages, the bytes too (a second read only for what lies beyond the first).
+    const first = (await runIo({ op: 'pread', fd: seg.fd, off: offOf(loc), len: FIRST_READ })).data!;
+    const head = Buffer.from(first.buffer, first.byteOffset, first.byteLength);
+    const nl = head.subarray(0, MAX_HEADER).indexOf(10);
     const m = nl > 0 ? /^P ([0-9A-Z]{15}) (\d{1,12}) [0-9a-f]{8}$/.exec(head.toString('latin1', 0, nl)) : null;
     if (!m || m[1] !== qid) throw new Error(`journal segment ${seg.no}: no record of ${qid} where expected`);
     const len = Number(m[2]);
-    const r = await runIo({ op: 'pread', fd: seg.fd, off: offOf(loc) + nl + 1, len });
-    const d = r.data!;
-    if (d.length !== len) throw new Error(`journal segment ${seg.no} is short`);
-    return Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+    const start = nl + 1;
+    if (start + len <= head.length) return head.subarray(start, start + len);
+    const rest = (await runIo({ op: 'pread', fd: seg.fd, off: offOf(loc) + head.length, len: start + len - head.length })).data!;
+    const body = Buffer.concat([head.subarray(start), rest]);
+    if (body.length !== len) throw new Error(`journal segment ${seg.no} is short`);
+    return body;
   }
 
   /** close - write what is pending, mark the active segment closed (C), close the files. */

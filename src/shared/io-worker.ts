@@ -7,6 +7,7 @@ import { closeSync, fdatasyncSync, fstatSync, fsyncSync, lstatSync, openSync, co
 import { parentPort } from 'node:worker_threads';
 
 import type { IoJob, IoResult } from './io-pool.js';
+import { dirStamp, fileStamp } from './stamp.js';
 
 const port = parentPort!;
 
@@ -139,24 +140,13 @@ function run(job: IoJob): IoResult {
   }
 }
 
-/** File stamp as mailboxd's uidlistStamp makes it: inode, size, mtime in ns. */
-function fileStamp(file: string): string {
+const statOrNull = (p: string) => {
   try {
-    const st = statSync(file, { bigint: true });
-    return `${st.ino}:${st.size}:${st.mtimeNs}`;
+    return statSync(p, { bigint: true });
   } catch {
-    return 'none';
+    return null;
   }
-}
-
-function dirStamp(dir: string): string {
-  try {
-    const st = statSync(dir, { bigint: true });
-    return `${st.ino}:${st.mtimeNs}`;
-  } catch {
-    return 'none';
-  }
-}
+};
 
 // lockedAppend - the uidlist's append under its dotlock in one hop: lock, check nobody else
 // wrote, append, fdatasync, unlock (ten thread-pool round trips before, per batch of stores).
@@ -174,7 +164,7 @@ function lockedAppend(job: Extract<IoJob, { op: 'lockedAppend' }>): IoResult {
     } finally {
       closeSync(lfd);
     }
-    const before = fileStamp(job.file);
+    const before = fileStamp(statOrNull(job.file));
     if (before !== job.expect) return { stale: before };
     const fd = openSync(job.file, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
     try {
@@ -183,7 +173,7 @@ function lockedAppend(job: Extract<IoJob, { op: 'lockedAppend' }>): IoResult {
     } finally {
       closeSync(fd);
     }
-    return { stamp: fileStamp(job.file), dirStamps: job.stampDirs.map(dirStamp) };
+    return { stamp: fileStamp(statOrNull(job.file)), dirStamps: job.stampDirs.map((d) => dirStamp(statOrNull(d))) };
   } finally {
     try {
       unlinkSync(job.lock);

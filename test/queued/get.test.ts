@@ -10,18 +10,10 @@ import { after, test } from 'node:test';
 import type { IpcClient } from '../../src/ipc/index.js';
 import { testClient, testConfig } from '../helpers/config.js';
 import { tempDir } from '../helpers/tmp.js';
-import { startQueued } from './helpers.js';
+import { putMessage as put, startQueued } from './helpers.js';
 
 const dirs: Array<{ cleanup(): void }> = [];
 after(() => dirs.forEach((d) => d.cleanup()));
-
-async function put(c: IpcClient, queue: string, data: Buffer): Promise<string> {
-  const s = await c.request('slot', [queue]);
-  assert.ok(s.ok, String(s.params));
-  const r = await c.store('put', [queue, s.params[0]!, String(data.length)], data);
-  assert.ok(r.ok, String(r.params));
-  return s.params[0]!;
-}
 
 async function push(c: IpcClient, queue: string, data: Buffer): Promise<string> {
   const s = await c.request('slot', [queue]);

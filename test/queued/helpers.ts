@@ -1,10 +1,11 @@
 // Helpers for queued tests: a raw line socket (to check bytes on the wire), a started queued,
 // and a tiny subscriber that records the alerts it receives.
 
+import assert from 'node:assert/strict';
 import net from 'node:net';
 import { writeFileSync } from 'node:fs';
 
-import { IpcServer, ok } from '../../src/ipc/index.js';
+import { type IpcClient, IpcServer, ok } from '../../src/ipc/index.js';
 import type { Config } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/shared/log.js';
 import type { RunningServer } from '../../src/shared/server-module.js';
@@ -107,4 +108,13 @@ export async function startSubscriber(address: string, secret?: string): Promise
 
 export function writeSlot(p: string, data: string | Buffer): void {
   writeFileSync(p, data);
+}
+
+/** putMessage - `slot` then `put` of DATA into QUEUE (asserted ok); the slot path, which is the message's path. */
+export async function putMessage(c: IpcClient, queue: string, data: Buffer): Promise<string> {
+  const s = await c.request('slot', [queue]);
+  assert.ok(s.ok, String(s.params));
+  const r = await c.store('put', [queue, s.params[0]!, String(data.length)], data);
+  assert.ok(r.ok, String(r.params));
+  return s.params[0]!;
 }

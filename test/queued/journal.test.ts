@@ -10,18 +10,13 @@ import { after, test } from 'node:test';
 import type { IpcClient } from '../../src/ipc/index.js';
 import { testClient, testConfig } from '../helpers/config.js';
 import { tempDir } from '../helpers/tmp.js';
-import { startQueued } from './helpers.js';
+import { putMessage, startQueued } from './helpers.js';
 
 const dirs: Array<{ cleanup(): void }> = [];
 after(() => dirs.forEach((d) => d.cleanup()));
 
-async function put(c: IpcClient, queue: string, body: Buffer): Promise<string> {
-  const s = await c.request('slot', [queue]);
-  assert.ok(s.ok);
-  const r = await c.store('put', [queue, s.params[0]!, String(body.length)], body);
-  assert.ok(r.ok, String(r.params));
-  return path.basename(s.params[0]!);
-}
+/** put - a message into QUEUE over IPC; its qid. */
+const put = async (c: IpcClient, queue: string, body: Buffer): Promise<string> => path.basename(await putMessage(c, queue, body));
 
 test('put: journaled, popped as a file, kept across a restart, segment removed when all done', async () => {
   const t = tempDir('fmail-journal-');
@@ -29,7 +24,8 @@ test('put: journaled, popped as a file, kept across a restart, segment removed w
   const cfg = testConfig(t.dir);
   let q = await startQueued(cfg);
   let c = testClient(cfg, q.addresses.ipc!);
-  const bodies = Array.from({ length: 20 }, (_, i) => Buffer.from(`message ${i}\r\n`.repeat(i + 1)));
+  // The last one is larger than journal.read's first read (its bytes come in two reads).
+  const bodies = [...Array.from({ length: 20 }, (_, i) => Buffer.from(`message ${i}\r\n`.repeat(i + 1))), Buffer.alloc(200 * 1024, 'z')];
   const qids = await Promise.all(bodies.map((b) => put(c, 'jq', b)));
   const journal = path.join(t.dir, 'queue/jq/journal');
   assert.equal(readdirSync(journal).length, 1);
