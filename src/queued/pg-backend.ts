@@ -43,6 +43,7 @@ import { errnoStatus } from '../ipc/index.js';
 import { newQueueId } from '../mail/queue-id.js';
 import { removeFile } from '../shared/durable.js';
 import { runIo } from '../shared/io-pool.js';
+import { rewriteCopy } from './cache-copy.js';
 import type { Logger } from '../shared/log.js';
 import { queueSize } from '../shared/metrics.js';
 import { type ListedMessage, type MessageData, type Meta, type MsgState, type QueueBackend, type QueueCounts, QueueError, fileData } from './backend.js';
@@ -60,8 +61,6 @@ const GAUGE_MS = 5000;
 const LISTEN_RETRY_MS = 1000;
 /** Cached copies checked against the table per round (see pruneCache). */
 const PRUNE_ROWS = 1000;
-/** Unique names for cache copies being written (see pop). */
-let asideSeq = 0;
 
 /** Local - what this instance keeps of one queue: its folders, open slots, the alert flag. */
 interface Local {
@@ -219,10 +218,8 @@ export class PgBackend implements QueueBackend {
       return file;
     }
     try {
-      // Written aside and renamed over: a consumer of this host may still be reading the copy
-      // of an earlier lease of the same message; it must never see it truncated.
-      const aside = path.join(l.cacheDir, `.${row.qid}.${++asideSeq}`);
-      await runIo({ op: 'write', path: aside, data: [row.data], close: true, renameTo: file });
+      // A consumer of this host may still be reading the copy of an earlier lease.
+      await rewriteCopy(file, row.data);
     } catch (err) {
       this.abandon(queue, file, owner);
       throw new QueueError(`cannot write ${file}: ${(err as Error).message}`, errnoStatus(err));

@@ -23,16 +23,13 @@ import { errnoStatus } from '../ipc/index.js';
 import { DirSyncError, DirSyncer, removeFile, writeFileAtomic } from '../shared/durable.js';
 import type { Logger } from '../shared/log.js';
 import { newQueueId } from '../mail/queue-id.js';
-import { runIo } from '../shared/io-pool.js';
 import { Deque } from './deque.js';
+import { rewriteCopy } from './cache-copy.js';
 import { Journal } from './journal.js';
 import { isQid } from './names.js';
 import { type ListedMessage, type MessageData, type Meta, type MsgState, QueueError, fileData } from './backend.js';
 
 export { QueueError, type ListedMessage, type Meta, type MsgState } from './backend.js';
-
-/** Unique names for cache copies being rewritten (see prepare). */
-let asideSeq = 0;
 
 export interface QueueOptions {
   leaseMs: number;
@@ -122,11 +119,7 @@ export class Queue {
   async prepare(p: string): Promise<void> {
     const qid = path.basename(p);
     if (!this.journal.recovered(qid)) return;
-    const data = await this.journal.read(qid);
-    // Written aside and renamed over: a consumer still reading the copy it popped from the
-    // queued that died (its delivery goes on) must never see it truncated mid-rewrite.
-    const aside = path.join(this.cacheDir, `.${qid}.${++asideSeq}`);
-    await runIo({ op: 'write', path: aside, data: [data], close: true, renameTo: p });
+    await rewriteCopy(p, await this.journal.read(qid));
   }
 
   /** close - the journal's pending writes out and its segment marked closed. */
