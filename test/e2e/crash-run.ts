@@ -65,10 +65,14 @@ function submitter(setup: FmailSetup): { submit: Submitter; close(): void } {
   });
   return {
     submit: async (token) => {
-      await transport.sendMail({
+      // nodemailer resolves once ANY recipient was accepted: a RCPT refused with 4xx while a
+      // server was down (authd, say) is in `rejected`, and that message was not acknowledged
+      // for it. It is sent again, as a client would (the local copy then counts as a resend).
+      const info = await transport.sendMail({
         envelope: { from: USER, to: [USER, `${token}@sink.test`] },
         raw: `From: <${USER}>\r\nSubject: crash ${token}\r\nX-Token: ${token}\r\n\r\nbody ${token}\r\n${'x'.repeat(200)}\r\n`,
       });
+      if (info.rejected.length > 0) throw new Error(`refused for ${info.rejected.join(', ')}: ${info.response}`);
     },
     close: () => transport.close(),
   };
