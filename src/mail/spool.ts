@@ -30,6 +30,17 @@ export function fileBody(file: string, bodyOffset: number): Readable {
 
 /** Messages up to this size go to queued over IPC (`put`); bigger ones are written into the slot file. */
 export const PUT_LIMIT = 1024 * 1024;
+/** queued's largest `put`: the limit for a writer that cannot write slot files. */
+export const REMOTE_PUT_LIMIT = 64 * 1024 * 1024;
+
+// Connections to a queued whose spool is not on this host (`queue_colocated = false`): their
+// slots are never written as files, every message goes with `put` (its slot PATH only names it).
+const remote = new WeakSet<IpcClient>();
+
+/** queueIsRemote - QUEUED's disk is not ours: slots opened through it send their bytes with `put` only. */
+export function queueIsRemote(queued: IpcClient): void {
+  remote.add(queued);
+}
 
 /**
  * Slot - one new message for a queue. Small: held in memory, then `put` (queued journals it with
@@ -46,7 +57,11 @@ export class Slot {
     readonly path: string,
     private readonly queued: IpcClient,
     private readonly putVia: IpcClient,
-  ) {}
+  ) {
+    this.limit = remote.has(queued) ? REMOTE_PUT_LIMIT : PUT_LIMIT;
+  }
+
+  private readonly limit: number;
 
   /** qid - the slot's queue id (its file name). */
   get qid(): string {
@@ -55,11 +70,12 @@ export class Slot {
 
   async write(buf: Buffer): Promise<void> {
     if (this.mem) {
-      if (this.memBytes + buf.length <= PUT_LIMIT) {
+      if (this.memBytes + buf.length <= this.limit) {
         this.mem.push(buf);
         this.memBytes += buf.length;
         return;
       }
+      if (this.limit !== PUT_LIMIT) throw new SpoolError(`message over ${this.limit} bytes: too big for put to a queued on another host`, '5.3.4');
       await this.toFile();
     }
     await this.file!.write(buf);
@@ -71,7 +87,7 @@ export class Slot {
       const r = await this.putVia.store('put', [this.queue, this.path, String(this.memBytes)], Buffer.concat(this.mem, this.memBytes));
       if (r.ok) return;
       // A queued without `put` (older, or another implementation): the seed's way.
-      if (!/unknown message/.test(r.params[0] ?? '')) throw new SpoolError(`put ${this.queue}: ${r.params[0] ?? 'refused'}`, r.params[0] ?? '');
+      if (!/unknown message/.test(r.params[0] ?? '') || this.limit !== PUT_LIMIT) throw new SpoolError(`put ${this.queue}: ${r.params[0] ?? 'refused'}`, r.params[0] ?? '');
       await this.toFile();
     }
     try {

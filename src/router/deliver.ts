@@ -14,6 +14,7 @@ import { prependOf } from '../mail/auth/prepend.js';
 import { queueBounce } from '../mail/bounce.js';
 import type { DsnRecipient } from '../mail/dsn.js';
 import { type Envelope, readQueueFile } from '../mail/envelope.js';
+import type { QueueFiles } from '../mail/queue-copy.js';
 import { fileBody, spoolMessage } from '../mail/spool.js';
 import type { Logger } from '../shared/log.js';
 import { messagesBounced, messagesDeferred, messagesDelivered } from '../shared/metrics.js';
@@ -22,6 +23,8 @@ export interface Clients {
   queued: IpcClient;
   authd: IpcClient;
   smtpOut: IpcClient;
+  /** Reads popped messages: in place when co-located with queued, else a copy fetched with `get`. */
+  files: QueueFiles;
   mailboxd(): IpcClient;
   all(): IpcClient[];
 }
@@ -32,7 +35,10 @@ interface Job {
   config: Config;
   logger: Logger;
   clients: Clients;
+  /** The PATH queued handed out (for done, defer, send). */
   file: string;
+  /** Where its bytes are read on this host (FILE itself when co-located). */
+  local: string;
   qid: string;
   env: Envelope;
   bodyOffset: number;
@@ -46,9 +52,30 @@ interface Job {
 /** deliverMessage - hand over, bounce or defer everything in one queue file. */
 export async function deliverMessage(config: Config, logger: Logger, clients: Clients, file: string): Promise<void> {
   const qid = path.basename(file);
+  let local;
+  try {
+    local = await clients.files.local('incoming', file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      logger.warn({ event: 'router.vanished', qid, file, err: String(err) }, 'queued no longer has the message');
+      await clients.queued.request('done', ['incoming', file]).catch(() => undefined);
+      return;
+    }
+    // queued unreachable or failing: the lease runs out and the message comes back.
+    logger.warn({ event: 'router.get_failed', qid, err: String(err) }, 'cannot fetch the message from queued');
+    return;
+  }
+  try {
+    await deliverLocal(config, logger, clients, file, local.file, qid);
+  } finally {
+    await local.drop();
+  }
+}
+
+async function deliverLocal(config: Config, logger: Logger, clients: Clients, file: string, localFile: string, qid: string): Promise<void> {
   let parsed;
   try {
-    parsed = await readQueueFile(file);
+    parsed = await readQueueFile(localFile);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       logger.warn({ event: 'router.vanished', qid, file }, 'queue file vanished');
@@ -60,7 +87,7 @@ export async function deliverMessage(config: Config, logger: Logger, clients: Cl
     await clients.queued.request('defer', ['incoming', file, '3600', `unreadable queue file: ${String(err)}`]).catch(() => undefined);
     return;
   }
-  const job: Job = { config, logger, clients, file, qid: parsed.envelope.qid || qid, env: parsed.envelope, bodyOffset: parsed.bodyOffset, size: parsed.size, data: parsed.data, stored: new Set() };
+  const job: Job = { config, logger, clients, file, local: localFile, qid: parsed.envelope.qid || qid, env: parsed.envelope, bodyOffset: parsed.bodyOffset, size: parsed.size, data: parsed.data, stored: new Set() };
   const { env } = job;
 
   // A requeued remainder waits out its back-off here (see requeue()).
@@ -161,7 +188,7 @@ async function storeLocal(job: Job, user: string, rcpt: string): Promise<Outcome
   // Return-Path, then smtpd's check results (Authentication-Results) recorded in the envelope.
   const head = Buffer.concat([Buffer.from(`Return-Path: <${job.env.from}>\r\n`, 'utf8'), prependOf(job.env)]);
   const length = head.length + job.size - job.bodyOffset;
-  const file = job.file;
+  const file = job.local;
   const offset = job.bodyOffset;
   const data = job.data;
   const body = data
@@ -200,7 +227,7 @@ async function bounce(job: Job, failed: DsnRecipient[]): Promise<boolean> {
   try {
     const out = await queueBounce(
       { queued: clients.queued, authd: clients.authd, hostname: config.hostname, postmaster: config.router.postmaster, localDomains: config.authd.local_domains },
-      job.file,
+      job.local,
       job.env,
       job.bodyOffset,
       failed,
@@ -238,7 +265,7 @@ async function requeue(job: Job, remaining: string[], delay: number, reason: str
     extra: { ...job.env.extra, 'not-before': new Date(Date.now() + delay * 1000).toISOString(), reason: reason.slice(0, 500) },
   };
   try {
-    const next = await spoolMessage(job.clients.queued, 'incoming', env, fileBody(job.file, job.bodyOffset));
+    const next = await spoolMessage(job.clients.queued, 'incoming', env, fileBody(job.local, job.bodyOffset));
     job.logger.info({ event: 'router.requeued', qid: job.qid, slot: next.qid, remaining, seconds: delay, reason }, 'remaining recipients requeued');
     messagesDeferred.inc({ kind: 'local' });
     await finish(job);

@@ -10,7 +10,8 @@
 //   over (at-least-once: a crash in between can deliver twice, never zero times). Temporary
 //   failures -> `defer` with back-off (the remaining recipients move to a new slot when some
 //   already went); permanent ones (unknown user, quota) -> DSN to the sender (src/mail/bounce.ts).
-// Config: [router] concurrency, poll_s, retry_s, max_retry_s, max_age_s, postmaster; hostname.
+// Config: [router] concurrency, poll_s, retry_s, max_retry_s, max_age_s, postmaster, queue_colocated
+//   (false: popped messages fetched with queued's `get`, new ones sent with `put` only); hostname.
 // Security: reads only queue files queued hands out; recipients are checked by authd; the
 //   IPC endpoint answers only `alert`, which merely triggers a pop.
 

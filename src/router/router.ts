@@ -5,6 +5,9 @@ import { IpcClient } from '../ipc/index.js';
 import type { Config } from '../config/schema.js';
 import { ipcClient } from '../shared/ipc-setup.js';
 import { QueueConsumer } from '../mail/queue-consumer.js';
+import { QueueFiles } from '../mail/queue-copy.js';
+import { queueIsRemote } from '../mail/spool.js';
+import { dataPath } from '../config/load.js';
 import type { Logger } from '../shared/log.js';
 import { type Clients, deliverMessage } from './deliver.js';
 
@@ -19,8 +22,12 @@ export class Router {
   ) {
     // mailboxd runs one `store` at a time per connection, so each worker gets its own.
     const mailboxd = Array.from({ length: config.router.concurrency }, () => ipcClient(config, 'mailboxd'));
+    const queued = ipcClient(config, 'queued');
+    // Not co-located: every new message (requeued remainders, bounces) goes to queued with `put`.
+    if (!config.router.queue_colocated) queueIsRemote(queued);
     this.clients = {
-      queued: ipcClient(config, 'queued'),
+      queued,
+      files: new QueueFiles(queued, config.router.queue_colocated ? null : dataPath(config, 'router/queue-copies')),
       authd: ipcClient(config, 'authd'),
       smtpOut: ipcClient(config, 'smtp_out'),
       mailboxd: () => mailboxd[this.nextMailbox++ % mailboxd.length]!,

@@ -20,6 +20,7 @@ import type { IpcClient, Reply } from '../ipc/index.js';
 import { errnoStatus, errorStatus, failure, ok } from '../ipc/index.js';
 import { domainOf, normalizeAddress } from '../mail/address.js';
 import { type Envelope, readEnvelopeFile } from '../mail/envelope.js';
+import type { QueueFiles } from '../mail/queue-copy.js';
 import { SpoolError, fileBody, spoolMessage } from '../mail/spool.js';
 import type { Logger } from '../shared/log.js';
 
@@ -30,8 +31,14 @@ const RECENT_MAX = 100_000;
 
 export interface AcceptDeps {
   queued: IpcClient;
-  /** The queued spool folder: SLOT must lie inside it (smtp-out reads no other file). */
-  spoolDir: string;
+  /**
+   * The queued spool folder when co-located: SLOT must lie inside it (smtp-out reads no other
+   * file). null when not: SLOT is fetched with `get: incoming ; SLOT`, which queued refuses for
+   * anything but one of its messages.
+   */
+  spoolDir: string | null;
+  /** Reads SLOT on this host (in place, or a copy fetched from queued). */
+  files: QueueFiles;
   logger: Logger;
   /** The destination (next-hop key) of a domain under the current configuration. */
   destination(domain: string): string;
@@ -60,7 +67,7 @@ export class Acceptor {
     if (!domainOf(to) || /[\s<>]/.test(to)) return Promise.resolve(failure('5.1.3', `bad recipient ${JSON.stringify(toParam)}`));
     if (/[\s<>]/.test(from)) return Promise.resolve(failure('5.1.7', `bad sender ${JSON.stringify(fromParam)}`));
     const file = path.resolve(slot);
-    if (!file.startsWith(path.resolve(this.deps.spoolDir) + path.sep)) return Promise.resolve(failure('5.5.4', 'slot is not a queue file'));
+    if (this.deps.spoolDir !== null && !file.startsWith(path.resolve(this.deps.spoolDir) + path.sep)) return Promise.resolve(failure('5.5.4', 'slot is not a queue file'));
     const key = `${file}\u0000${from}`;
     let batch = this.batches.get(key);
     if (!batch) {
@@ -95,12 +102,28 @@ export class Acceptor {
 
   /** write - one `outgoing` file per destination (and per 50 recipients) for a whole batch. */
   private async write(b: Batch): Promise<void> {
+    let local;
+    try {
+      local = await this.deps.files.local('incoming', b.file);
+    } catch (err) {
+      const r = failure((err as NodeJS.ErrnoException).code === 'ENOENT' ? '5.5.4' : '4.3.0', `cannot read slot: ${(err as Error).message}`);
+      for (const ws of b.rcpts.values()) for (const w of ws) w(r);
+      return;
+    }
+    try {
+      await this.writeFrom(b, local.file);
+    } finally {
+      await local.drop();
+    }
+  }
+
+  private async writeFrom(b: Batch, file: string): Promise<void> {
     const answer = (rcpts: string[], r: Reply): void => {
       for (const rcpt of rcpts) for (const w of b.rcpts.get(rcpt) ?? []) w(r);
     };
     let parsed;
     try {
-      parsed = await readEnvelopeFile(b.file);
+      parsed = await readEnvelopeFile(file);
     } catch (err) {
       answer([...b.rcpts.keys()], failure('4.3.0', `cannot read slot: ${(err as Error).message}`));
       return;
@@ -117,14 +140,14 @@ export class Acceptor {
     if (src.extra?.dsn) extra.dsn = src.extra.dsn;
     let eightBit = false;
     try {
-      eightBit = await hasEightBit(b.file, parsed.bodyOffset);
+      eightBit = await hasEightBit(file, parsed.bodyOffset);
     } catch (err) {
       answer([...b.rcpts.keys()], failure('4.3.0', `cannot read slot: ${(err as Error).message}`));
       return;
     }
     if (eightBit) extra['eight-bit'] = '1';
     // Signed once per message, whatever the number of copies.
-    const top = this.deps.head ? await this.deps.head(src, b.file, parsed.bodyOffset) : Buffer.alloc(0);
+    const top = this.deps.head ? await this.deps.head(src, file, parsed.bodyOffset) : Buffer.alloc(0);
     const groups = new Map<string, string[]>();
     for (const rcpt of fresh) {
       const dest = this.deps.destination(domainOf(rcpt));
@@ -147,7 +170,7 @@ export class Acceptor {
           extra,
         };
         try {
-          const body = top.length ? withTop(top, b.file, parsed.bodyOffset) : fileBody(b.file, parsed.bodyOffset);
+          const body = top.length ? withTop(top, file, parsed.bodyOffset) : fileBody(file, parsed.bodyOffset);
           const copy = await spoolMessage(this.deps.queued, 'outgoing', env, body);
           for (const rcpt of rcpts) {
             this.remember(`${src.qid}\u0000${b.from}\u0000${rcpt}`);

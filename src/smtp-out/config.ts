@@ -3,6 +3,10 @@ import { z } from 'zod';
 /** [smtp_out] - the SMTP Out Server. */
 export const SmtpOutConfig = z
   .object({
+    queue_colocated: z
+      .boolean()
+      .default(true)
+      .describe("queued's spool is on this host: read queue files in place (false = fetch each with `get` into a copy under DATA/smtp-out/, write new ones with `put` only, and do not look at [queued] spool)."),
     routes: z.record(z.string(), z.string()).default({}).describe('Transport map: domain -> "host:port", used instead of MX lookup.'),
     relay_host: z.string().default('').describe('Send all remote mail through this host:port ("" = deliver by MX).'),
     relay_user: z.string().default('').describe('AUTH user name for relay_host ("" = no AUTH).'),

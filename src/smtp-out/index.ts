@@ -11,7 +11,8 @@
 // Strategy: see outbound.ts (destinations, jobs in hand, dead-destination cache, slow start,
 //   round robin, rate delay, connection cache, back-off, bounces) and
 //   nexthop.ts (routes, relay host, MX with null-MX and A/AAAA fallback).
-// Config: [smtp_out] routes, relay_host, relay_user, relay_password, relay_tls_verify,
+// Config: [smtp_out] queue_colocated (false: messages fetched with queued's `get`, written with
+//   `put` only; see mail/queue-copy.ts), routes, relay_host, relay_user, relay_password, relay_tls_verify,
 //   relay_ca_file, port, first_retry_s,
 //   max_backoff_s, max_age_s, poll_s, concurrency, destination_concurrency,
 //   destination_jobs_limit, destination_rate_delay, dead_destination_s, max_sessions,
@@ -30,6 +31,7 @@ import path from 'node:path';
 
 import { DkimSigner } from '../mail/auth/dkim-sign.js';
 import { alertHandler } from '../mail/queue-consumer.js';
+import { QueueFiles } from '../mail/queue-copy.js';
 import { dataPath } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { createIpcServer } from '../shared/ipc-setup.js';
@@ -45,7 +47,9 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
   const signer = config.dkim.sign ? new DkimSigner(dataPath(config, config.dkim.keys_dir)) : null;
   const acceptor = new Acceptor({
     queued: outbound.queued,
-    spoolDir: path.resolve(dataPath(config, config.queued.spool)),
+    // Co-located: the spool folder is the one this host's queued uses (the seed's layout).
+    spoolDir: config.smtp_out.queue_colocated ? path.resolve(dataPath(config, config.queued.spool)) : null,
+    files: new QueueFiles(outbound.queued, config.smtp_out.queue_colocated ? null : dataPath(config, 'smtp-out/send-copies')),
     logger,
     destination: (domain) => outbound.destinationOf(domain),
     head: (src, file, offset) => outgoingHead(signer, logger, src, file, offset),

@@ -44,7 +44,9 @@ import { type Envelope, readEnvelopeFile } from '../mail/envelope.js';
 import { dnsFor } from '../mail/auth/dns.js';
 import { MtaSts } from '../mail/auth/mta-sts.js';
 import { QueueConsumer } from '../mail/queue-consumer.js';
-import { fileBody, spoolMessage } from '../mail/spool.js';
+import { type LocalFile, QueueFiles } from '../mail/queue-copy.js';
+import { fileBody, queueIsRemote, spoolMessage } from '../mail/spool.js';
+import { dataPath } from '../config/load.js';
 import { ipcClient } from '../shared/ipc-setup.js';
 import type { Logger } from '../shared/log.js';
 import { messagesBounced, messagesDeferred, messagesDelivered } from '../shared/metrics.js';
@@ -67,7 +69,10 @@ interface Item {
   unslot: () => void;
   /** Jobs of this file parked in a backlog. */
   parked: number;
+  /** The PATH queued handed out (done, defer). */
   file: string;
+  /** Where its bytes are read on this host (FILE when co-located). */
+  local: string;
   qid: string;
   env: Envelope;
   bodyOffset: number;
@@ -119,6 +124,7 @@ interface Failure {
 
 export class Outbound {
   readonly queued: IpcClient;
+  private readonly files: QueueFiles;
   private readonly authd: IpcClient;
   private readonly sts: MtaSts;
   private readonly destinations = new Map<string, Destination>();
@@ -135,6 +141,8 @@ export class Outbound {
     private readonly logger: Logger,
   ) {
     this.queued = ipcClient(config, 'queued');
+    if (!config.smtp_out.queue_colocated) queueIsRemote(this.queued);
+    this.files = new QueueFiles(this.queued, config.smtp_out.queue_colocated ? null : dataPath(config, 'smtp-out/queue-copies'));
     this.authd = ipcClient(config, 'authd');
     this.sts = new MtaSts(config.mta_sts, dnsFor(config.dns), (domain, err) => logger.warn({ event: 'smtp-out.mta_sts_error', domain, err }, 'MTA-STS policy lookup failed'));
     this.consumer = new QueueConsumer({
@@ -181,10 +189,16 @@ export class Outbound {
   }
 
   /** load - read a popped file and put its recipients on their destinations' job lists. */
-  private async load(file: string, release: () => void, unslot: () => void): Promise<void> {
+  private async load(file: string, releaseSlot: () => void, unslot: () => void): Promise<void> {
     let parsed;
+    let local: LocalFile = { file, drop: async () => {} };
+    const release = (): void => {
+      void local.drop();
+      releaseSlot();
+    };
     try {
-      parsed = await readEnvelopeFile(file);
+      local = await this.files.local('outgoing', file);
+      parsed = await readEnvelopeFile(local.file);
     } catch (err) {
       const gone = (err as NodeJS.ErrnoException).code === 'ENOENT';
       this.logger.error({ event: 'smtp-out.bad_file', qid: path.basename(file), err: String(err) }, gone ? 'queue file vanished' : 'unreadable queue file');
@@ -194,7 +208,7 @@ export class Outbound {
       return;
     }
     const env = parsed.envelope;
-    const item: Item = { release, unslot, parked: 0, file, qid: env.qid, env, bodyOffset: parsed.bodyOffset, size: parsed.size, eightBit: env.extra?.['eight-bit'] === '1', open: 0, failed: [] };
+    const item: Item = { release, unslot, parked: 0, file, local: local.file, qid: env.qid, env, bodyOffset: parsed.bodyOffset, size: parsed.size, eightBit: env.extra?.['eight-bit'] === '1', open: 0, failed: [] };
     // A requeued remainder waits out its back-off here (see requeue()).
     const notBefore = Date.parse(env.extra?.['not-before'] ?? '');
     if (notBefore > Date.now() || env.rcpt.length === 0) {
@@ -415,7 +429,7 @@ export class Outbound {
       return 'usable';
     }
     const reused = session.messages > 0;
-    const body = fileBody(item.file, item.bodyOffset);
+    const body = fileBody(item.local, item.bodyOffset);
     let result;
     try {
       result = await session.send(item.env.from, job.rcpts, body, size, item.eightBit && session.supports('8BITMIME'));
@@ -496,7 +510,7 @@ export class Outbound {
   private async requeue(item: Item, remaining: string[], seconds: number, reason: string): Promise<void> {
     const env: Envelope = { ...item.env, rcpt: remaining, extra: { ...item.env.extra, 'not-before': new Date(Date.now() + seconds * 1000).toISOString(), reason } };
     try {
-      const next = await spoolMessage(this.queued, 'outgoing', env, fileBody(item.file, item.bodyOffset));
+      const next = await spoolMessage(this.queued, 'outgoing', env, fileBody(item.local, item.bodyOffset));
       this.logger.info({ event: 'smtp-out.requeued', qid: item.qid, slot: path.basename(next.file), remaining, seconds }, 'remaining recipients requeued');
       await this.done(item);
     } catch (err) {
@@ -509,7 +523,7 @@ export class Outbound {
     try {
       const out = await queueBounce(
         { queued: this.queued, authd: this.authd, hostname: this.config.hostname, postmaster: this.config.router.postmaster, localDomains: this.config.authd.local_domains },
-        item.file,
+        item.local,
         item.env,
         item.bodyOffset,
         failed,

@@ -3,6 +3,10 @@ import { z } from 'zod';
 /** [smtpd] - the SMTP receiver. */
 export const SmtpdConfig = z
   .object({
+    queue_colocated: z
+      .boolean()
+      .default(true)
+      .describe("queued's spool is on this host: messages over 1 MiB are written into their slot file (false = every message goes to queued with `put`, up to 64 MiB; smtpd never opens a path of queued's)."),
     host: z.string().default('0.0.0.0').describe('Address the SMTP listeners bind to.'),
     port: z.number().int().min(-1).max(65535).default(2525).describe('MX port (plain, STARTTLS offered); 0 picks a free port, -1 disables.'),
     submission_port: z.number().int().min(-1).max(65535).default(2587).describe('Submission port (STARTTLS, AUTH required).'),

@@ -6,7 +6,8 @@
 // CALLS: authd `auth` (AUTH PLAIN/LOGIN), `domain` + `verify` (RCPT), `resolve` (MAIL FROM
 //   ownership); queued `slot: incoming`, then `put: incoming ; PATH ; LENGTH` + the bytes (up
 //   to 1 MiB: journaled by queued, group commit) or the file written and `push: incoming ;
-//   PATH ; synced` (bigger messages).
+//   PATH ; synced` (bigger messages). With [smtpd] queue_colocated = false every message goes
+//   with `put` (up to 64 MiB) and the slot PATH is only its name: no access to queued's disk.
 // LISTENERS: [smtpd] port (MX, STARTTLS offered), submission_port (STARTTLS, AUTH required),
 //   submissions_port (implicit TLS, AUTH required); -1 disables one, 0 picks a free port.
 // CONFIG: [smtpd] max_message_size, max_recipients, max_line_length, max_command_length,
@@ -46,6 +47,7 @@ import type { SMTPServerOptions } from 'smtp-server';
 import { isLoopbackIp } from '../shared/client-ip.js';
 import { ConnectionLimiter } from '../shared/connection-limiter.js';
 import { ipcClient } from '../shared/ipc-setup.js';
+import { queueIsRemote } from '../mail/spool.js';
 import { messagesRejected } from '../shared/metrics.js';
 import type { RunningServer, ServerContext } from '../shared/server-module.js';
 import { ensureTls } from '../shared/tls.js';
@@ -68,6 +70,8 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
   const tls = await ensureTls(config);
   const authd = ipcClient(config, 'authd');
   const queued = ipcClient(config, 'queued');
+  // Not co-located with queued: every message goes with `put` (the slot PATH only names it).
+  if (!config.smtpd.queue_colocated) queueIsRemote(queued);
   const limits = new ConnectionLimiter(() => cfg);
   // queued answers one `put` at a time per connection: sessions share a few, so puts in flight
   // reach its journal together and share one flush.

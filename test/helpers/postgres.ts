@@ -15,6 +15,8 @@ import { freePort } from './tmp.js';
 export interface TestPostgres {
   /** A URL for database NAME (made by createDatabase, or `postgres`). */
   url(name?: string): string;
+  /** socketUrl - the same over the Unix socket (for a client in another network namespace). */
+  socketUrl(name?: string): string;
   createDatabase(name: string): Promise<string>;
   /** stop - a fast shutdown; resolves once the server exited. */
   stop(): Promise<void>;
@@ -101,6 +103,7 @@ export async function startPostgres(): Promise<TestPostgres> {
   await start();
   return {
     url,
+    socketUrl: (name = 'postgres') => `postgres://fmail@/${name}?host=${encodeURIComponent(dir)}&port=${port}`,
     async createDatabase(name: string): Promise<string> {
       const c = new pg.Client({ connectionString: url() });
       await c.connect();
