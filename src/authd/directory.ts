@@ -23,6 +23,7 @@ const IMPLICIT = new Set(['postmaster', 'abuse']);
 
 interface Snapshot {
   users: Map<string, string>; // user -> stored password
+  mailhosts: Map<string, string>; // user -> its mailboxd's IPC address (only users that have one)
   aliases: Map<string, string[]>;
   firstUserOf: Map<string, string>; // domain -> first user in file order
   domains: Set<string>;
@@ -36,7 +37,7 @@ export interface DirectoryOptions {
 }
 
 export class Directory {
-  private snap: Snapshot = { users: new Map(), aliases: new Map(), firstUserOf: new Map(), domains: new Set() };
+  private snap: Snapshot = { users: new Map(), mailhosts: new Map(), aliases: new Map(), firstUserOf: new Map(), domains: new Set() };
   private stamp = '';
   private lastStat = 0;
 
@@ -83,6 +84,11 @@ export class Directory {
     return this.snap.users.get(user);
   }
 
+  /** mailhost - the IPC address of a real user's mailboxd ('' = the configured one). */
+  mailhost(user: string): string {
+    return this.snap.mailhosts.get(user) ?? '';
+  }
+
   /** isLocalDomain - a domain of a user or alias, or listed in [authd] local_domains. */
   isLocalDomain(domain: string): boolean {
     return this.snap.domains.has(domain.trim().toLowerCase());
@@ -126,7 +132,7 @@ export class Directory {
 
   private load(): Snapshot {
     const { logger, usersFile, aliasesFile, authd } = this.opts;
-    const snap: Snapshot = { users: new Map(), aliases: new Map(), firstUserOf: new Map(), domains: new Set() };
+    const snap: Snapshot = { users: new Map(), mailhosts: new Map(), aliases: new Map(), firstUserOf: new Map(), domains: new Set() };
     const u = parseUsers(readText(usersFile));
     for (const p of u.problems) logger.warn({ event: 'authd.bad_line', file: usersFile, line: p.line, reason: p.reason }, 'users file: line skipped');
     for (const e of u.users) {
@@ -134,6 +140,7 @@ export class Directory {
         logger.warn({ event: 'authd.bad_scheme', file: usersFile, line: e.line, user: e.user }, 'users file: unsupported password scheme; this user cannot log in');
       }
       snap.users.set(e.user, e.password);
+      if (e.mailhost) snap.mailhosts.set(e.user, e.mailhost);
       const d = domainOf(e.user);
       snap.domains.add(d);
       if (!snap.firstUserOf.has(d)) snap.firstUserOf.set(d, e.user);

@@ -3,7 +3,7 @@
 // Every name from the wire is checked here, at the boundary: canonicalUser + isSafeUserName
 // (no `/`, `..`, NUL, white space); anything else is `error` before any lookup.
 
-import { type IpcServer, type Reply, error, ok } from '../ipc/index.js';
+import { type IpcServer, type Reply, error, failure, ok } from '../ipc/index.js';
 import type { Logger } from '../shared/log.js';
 import { canonicalUser, isSafeUserName } from '../mail/address.js';
 import { normalizeIp } from '../shared/client-ip.js';
@@ -39,6 +39,17 @@ export function registerHandlers(server: IpcServer, st: AuthdState): void {
       st.directory.refresh();
       const users = st.directory.resolve(ctx.params[0]!);
       return users.length > 0 ? ok(...users) : error('no such user');
+    },
+  });
+
+  server.on('mailhost', {
+    params: 1,
+    handle: (ctx) => {
+      st.directory.refresh();
+      const user = canonicalUser(ctx.params[0]!);
+      if (st.directory.password(user) === undefined) return failure('5.1.1', `unknown user ${user.slice(0, 200)}`);
+      const host = st.directory.mailhost(user);
+      return host ? ok(host) : ok();
     },
   });
 
@@ -81,5 +92,8 @@ async function auth(st: AuthdState, rawUser: string, password: string, clientIp?
   if (good) st.limiter.forgive(`u:${user}`);
   authAttempts.inc({ result: good ? 'ok' : 'failed' });
   st.logger.info({ event: good ? 'authd.auth_ok' : 'authd.auth_failed', user, client: ip }, good ? 'authenticated' : 'authentication failed');
-  return good ? ok(user) : error(AUTH_FAILED);
+  if (!good) return error(AUTH_FAILED);
+  // The user's mailbox host as a second parameter only when it has one (seed clients read USER).
+  const host = st.directory.mailhost(user);
+  return host ? ok(user, host) : ok(user);
 }

@@ -4,8 +4,10 @@
 //   "Authentication Server": `verify`, `auth`.
 // IPC MESSAGES ANSWERED
 //   verify: USER                      ok if USER is a user or an address that delivers to one
-//   auth: USER ; PASSWORD [; CLIENT]  ok: USER (canonical name) | error: authentication failed
-//                                     | error: too many attempts
+//   auth: USER ; PASSWORD [; CLIENT]  ok: USER (canonical name) [; MAILHOST] | error: authentication
+//                                     failed | error: too many attempts
+//   mailhost: USER                    ok: ADDRESS (the users file's `mailhost=`) | ok (the default
+//                                     mailboxd) | error: 5.1.1 unknown user
 //   resolve: ADDRESS                  ok: USER1 ; USER2 ...  (the local users it delivers to)
 //   domain: DOMAIN                    ok if DOMAIN is local
 // SERVERS CALLED

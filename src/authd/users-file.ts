@@ -1,9 +1,11 @@
 // users file - Dovecot's passwd-file format, one user a line:
 //   user:password:uid:gid:gecos:home:shell:extra_fields
 // We write `alice@example.test:{ARGON2ID}$argon2id$...::::::` and read any passwd-file line;
-// fields after the password are kept as they are but not used. `#` comments and blank lines
-// are allowed. A malformed line is reported with its number and skipped, never fatal.
+// fields after the password are kept as they are; of the extra fields (Dovecot's space-separated
+// `key=value` list, the 8th field) we read `mailhost=ADDRESS`: the IPC address of the mailboxd
+// that holds this user's mail (issue 18). `#` comments and blank lines are allowed. A malformed line is reported with its number and skipped, never fatal.
 
+import { parseAddress } from '../ipc/address.js';
 import { canonicalUser, isSafeUserName } from '../mail/address.js';
 
 export interface UserEntry {
@@ -11,6 +13,8 @@ export interface UserEntry {
   user: string;
   /** `{SCHEME}value`, or '' for a user that cannot log in */
   password: string;
+  /** IPC address of the user's mailboxd (`mailhost=` extra field), '' = the configured one */
+  mailhost: string;
   /** 1-based line number */
   line: number;
 }
@@ -61,12 +65,23 @@ export function parseUsers(text: string): { users: UserEntry[]; problems: LinePr
 }
 
 /** parseUserLine - one non-comment line: its user and password, or why it is malformed. */
-export function parseUserLine(raw: string): { user: string; password: string } | { reason: string } {
+export function parseUserLine(raw: string): { user: string; password: string; mailhost: string } | { reason: string } {
   const fields = raw.split(':');
   if (fields.length < 2) return { reason: 'expected user:password[:uid:gid:gecos:home:shell:extra]' };
   const user = canonicalUser(fields[0]!);
   if (!isSafeUserName(user)) return { reason: `bad user name ${JSON.stringify(fields[0])} (a full address is expected)` };
-  return { user, password: fields[1]!.trim() };
+  // The extra fields are the rest of the line: an address like socket://10.0.0.4:14103 has colons.
+  let mailhost = '';
+  for (const f of fields.slice(7).join(':').split(/\s+/)) {
+    if (!f.startsWith('mailhost=')) continue;
+    mailhost = f.slice('mailhost='.length);
+    try {
+      parseAddress(mailhost);
+    } catch (err) {
+      return { reason: `bad mailhost ${JSON.stringify(mailhost.slice(0, 80))}: ${(err as Error).message}` };
+    }
+  }
+  return { user, password: fields[1]!.trim(), mailhost };
 }
 
 /** formatUserLine - the line we write for a user. */
@@ -86,8 +101,11 @@ export function setUser(text: string, user: string, password: string): string {
   const lines = splitLines(text);
   const line = formatUserLine(user, password);
   const at = lines.findIndex((l) => lineUser(l) === user);
-  if (at >= 0) lines[at] = line;
-  else lines.push(line);
+  if (at >= 0) {
+    // A new password keeps the fields after it (uid ... extra fields, e.g. mailhost=).
+    const rest = lines[at]!.replace(/\r$/, '').split(':').slice(2);
+    lines[at] = rest.length >= 6 ? `${user}:${password}:${rest.join(':')}` : line;
+  } else lines.push(line);
   return lines.join('\n') + '\n';
 }
 

@@ -35,10 +35,11 @@ import tls from 'node:tls';
 import { ok, replyText } from '../ipc/index.js';
 import { canonicalUser } from '../mail/address.js';
 import type { Config } from '../config/schema.js';
-import { createIpcServer, ipcClient } from '../shared/ipc-setup.js';
+import { createIpcServer, ipcClient, ipcClientAt } from '../shared/ipc-setup.js';
 import { ConnectionLimiter } from '../shared/connection-limiter.js';
 import type { RunningServer, ServerContext } from '../shared/server-module.js';
 import { ensureTls } from '../shared/tls.js';
+import { HostRoutedStore } from './host-store.js';
 import { MailboxdStore } from './mailboxd-store.js';
 import { Session, type SessionDeps } from './session.js';
 import type { MailStore } from './store.js';
@@ -62,15 +63,19 @@ export async function start(ctx: ServerContext, overrides: ImapdOverrides = {}):
   const authd = ipcClient(config, 'authd');
   const pool = Array.from({ length: POOL_SIZE }, () => ipcClient(config, 'mailboxd'));
   const hub = new WatchHub(pool[0]!, logger);
+  // Users on other mailbox hosts (authd's `auth` answer): that host's mailboxd, same callback.
+  let callbackAddress = '';
+  const routed = new HostRoutedStore(new MailboxdStore(pool, hub), (address) => ipcClientAt(config, address), POOL_SIZE, () => callbackAddress, logger);
   const callbacks = createIpcServer(config, 'imapd', logger);
   callbacks.on('changed', {
     params: [2, 5],
     handle: (c) => {
       hub.changed(c.params[0]!, c.params[1]!);
+      routed.changed(c.params[0]!, c.params[1]!);
       return ok();
     },
   });
-  const callbackAddress = await callbacks.listen(config.ipc.imapd);
+  callbackAddress = await callbacks.listen(config.ipc.imapd);
   hub.start(callbackAddress);
 
   const sessions = new Set<Session>();
@@ -80,14 +85,16 @@ export async function start(ctx: ServerContext, overrides: ImapdOverrides = {}):
   const deps: SessionDeps = {
     cfg: () => config.imapd,
     secureContext,
-    store: overrides.store ?? new MailboxdStore(pool, hub),
+    store: overrides.store ?? routed,
     logger,
     authenticate:
       overrides.authenticate ??
       (async (name, password, clientIp) => {
         const reply = await authd.request('auth', [name, password, clientIp]);
         if (!reply.ok) return { ok: false, temporary: false };
-        return { ok: true, user: replyText(reply) || canonicalUser(name) };
+        const user = replyText(reply) || canonicalUser(name);
+        routed.noteHost(user, reply.params[1] ?? '');
+        return { ok: true, user };
       }),
   };
 
@@ -136,6 +143,7 @@ export async function start(ctx: ServerContext, overrides: ImapdOverrides = {}):
       const deadline = Date.now() + 5000;
       while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       hub.close();
+      routed.close();
       await callbacks.close();
       authd.close();
       for (const c of pool) c.close();

@@ -36,7 +36,7 @@ import tls from 'node:tls';
 
 import type { Config } from '../config/schema.js';
 import { ConnectionLimiter } from '../shared/connection-limiter.js';
-import { ipcClient } from '../shared/ipc-setup.js';
+import { ipcClient, ipcClientAt } from '../shared/ipc-setup.js';
 import type { RunningServer, ServerContext } from '../shared/server-module.js';
 import { ensureTls } from '../shared/tls.js';
 import { MaildropLocks } from './locks.js';
@@ -57,7 +57,8 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
     cfg: () => config.pop3d,
     secureContext,
     authd,
-    openMailboxd: () => ipcClient(config, 'mailboxd'),
+    // A user with a mailbox host (authd's `auth` answer, `mailhost=` in the users file) is served by that mailboxd.
+    openMailboxd: (host?: string) => (host ? ipcClientAt(config, host) : ipcClient(config, 'mailboxd')),
     locks: new MaildropLocks(),
     logger,
   };

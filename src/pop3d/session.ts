@@ -29,7 +29,8 @@ export interface SessionDeps {
   secureContext: tls.SecureContext;
   authd: IpcClient;
   /** A fresh mailboxd connection: one per session, as mailboxd numbers messages per connection. */
-  openMailboxd(): IpcClient;
+  /** A mailboxd connection: the user's mailbox host HOST (from authd), else the configured one. */
+  openMailboxd(host?: string): IpcClient;
   locks: MaildropLocks;
   logger: Logger;
 }
@@ -306,7 +307,7 @@ export class Session {
       return this.err('[IN-USE] Mailbox is locked by another POP3 session');
     }
     this.user = user;
-    this.mailboxd = this.deps.openMailboxd();
+    this.mailboxd = this.deps.openMailboxd(reply.params[1] || undefined);
     try {
       this.maildrop = await Maildrop.open(this.mailboxd, user);
     } catch (err) {

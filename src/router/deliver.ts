@@ -26,6 +26,8 @@ export interface Clients {
   /** Reads popped messages: in place when co-located with queued, else a copy fetched with `get`. */
   files: QueueFiles;
   mailboxd(): IpcClient;
+  /** The mailboxd that stores USER's mail (its mailbox host, else mailboxd()). */
+  mailboxdFor(user: string): Promise<IpcClient>;
   all(): IpcClient[];
 }
 
@@ -202,7 +204,7 @@ async function storeLocal(job: Job, user: string, rcpt: string): Promise<Outcome
   try {
     // The qid makes the store idempotent: after a crash before `done`, mailboxd recognises the
     // (qid, recipient) it already stored and answers `ok` without a second copy.
-    const r = await job.clients.mailboxd().store('store', [user, rcpt, String(length), job.qid], body, length);
+    const r = await (await job.clients.mailboxdFor(user)).store('store', [user, rcpt, String(length), job.qid], body, length);
     if (r.ok) return { rcpt, kind: 'ok' };
     return classifyError(rcpt, 'mailboxd', r.params[0] ?? '');
   } catch (err) {

@@ -3,7 +3,8 @@
 
 import { IpcClient } from '../ipc/index.js';
 import type { Config } from '../config/schema.js';
-import { ipcClient } from '../shared/ipc-setup.js';
+import { ipcClient, ipcClientAt } from '../shared/ipc-setup.js';
+import { Mailhosts } from './mailhosts.js';
 import { QueueConsumer } from '../mail/queue-consumer.js';
 import { QueueFiles } from '../mail/queue-copy.js';
 import { queueIsRemote } from '../mail/spool.js';
@@ -25,13 +26,19 @@ export class Router {
     const queued = ipcClient(config, 'queued');
     // Not co-located: every new message (requeued remainders, bounces) goes to queued with `put`.
     if (!config.router.queue_colocated) queueIsRemote(queued);
+    const authd = ipcClient(config, 'authd');
+    const mailhosts = new Mailhosts(authd, (address) => ipcClientAt(config, address), config.router.concurrency);
     this.clients = {
       queued,
       files: new QueueFiles(queued, config.router.queue_colocated ? null : dataPath(config, 'router/queue-copies')),
-      authd: ipcClient(config, 'authd'),
+      authd,
       smtpOut: ipcClient(config, 'smtp_out'),
       mailboxd: () => mailboxd[this.nextMailbox++ % mailboxd.length]!,
-      all: () => [this.clients.queued, this.clients.authd, this.clients.smtpOut, ...mailboxd],
+      mailboxdFor: async (user) => {
+        const host = await mailhosts.hostOf(user);
+        return host ? mailhosts.client(host) : this.clients.mailboxd();
+      },
+      all: () => [this.clients.queued, this.clients.authd, this.clients.smtpOut, ...mailboxd, ...mailhosts.all()],
     };
     this.consumer = new QueueConsumer({
       queued: this.clients.queued,

@@ -26,5 +26,10 @@ export function createIpcServer(config: Config, serverName: string, logger: Logg
 
 /** ipcClient - a persistent client to one of the configured servers. */
 export function ipcClient(config: Config, peer: IpcPeer, timeoutMs = config.ipc.timeout_ms): IpcClient {
-  return new IpcClient(config.ipc[peer], { timeoutMs, secret: ipcSecret(config, { create: true }) });
+  return ipcClientAt(config, config.ipc[peer], timeoutMs);
+}
+
+/** ipcClientAt - a client of the server at ADDRESS (one named by authd, e.g. a user's mailbox host). */
+export function ipcClientAt(config: Config, address: string, timeoutMs = config.ipc.timeout_ms): IpcClient {
+  return new IpcClient(address, { timeoutMs, secret: ipcSecret(config, { create: true }) });
 }

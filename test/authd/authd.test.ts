@@ -51,6 +51,22 @@ describe('authd verify/auth', () => {
     assert.equal((await a.client.request('auth', ['sales@example.test', 'right horse'])).ok, false);
   });
 
+  test('mailhost: a user\'s mailbox host from the users file, in `mailhost` and as auth\'s second parameter', async () => {
+    assert.deepEqual(await a.client.request('mailhost', ['alice@example.test']), { ok: true, params: [] });
+    const usersFile = path.join(a.dir, 'users');
+    const before = readFileSync(usersFile, 'utf8');
+    try {
+      writeFileSync(usersFile, before.replace(/^(alice@example\.test:.*)$/m, '$1mailhost=socket://10.0.0.4:14103'));
+      await waitFor(async () => (await a.client.request('mailhost', ['Alice@example.test'])).params[0] === 'socket://10.0.0.4:14103' || null);
+      assert.deepEqual(await a.client.request('auth', ['alice@example.test', 'right horse']), { ok: true, params: ['alice@example.test', 'socket://10.0.0.4:14103'] });
+      const unknown = await a.client.request('mailhost', ['mallory@example.test']);
+      assert.equal(unknown.ok, false);
+      assert.match(unknown.params[0]!, /^5\.1\.1 /);
+    } finally {
+      writeFileSync(usersFile, before);
+    }
+  });
+
   test('a password with ; % spaces and Unicode, sent percent-encoded on the wire', async () => {
     assert.equal((await a.client.request('auth', ['bob@example.test', TRICKY])).ok, true);
     assert.equal((await a.client.request('auth', ['bob@example.test', TRICKY.trim()])).ok, false);

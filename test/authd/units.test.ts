@@ -61,9 +61,30 @@ describe('users file', () => {
     );
   });
 
+  test('mailhost= extra field: parsed (colons in the address), a bad one skips the line', () => {
+    const { users, problems } = parseUsers(
+      ['a@example.test:{X}a::::::mailhost=socket://10.0.0.4:14103 quota_rule=*:storage=1G', 'b@example.test:{X}b::::::', 'c@example.test:{X}c::::::mailhost=nonsense'].join('\n'),
+    );
+    assert.deepEqual(
+      users.map((u) => [u.user, u.mailhost]),
+      [
+        ['a@example.test', 'socket://10.0.0.4:14103'],
+        ['b@example.test', ''],
+      ],
+    );
+    assert.deepEqual(
+      problems.map((p) => p.line),
+      [3],
+    );
+  });
+
   test('set and delete keep every other line', () => {
     const changed = setUser(text, 'alice@example.test', '{PLAIN}new');
-    assert.equal(changed.split('\n')[1], 'alice@example.test:{PLAIN}new::::::');
+    // The fields after the password stay (uid, gid, home; extra fields such as mailhost=).
+    assert.equal(changed.split('\n')[1], 'alice@example.test:{PLAIN}new:1000:1000::/home/a::');
+    const withHost = setUser('dan@example.test:{X}old::::::mailhost=socket://10.0.0.4:14103\n', 'dan@example.test', '{X}new');
+    assert.equal(withHost, 'dan@example.test:{X}new::::::mailhost=socket://10.0.0.4:14103\n');
+    assert.equal(setUser('eve@example.test:{X}old\n', 'eve@example.test', '{X}new'), 'eve@example.test:{X}new::::::\n');
     assert.equal(changed.split('\n')[2], 'bad line without colon');
     const added = setUser('', 'carol@example.test', '{X}y');
     assert.equal(added, 'carol@example.test:{X}y::::::\n');

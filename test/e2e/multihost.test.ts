@@ -3,6 +3,7 @@
 //   mx1, mx2  smtpd + pop3d            (queue_colocated = false: every message goes with `put`)
 //   core      queued on PostgreSQL, router, smtp-out (queue_colocated = false: bytes by `get`)
 //   store     authd + mailboxd
+//   store2    mailboxd only: bob's mailbox host (`mailhost=` in the users file, issue 18)
 // IPC between hosts over TCP with a shared secret. Mail sent to both MX hosts (small, 8-bit,
 // dot-lines, one of 1.5 MiB) is delivered once and read back byte-exact over POP3 from both MX
 // hosts. FMAIL_TEST_NO_NETNS=1 forces the loopback layout.
@@ -10,7 +11,7 @@
 // core host's external component, not a folder the FancyMail hosts share.
 
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -37,7 +38,8 @@ function hostConfig(net: Net, name: string, pgUrl: string): string {
     '[ipc]',
     `secret = "${SECRET}"`,
     `authd = ${at('store', 14100)}`,
-    `mailboxd = ${at('store', 14103)}`,
+    // store2's mailboxd listens on its own address; everyone else's default mailboxd is store's.
+    `mailboxd = ${at(name === 'store2' ? 'store2' : 'store', 14103)}`,
     `queued = ${at('core', 14101)}`,
     `smtp_out = ${at('core', 14102)}`,
     `router = ${at('core', 14104)}`,
@@ -171,7 +173,7 @@ describe('several hosts, no shared disk', { skip: NO_POSTGRES }, () => {
 
   before(async () => {
     pg = await startPostgres();
-    netw = makeNet(tmp.dir, ['mx1', 'mx2', 'core', 'store']);
+    netw = makeNet(tmp.dir, ['mx1', 'mx2', 'core', 'store', 'store2']);
     await pg.createDatabase('fmail');
     const pgUrl = pg.socketUrl('fmail');
     const cfg = (name: string): string => {
@@ -182,10 +184,17 @@ describe('several hosts, no shared disk', { skip: NO_POSTGRES }, () => {
     const store = cfg('store');
     const add = await fmailAsync(['user', 'add', 'alice@example.test', '--password-stdin', '-c', store], PASSWORD + '\n');
     assert.equal(add.status, 0, add.stderr);
+    const addBob = await fmailAsync(['user', 'add', 'bob@example.test', '--password-stdin', '-c', store], PASSWORD + '\n');
+    assert.equal(addBob.status, 0, addBob.stderr);
+    // Dovecot's extra fields are the 8th field: bob's mail lives on store2.
+    const usersFile = path.join(netw.hosts.get('store')!.dir, 'users');
+    const bobHost = `socket://${netw.hosts.get('store2')!.addr}:14103`;
+    writeFileSync(usersFile, readFileSync(usersFile, 'utf8').replace(/^(bob@example\.test:.*)$/m, `$1mailhost=${bobHost}`));
     const core = cfg('core');
     const mig = await fmailAsync(['db', 'migrate', '-c', core]);
     assert.equal(mig.status, 0, mig.stderr);
     await netw.start('store', ['authd', 'mailboxd'], store);
+    await netw.start('store2', ['mailboxd'], cfg('store2'));
     await netw.start('core', ['queued', 'smtp-out', 'router'], core);
     await netw.start('mx1', ['smtpd', 'pop3d'], cfg('mx1'));
     await netw.start('mx2', ['smtpd', 'pop3d'], cfg('mx2'));
@@ -198,6 +207,29 @@ describe('several hosts, no shared disk', { skip: NO_POSTGRES }, () => {
     }
     await pg?.cleanup();
     tmp.cleanup();
+  });
+
+  test("a user's mail goes to its mailbox host (users file mailhost=), read back over POP3", { timeout: 120_000 }, async () => {
+    const mx1 = netw.hosts.get('mx1')!.addr;
+    const mx2 = netw.hosts.get('mx2')!.addr;
+    const sent = [0, 1, 2, 3].map((i) => Buffer.from(`From: sender@outside.test\r\nTo: bob@example.test\r\nSubject: bob-${i}\r\n\r\nfor bob ${i}\r\n`, 'latin1'));
+    await Promise.all(sent.map((m, i) => smtpSend(i % 2 ? mx2 : mx1, 2525, 'bob@example.test', m)));
+    const got = await waitFor(
+      async () => {
+        const all = await pop3All(mx2, 1110, 'bob@example.test', PASSWORD);
+        return all.length >= sent.length ? all : null;
+      },
+      60_000,
+      200,
+    );
+    assert.equal(got.length, sent.length);
+    for (const m of sent) assert.equal(got.filter((g) => g.subarray(g.length - m.length).equals(m)).length, 1);
+    const maildirs = (host: string): string[] => {
+      const d = path.join(netw.hosts.get(host)!.dir, 'mail');
+      return existsSync(d) ? readdirSync(d) : [];
+    };
+    assert.ok(maildirs('store2').some((u) => u.startsWith('bob')), `bob's Maildir on store2: ${maildirs('store2').join(',')}`);
+    assert.ok(!maildirs('store').some((u) => u.startsWith('bob')), `no Maildir of bob on store: ${maildirs('store').join(',')}`);
   });
 
   test('mail to both MX hosts is delivered once, byte-exact over POP3 from either', { timeout: 120_000 }, async (t) => {
@@ -237,6 +269,6 @@ describe('several hosts, no shared disk', { skip: NO_POSTGRES }, () => {
     // No host but core has a queue folder: nobody wrote into queued's spool from afar.
     // The router read the messages through `get` (its copy folder), not in queued's spool.
     assert.ok(existsSync(path.join(netw.hosts.get('core')!.dir, 'router', 'queue-copies')));
-    for (const name of ['mx1', 'mx2', 'store']) assert.equal(existsSync(path.join(netw.hosts.get(name)!.dir, 'queue')), false, `${name} has no queue folder`);
+    for (const name of ['mx1', 'mx2', 'store', 'store2']) assert.equal(existsSync(path.join(netw.hosts.get(name)!.dir, 'queue')), false, `${name} has no queue folder`);
   });
 });
