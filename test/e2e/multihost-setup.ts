@@ -45,6 +45,8 @@ function hostConfig(net: Net, name: string, pgUrl: string, extra: string): strin
     `imapd = "socket://${h.addr}:14105"`,
     '[queued]',
     'backend = "postgres"',
+    // A dead consumer's leases come back soon (the crash test kills hosts).
+    'lease_s = 10',
     `postgres_url = ${JSON.stringify(pgUrl)}`,
     '[smtpd]',
     `host = "${h.addr}"`,
