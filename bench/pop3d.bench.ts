@@ -236,7 +236,9 @@ async function startFancyMail(dir: string): Promise<{ child: ChildProcess; pop3:
   ].join('\n');
   const cfgFile = path.join(dir, 'fmail.toml');
   writeFileSync(cfgFile, toml + '\n');
-  const child = spawn(process.execPath, [path.join(root, 'bin/fmail.js'), 'start', 'authd', 'mailboxd', 'pop3d', '-c', cfgFile], {
+  // FMAIL_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") as for the tests' spawned fmail.
+  const nodeArgs = process.env.FMAIL_NODE_ARGS ? process.env.FMAIL_NODE_ARGS.split(' ') : [];
+  const child = spawn(process.execPath, [...nodeArgs, path.join(root, 'bin/fmail.js'), 'start', 'authd', 'mailboxd', 'pop3d', '-c', cfgFile], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   // Its log is read to the end (a pipe nobody reads would stall the server), 'running' waited for.

@@ -95,6 +95,11 @@ export class LineReader {
     return out;
   }
 
+  /** hasLine - a complete line (or the end of an overlong one) is buffered: next() will not wait. */
+  hasLine(): boolean {
+    return this.buf.indexOf(10) >= 0;
+  }
+
   /** next - the next command line (CRLF or LF stripped), a length error, or null at the end. */
   async next(): Promise<ReadResult> {
     for (;;) {

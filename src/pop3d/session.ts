@@ -6,7 +6,7 @@
 // connection is closed), the autologout timer, and the plaintext-login policy.
 
 import net from 'node:net';
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import tls from 'node:tls';
 
 import { type IpcClient, replyText } from '../ipc/index.js';
@@ -50,6 +50,9 @@ const ANY: readonly State[] = ['AUTHORIZATION', 'TRANSACTION'];
 
 /** RETRs pipelined right behind the current one whose mailboxd `retr` is sent ahead of time. */
 const READ_AHEAD = 8;
+
+/** At most this much of held (corked) pipelined replies before they are flushed and waited for. */
+const CORK_BYTES = 256 * 1024;
 
 /** An overlong line that never ends is dropped this far, then the connection is closed. */
 const ABSURD_LINE_BYTES = 64 * 1024;
@@ -122,6 +125,9 @@ export class Session {
     try {
       this.send('+OK FancyMail POP3 server ready');
       while (!this.closing) {
+        // Pipelined commands already here: their replies go out together, in one write, when
+        // the last of them is answered (as Dovecot's corked output), not one write each.
+        this.setCork(this.state === 'TRANSACTION' && this.reader.hasLine());
         this.deadline.start(this.deps.cfg().idle_timeout_s * 1000);
         const r = await this.reader.next();
         this.deadline.stop();
@@ -174,6 +180,22 @@ export class Session {
   }
 
   // ---- replies and limits ----
+
+  private corked = false;
+
+  /** setCork - hold replies back while more pipelined commands wait, flush when none does. */
+  private setCork(on: boolean): void {
+    if (on === this.corked) return;
+    this.corked = on;
+    if (on) this.sock.cork();
+    else this.sock.uncork();
+  }
+
+  /** drain - flush held replies and wait until the client has taken them (back-pressure). */
+  private async drain(): Promise<void> {
+    this.setCork(false);
+    await drained(this.sock);
+  }
 
   private send(line: string): void {
     if (!this.sock.destroyed) this.sock.write(line + '\r\n');
@@ -441,7 +463,9 @@ export class Session {
   private async sendSmall(head: string, data: Buffer, top: TopCut | null): Promise<void> {
     const stuffer = new DotStuffer();
     const body = stuffer.encode(top ? top.cut(data) : data);
-    if (!this.sock.write(Buffer.concat([Buffer.from(head), body, stuffer.finish()]))) await drained(this.sock);
+    const room = this.sock.write(Buffer.concat([Buffer.from(head), body, stuffer.finish()]));
+    // Held replies may pass the socket's high-water mark up to CORK_BYTES before we wait.
+    if (!room && (!this.corked || this.sock.writableLength >= CORK_BYTES)) await this.drain();
   }
 
   /**
@@ -449,9 +473,10 @@ export class Session {
    * at a chunk or two whatever the size. The source is read to its end even after a TOP cut,
    * so the mailboxd connection stays in step.
    */
-  private async sendBody(source: Readable, top: TopCut | null): Promise<void> {
+  private async sendBody(source: AsyncIterable<Buffer>, top: TopCut | null): Promise<void> {
     const stuffer = new DotStuffer();
     const sock = this.sock;
+    this.setCork(false);
     for await (const chunk of source) {
       const part = top ? top.cut(chunk as Buffer) : (chunk as Buffer);
       if (part.length === 0) continue;
