@@ -463,7 +463,13 @@ export class Session {
   private async sendSmall(head: string, data: Buffer, top: TopCut | null): Promise<void> {
     const stuffer = new DotStuffer();
     const body = stuffer.encode(top ? top.cut(data) : data);
-    const room = this.sock.write(Buffer.concat([Buffer.from(head), body, stuffer.finish()]));
+    // Held back anyway (corked): three writes become one writev without copying the body.
+    let room: boolean;
+    if (this.corked) {
+      this.sock.write(head);
+      this.sock.write(body);
+      room = this.sock.write(stuffer.finish());
+    } else room = this.sock.write(Buffer.concat([Buffer.from(head), body, stuffer.finish()]));
     // Held replies may pass the socket's high-water mark up to CORK_BYTES before we wait.
     if (!room && (!this.corked || this.sock.writableLength >= CORK_BYTES)) await this.drain();
   }

@@ -20,6 +20,7 @@ import { Pop3TestClient } from './pop3-client.js';
 
 const ALICE = 'alice@example.test';
 const BOB = 'bob@example.test';
+const CAROL = 'carol@example.test';
 
 describe('pop3d with the real authd and mailboxd', () => {
   const tmp = tempDir('fmail-pop3d-int-');
@@ -52,7 +53,7 @@ describe('pop3d with the real authd and mailboxd', () => {
   };
 
   before(async () => {
-    writeFileSync(path.join(tmp.dir, 'users'), `${ALICE}:{PLAIN}secret::::::\n${BOB}:{PLAIN}bobpw::::::\n`);
+    writeFileSync(path.join(tmp.dir, 'users'), `${ALICE}:{PLAIN}secret::::::\n${BOB}:{PLAIN}bobpw::::::\n${CAROL}:{PLAIN}carolpw::::::\n`);
     config = testConfig(tmp.dir, { pop3d: { failed_login_delay_ms: 20 } });
     system = await startSystem(config, silentLogger(), ['authd', 'mailboxd', 'pop3d']);
     const pop = system.servers.find((s) => s.name === 'pop3d')!;
@@ -135,6 +136,24 @@ describe('pop3d with the real authd and mailboxd', () => {
     assert.match(st, /^\+OK \d+ octets/);
     assert.ok(body.equals(maildir(BOB)[0]!));
     assert.ok(body.subarray(-big.length).equals(big));
+    await c.cmd('QUIT');
+  });
+
+  test('100 pipelined RETRs (replies held and flushed together, past the 256 KiB hold) come back in order, byte-exact', async () => {
+    const sent: Buffer[] = [];
+    for (let i = 1; i <= 100; i++) {
+      const m = Buffer.from(`Subject: p${i}\r\n\r\n.first dot\r\n` + `line ${i} of the pipelined set ..\r\n.\r\n`.repeat(1000));
+      sent.push(m);
+      await deliver(CAROL, m);
+    }
+    const c = await connect();
+    assert.match(await c.login(CAROL, 'carolpw'), /^\+OK Logged in, 100 messages/);
+    c.write(Array.from({ length: 100 }, (_, i) => `RETR ${i + 1}\r\n`).join('') + 'STAT\r\n');
+    for (let i = 0; i < 100; i++) {
+      assert.match(await c.line(), /^\+OK \d+ octets/, `RETR ${i + 1}`);
+      assert.ok((await c.body()).subarray(-sent[i]!.length).equals(sent[i]!), `RETR ${i + 1} byte-exact`);
+    }
+    assert.match(await c.line(), /^\+OK 100 /);
     await c.cmd('QUIT');
   });
 
