@@ -44,17 +44,18 @@ export function register(program: Command): void {
 
   program
     .command('trace')
-    .description('the life of one message through every server, from the logs')
+    .description('the life of one message through every server, from the logs (several hosts: one --log each)')
     .argument('<qid>', 'queue id, as in "250 2.0.0 Ok: queued as QID"')
     .option('-c, --config <file>', 'configuration file (TOML)')
-    .option('--log <file>', 'log file to read (default: [log] file)')
-    .action(async (qid: string, opts: { config?: string; log?: string }) => {
+    .option('--log <file>', 'log file to read, "-" = standard input; repeat it to merge hosts\' logs (default: [log] file)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .action(async (qid: string, opts: { config?: string; log: string[] }) => {
       const cfg = loadConfig(opts.config);
-      const file = opts.log ?? cfg.log.file;
-      if (file === '-' || !existsSync(file)) throw new Error(`no log file to read (${file}); pass --log FILE`);
-      const found = await traceMessage(file, qid, (line) => process.stdout.write(line + '\n'));
+      const files = opts.log.length ? opts.log : [cfg.log.file];
+      for (const f of files) if (f !== '-' && !existsSync(f)) throw new Error(`no log file to read (${f}); pass --log FILE`);
+      if (files.length === 1 && files[0] === '-' && !opts.log.length) throw new Error('the log goes to standard output ([log] file = "-"); pass --log FILE');
+      const found = await traceMessage(files, qid, (line) => process.stdout.write(line + '\n'));
       if (found === 0) {
-        process.stderr.write(`no log lines for ${qid} in ${file}\n`);
+        process.stderr.write(`no log lines for ${qid} in ${files.join(', ')}\n`);
         process.exitCode = 1;
       }
     });
@@ -85,6 +86,10 @@ async function printStatus(cfg: Config): Promise<boolean> {
       client.close();
     }
   }
+  const everyHost = await printEveryHost(cfg, secret);
+  // The front ends this configuration names are probed only when no host announced its own
+  // (several hosts: each runs some of them, and the directory says which).
+  if (everyHost !== null) return everyHost && allUp;
   for (const [name, port] of [
     ['smtpd', cfg.smtpd.port],
     ['pop3d', cfg.pop3d.port],
@@ -97,6 +102,61 @@ async function printStatus(cfg: Config): Promise<boolean> {
     process.stdout.write(`${name.padEnd(9)} ${banner ? 'up  ' : 'DOWN'}  ${`${host}:${port}`.padEnd(32)} ${banner ?? 'no answer'}\n`);
   }
   return allUp;
+}
+
+/**
+ * printEveryHost - the servers every host announced to queued (shared/announce.ts), each
+ * checked from here: IPC `status` or the protocol banner. One not heard from for three
+ * announce periods is shown as stale rather than down (a host taken out of service).
+ * null: no directory to show (queued down, or nothing announced yet).
+ */
+async function printEveryHost(cfg: Config, secret: string | undefined): Promise<boolean | null> {
+  const client = new IpcClient(cfg.ipc.queued, { timeoutMs: 3000, connectTimeoutMs: 2000, secret });
+  let items: Array<{ params: string[] }>;
+  try {
+    const res = await client.requestList('servers');
+    if (!res.reply.ok) return null;
+    items = res.items;
+  } catch {
+    return null; // queued down (reported above) or older than the directory
+  } finally {
+    client.close();
+  }
+  if (items.length === 0) return null;
+  process.stdout.write('every host (as announced to queued):\n');
+  const staleS = Math.max(3 * cfg.ipc.announce_s, 180);
+  const checks = await Promise.all(
+    items.map(async ({ params }) => {
+      const [host = '', server = '', addresses = '', version = '', uptime = '', seen = ''] = params;
+      // A front end is checked by its protocol banner; the others by IPC `status`.
+      const listeners = addresses.split(',').map((pair) => pair.replace(/^[^=]*=/, ''));
+      const target = listeners.find((a) => !/^(socket|unix):\/\//.test(a)) ?? listeners[0] ?? '';
+      const answer = target ? await probe(target, secret) : null;
+      const stale = Number(seen) > staleS;
+      const state = answer ? 'up  ' : stale ? 'stale' : 'DOWN';
+      const line = `${server.padEnd(9)} ${state.padEnd(5)} ${host.padEnd(24)} ${addresses}  v${version} up ${formatUptime(Number(uptime))}, seen ${seen}s ago; ${answer ?? 'no answer'}`;
+      return { ok: answer !== null || stale, line };
+    }),
+  );
+  for (const c of checks) process.stdout.write(c.line + '\n');
+  return checks.every((c) => c.ok);
+}
+
+/** probe - an IPC address's `status` version, or a HOST:PORT's banner; null when nothing answers. */
+async function probe(address: string, secret: string | undefined): Promise<string | null> {
+  if (/^(socket|unix):\/\//.test(address)) {
+    const c = new IpcClient(address, { timeoutMs: 3000, connectTimeoutMs: 2000, secret });
+    try {
+      const r = await c.request('status');
+      return r.ok ? `${r.params[3] ?? '?'} IPC connections` : null;
+    } catch {
+      return null;
+    } finally {
+      c.close();
+    }
+  }
+  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(address);
+  return m ? readBanner(m[1]!, Number(m[2])) : null;
 }
 
 async function printQueueCounts(client: IpcClient): Promise<void> {
@@ -131,34 +191,56 @@ function readBanner(host: string, port: number): Promise<string | null> {
   });
 }
 
-/** traceMessage - print each log line about QID (or a message derived from it); returns the count. */
-export async function traceMessage(file: string, qid: string, print: (line: string) => void): Promise<number> {
-  const rl = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
-  // Threads and processes buffer their logs separately: gather, then print in time order.
-  const found: Array<{ time: string; text: string }> = [];
+/**
+ * traceMessage - print each log line about QID (or a message derived from it) from FILES (one
+ * per host, "-" = standard input), merged in time order; returns the count. The host column
+ * appears when the lines come from more than one host.
+ */
+export async function traceMessage(files: string | string[], qid: string, print: (line: string) => void): Promise<number> {
+  const found: Array<{ time: string; host: string; rec: Record<string, unknown> }> = [];
   const ids = new Set([qid]);
-  for await (const line of rl) {
-    if (!line.includes('"')) continue;
-    let rec: Record<string, unknown>;
-    try {
-      rec = JSON.parse(line) as Record<string, unknown>;
-    } catch {
-      continue;
+  let stdinLines: string[] | null = null;
+  const linesOf = async function* (file: string): AsyncGenerator<string> {
+    if (file !== '-') {
+      yield* createInterface({ input: createReadStream(file), crlfDelay: Infinity });
+      return;
     }
-    const mine = ids.has(String(rec.qid)) || ids.has(String(rec.orig_qid));
-    if (!mine) continue;
-    // A bounce or a relay copy has its own qid; follow it too.
-    if (rec.orig_qid && rec.qid) ids.add(String(rec.qid));
-    const { time, server, event, msg, qid: q, pid: _pid, level: _level, hostname: _h, ...rest } = rec;
+    if (!stdinLines) {
+      stdinLines = [];
+      for await (const l of createInterface({ input: process.stdin, crlfDelay: Infinity })) stdinLines.push(l);
+    }
+    yield* stdinLines;
+  };
+  // A bounce or relay copy has its own qid: a second pass finds lines of ids learnt late (another file).
+  for (let pass = 0; pass < 2; pass++) {
+    const before = ids.size;
+    found.length = 0;
+    for (const file of Array.isArray(files) ? files : [files]) {
+      for await (const line of linesOf(file)) {
+        if (!line.includes('"')) continue;
+        let rec: Record<string, unknown>;
+        try {
+          rec = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          continue;
+        }
+        if (!(ids.has(String(rec.qid)) || ids.has(String(rec.orig_qid)))) continue;
+        if (rec.orig_qid && rec.qid) ids.add(String(rec.qid));
+        found.push({ time: String(rec.time ?? ''), host: String(rec.host ?? rec.hostname ?? file), rec });
+      }
+    }
+    if (ids.size === before) break;
+  }
+  found.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
+  const hosts = new Set(found.map((f) => f.host));
+  const hostWidth = Math.max(...[...hosts].map((h) => h.length));
+  for (const { rec, host } of found) {
+    const { time, server, event, msg, qid: q, pid: _pid, level: _level, hostname: _h, host: _host, ...rest } = rec;
     const details = Object.entries(rest)
       .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
       .join(' ');
-    found.push({
-      time: String(time ?? ''),
-      text: `${String(time ?? '')} ${String(server ?? '-').padEnd(8)} ${String(event ?? msg ?? '').padEnd(22)} ${q === qid ? '' : `qid=${String(q)} `}${details}`,
-    });
+    const where = hosts.size > 1 ? `${host.padEnd(hostWidth)} ` : '';
+    print(`${String(time ?? '')} ${where}${String(server ?? '-').padEnd(8)} ${String(event ?? msg ?? '').padEnd(22)} ${q === qid ? '' : `qid=${String(q)} `}${details}`);
   }
-  found.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
-  for (const f of found) print(f.text);
   return found.length;
 }

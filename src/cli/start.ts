@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { isLoopback, parseAddress } from '../ipc/index.js';
+import { type Announcer, startAnnouncer } from '../shared/announce.js';
 import { IPC_SECRET_OFF, ensureDataDir, ipcSecret, ipcSecretPath } from '../shared/ipc-secret.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { type MetricsJson, startMetricsServer } from '../shared/metrics-http.js';
@@ -44,7 +45,9 @@ export async function startSystem(config: Config, logger: Logger, names: ServerN
   const servers: RunningServer[] = [];
   let worker: FrontEndWorker | null = null;
   const metrics = await startMetricsServer(config.metrics.listen, logger, async () => (worker ? [await worker.metrics()] : []));
+  let announcer: Announcer | null = null;
   const stop = async (): Promise<void> => {
+    await announcer?.stop();
     await metrics?.close();
     for (const s of [...servers].reverse()) {
       try {
@@ -75,6 +78,7 @@ export async function startSystem(config: Config, logger: Logger, names: ServerN
     await stop();
     throw err;
   }
+  announcer = startAnnouncer(config, logger, servers);
   return {
     servers,
     metricsAddress: metrics?.address ?? null,

@@ -34,6 +34,11 @@ export const IpcConfig = z
     timeout_ms: z.number().int().positive().default(30_000).describe('Client side: silence allowed while waiting for a reply.'),
     idle_timeout_s: z.number().positive().default(300).describe('Server side: idle connections are closed after this.'),
     max_connections: z.number().int().positive().default(1000).describe('Server side: connections accepted at once, per server.'),
+    announce_s: z
+      .number()
+      .min(0)
+      .default(60)
+      .describe('Every `fmail start` process tells queued which servers it runs and where (`announce`) this often, so `fmail status` shows every host; 0 = off.'),
   })
   .strict();
 

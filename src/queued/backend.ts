@@ -5,6 +5,8 @@
 import { promises as fsp } from 'node:fs';
 import type { Readable } from 'node:stream';
 
+import type { ServerDirectory } from './server-directory.js';
+
 export type MsgState = 'slot' | 'ready' | 'leased' | 'deferred';
 
 /** Meta - what a deferral leaves behind. */
@@ -81,6 +83,9 @@ export interface QueueBackend {
   /** requeue / remove - the queue name the message was in, or null if there is none. */
   requeue(qid: string): Promise<string | null>;
   remove(qid: string): Promise<string | null>;
+
+  /** Which servers run on which host, as they announce themselves (server-directory.ts). */
+  readonly directory: ServerDirectory;
 
   close(): Promise<void>;
 }

@@ -6,11 +6,13 @@ import path from 'node:path';
 import { queueSize } from '../shared/metrics.js';
 import { type ListedMessage, type MessageData, fileData, type Meta, type QueueBackend, type QueueCounts, QueueError } from './backend.js';
 import { isQid } from './names.js';
+import { MemoryDirectory } from './server-directory.js';
 import type { Queue, QueueOptions } from './queue.js';
 import { Spool } from './spool.js';
 
 export class FileBackend implements QueueBackend {
   private readonly spool: Spool;
+  readonly directory = new MemoryDirectory();
 
   private constructor(dir: string, opts: QueueOptions) {
     this.spool = new Spool(dir, opts);

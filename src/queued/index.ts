@@ -28,6 +28,9 @@
 //     slots=N`), qlist: [QUEUE] (multi-line `msg: QID ; QUEUE ; STATE ; AGE_S ; SIZE ;
 //     NEXT_ATTEMPT ; ATTEMPTS ; LAST_ERROR`), qshow: QID (raw file), qflush: [QUEUE] (ok: COUNT),
 //     qrequeue: QID, qdelete: QID
+//   directory (fmail status): announce: HOST ; SERVER ; ADDRESSES ; VERSION ; STARTED_MS [; stopped]
+//     -> ok; servers -> multi-line `server: HOST ; SERVER ; ADDRESSES ; VERSION ; UPTIME_S ;
+//     SEEN_AGO_S` (directory-handlers.ts; shared by every instance on PostgreSQL)
 // Servers called: none; only subscribers' callbacks (`alert`).
 // Config [queued]: backend, postgres_url, spool, lease_s, slot_grace_s, alert_backoff_s, alert_max_failures, list_limit.
 // Alerts: when a queue goes from empty to non-empty, and on the next new mail after a `pop`
@@ -46,6 +49,7 @@ import { ipcSecret } from '../shared/ipc-secret.js';
 import { createIpcServer } from '../shared/ipc-setup.js';
 import type { RunningServer, ServerContext } from '../shared/server-module.js';
 import { registerAdmin } from './admin.js';
+import { registerDirectory } from './directory-handlers.js';
 import { Alerter } from './alerts.js';
 import { isQueueName } from './names.js';
 import { type QueueBackend, QueueError } from './backend.js';
@@ -270,6 +274,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
   });
 
   registerAdmin(server, backend, qc.list_limit, logger);
+  registerDirectory(server, backend.directory, logger);
 
   const tickMs = Math.max(20, Math.min(1000, (qc.lease_s * 1000) / 4));
   const ticker = setInterval(() => {

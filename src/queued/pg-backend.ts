@@ -50,6 +50,7 @@ import { type ListedMessage, type MessageData, type Meta, type MsgState, type Qu
 import { isQid, isQueueName } from './names.js';
 import { NOTIFY_CHANNEL, checkSchema } from './pg-schema.js';
 import type { QueueOptions } from './queue.js';
+import { PgDirectory } from './server-directory.js';
 
 const T = 'fmail_queue_message';
 /** Rows per INSERT batch, and bytes: bounded statements. */
@@ -101,6 +102,7 @@ export class PgBackend implements QueueBackend {
   private lastGauge = 0;
   private closed = false;
   private readonly logger: Logger;
+  readonly directory: PgDirectory;
 
   private constructor(
     private readonly dir: string,
@@ -111,6 +113,8 @@ export class PgBackend implements QueueBackend {
     this.logger = opts.logger;
     this.pool = new pg.Pool({ connectionString: url, max: 4, idleTimeoutMillis: 30_000 });
     this.lazy = new pg.Pool({ connectionString: url, max: 8, idleTimeoutMillis: 30_000, options: '-c synchronous_commit=off' });
+    // Announcements repeat every announce_s: losing one in a crash costs nothing.
+    this.directory = new PgDirectory(this.lazy);
     // An idle connection that breaks (server restart) is dropped by the pool; say so, do not crash.
     for (const p of [this.pool, this.lazy]) p.on('error', (err) => this.logger.warn({ event: 'queued.pg_error', err: String(err) }, 'PostgreSQL connection lost'));
   }

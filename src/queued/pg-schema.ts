@@ -5,6 +5,8 @@
 
 import type pg from 'pg';
 
+import { SERVER_TABLE_SQL } from './server-directory.js';
+
 export interface Migration {
   version: number;
   about: string;
@@ -37,6 +39,11 @@ CREATE INDEX fmail_queue_message_ready ON fmail_queue_message (queue, seq) WHERE
 CREATE INDEX fmail_queue_message_deferred ON fmail_queue_message (not_before) WHERE state = 'deferred';
 CREATE INDEX fmail_queue_message_leased ON fmail_queue_message (lease_until) WHERE state = 'leased';
 `,
+  },
+  {
+    version: 2,
+    about: 'server directory: which servers run on which host (fmail status)',
+    sql: SERVER_TABLE_SQL,
   },
 ];
 

@@ -8,7 +8,7 @@ import type { Config } from '../config/schema.js';
 export type { Logger };
 
 /** createLogger - the root logger from the [log] settings. */
-export function createLogger(cfg: Pick<Config, 'log'>): Logger {
+export function createLogger(cfg: Pick<Config, 'log' | 'hostname'>): Logger {
   const level = cfg.log.level;
   if (level === 'silent') return pino({ level });
   const toStdout = cfg.log.file === '-' || cfg.log.file === '';
@@ -25,7 +25,8 @@ export function createLogger(cfg: Pick<Config, 'log'>): Logger {
       // not open yet, or already closed
     }
   }, 1000).unref();
-  return pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, dest);
+  // `host` tells lines apart when `fmail trace` merges several hosts' logs.
+  return pino({ level, base: { pid: process.pid, host: cfg.hostname }, timestamp: pino.stdTimeFunctions.isoTime }, dest);
 }
 
 /** silentLogger - for tests and one-shot commands. */

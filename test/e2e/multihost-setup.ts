@@ -74,8 +74,8 @@ function hostConfig(net: Net, name: string, pgUrl: string, extra: string): strin
   ].join('\n');
 }
 
-/** smtpSend - one raw SMTP transaction (bytes dot-stuffed here, so they arrive exactly). */
-export async function smtpSend(host: string, port: number, rcpt: string, msg: Buffer): Promise<void> {
+/** smtpSend - one raw SMTP transaction (bytes dot-stuffed here, so they arrive exactly); the final 250 line. */
+export async function smtpSend(host: string, port: number, rcpt: string, msg: Buffer): Promise<string> {
   const sock = net.connect(port, host);
   sock.setTimeout(30_000, () => sock.destroy(new Error('smtp timeout')));
   const replies: string[] = [];
@@ -93,11 +93,12 @@ export async function smtpSend(host: string, port: number, rcpt: string, msg: Bu
   };
   sock.on('error', fail);
   sock.on('close', () => fail(new Error('connection closed')));
-  const expect = async (code: string): Promise<void> => {
+  const expect = async (code: string): Promise<string> => {
     if (replies.length === 0) await new Promise<void>((r) => waiters.push(r));
     if (failed) throw failed;
     const got = replies.shift()!;
     if (!got.startsWith(code)) throw new Error(`expected ${code}, got ${got}`);
+    return got;
   };
   try {
     await expect('220');
@@ -112,7 +113,7 @@ export async function smtpSend(host: string, port: number, rcpt: string, msg: Bu
     const stuffed = Buffer.from(msg.toString('latin1').replace(/(^|\r\n)\./g, '$1..'), 'latin1');
     sock.write(stuffed);
     sock.write('.\r\n');
-    await expect('250');
+    return await expect('250');
   } finally {
     sock.end('QUIT\r\n');
     sock.destroySoon();

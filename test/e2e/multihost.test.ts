@@ -16,18 +16,20 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { NO_POSTGRES, type TestPostgres, startPostgres } from '../helpers/postgres.js';
+import { fmailAsync } from '../helpers/fmail-process.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 import { type Net, stopAll } from './multihost-net.js';
-import { PASSWORD, message, pop3All, smtpSend, startLayout } from './multihost-setup.js';
+import { HOSTS, PASSWORD, SERVERS, message, pop3All, smtpSend, startLayout } from './multihost-setup.js';
 
 describe('several hosts, no shared disk', { skip: NO_POSTGRES }, () => {
   const tmp = tempDir('fmail-multihost-');
   let pg: TestPostgres;
   let netw: Net;
+  let configs: Map<string, string>;
 
   before(async () => {
     pg = await startPostgres();
-    ({ netw } = await startLayout(tmp.dir, pg));
+    ({ netw, configs } = await startLayout(tmp.dir, pg));
   });
 
   after(async () => {
@@ -100,5 +102,63 @@ describe('several hosts, no shared disk', { skip: NO_POSTGRES }, () => {
     // The router read the messages through `get` (its copy folder), not in queued's spool.
     assert.ok(existsSync(path.join(netw.hosts.get('core')!.dir, 'router', 'queue-copies')));
     for (const name of ['mx1', 'mx2', 'store', 'store2']) assert.equal(existsSync(path.join(netw.hosts.get(name)!.dir, 'queue')), false, `${name} has no queue folder`);
+  });
+
+  test("fmail status on one host lists every host's servers; fmail trace follows a message across hosts", { timeout: 120_000 }, async () => {
+    // Status from mx1's configuration: the directory queued keeps (every process announces itself).
+    const status = await waitFor(
+      async () => {
+        const r = await fmailAsync(['status', '-c', configs.get('mx1')!]);
+        const missing = HOSTS.flatMap((h) => SERVERS[h]!.filter((srv) => !new RegExp(`^${srv} +up +${h}\\.fancymail\\.test `, 'm').test(r.stdout)).map((srv) => `${h}/${srv}`));
+        return r.status === 0 && missing.length === 0 ? r.stdout : null;
+      },
+      45_000,
+      500,
+    ).catch(async () => {
+      const r = await fmailAsync(['status', '-c', configs.get('mx1')!]);
+      throw new Error(`status never listed every host's servers up (exit ${r.status}):\n${r.stdout}${r.stderr}`);
+    });
+    assert.match(status, new RegExp(`^smtpd +up +mx2\\.fancymail\\.test +smtp=${netw.hosts.get('mx2')!.addr.replace(/\./g, '\\.')}:2525 .*220 `, 'm'));
+
+    const mx2 = netw.hosts.get('mx2')!;
+    const done = await smtpSend(mx2.addr, 2525, 'alice@example.test', message('traced', 'follow me\r\n'));
+    const qid = /queued as (\S+)/.exec(done)?.[1];
+    assert.ok(qid, done);
+    // Each host keeps its own log; trace merges them, each line saying which host wrote it.
+    const logs = ['mx2', 'core', 'store'].map((h) => path.join(netw.hosts.get(h)!.dir, 'fmail.log'));
+    const trace = await waitFor(
+      async () => {
+        const r = await fmailAsync(['trace', qid, '-c', configs.get('core')!, ...logs.flatMap((l) => ['--log', l])]);
+        const events = ['smtpd.queued', 'queued.push', 'router.delivered', 'mailboxd.stored'];
+        return r.status === 0 && events.every((e) => r.stdout.includes(e)) ? r.stdout : null;
+      },
+      30_000,
+      250,
+    );
+    const lineOf = (event: string): string => trace.split('\n').find((l) => l.includes(event)) ?? '';
+    assert.match(lineOf('smtpd.queued'), /mx2\.fancymail\.test +smtpd/, trace);
+    assert.match(lineOf('queued.push'), /core\.fancymail\.test +queued/, trace);
+    assert.match(lineOf('router.delivered'), /core\.fancymail\.test +router/, trace);
+    assert.match(lineOf('mailboxd.stored'), /store\.fancymail\.test +mailboxd/, trace);
+    // Merged in time order across hosts: queued first, the store no later than the router's delivered.
+    const at = (e: string): string => lineOf(e).split(' ')[0]!;
+    assert.ok(at('queued.push') <= at('mailboxd.stored') && at('mailboxd.stored') <= at('router.delivered'), `time order:\n${trace}`);
+    assert.ok(trace.indexOf('queued.push') < trace.indexOf('mailboxd.stored'), trace);
+  });
+
+  test('a host stopped cleanly leaves the directory; status stays green', { timeout: 60_000 }, async () => {
+    const mx2 = netw.hosts.get('mx2')!;
+    const proc = mx2.procs[mx2.procs.length - 1]!;
+    proc.kill('SIGTERM');
+    await new Promise((r) => proc.once('exit', r));
+    const out = await waitFor(
+      async () => {
+        const r = await fmailAsync(['status', '-c', configs.get('mx1')!]);
+        return r.status === 0 && !r.stdout.includes('mx2.fancymail.test') && r.stdout.includes('mx1.fancymail.test') ? r.stdout : null;
+      },
+      20_000,
+      250,
+    );
+    assert.match(out, /^queued +up +core\.fancymail\.test /m);
   });
 });
