@@ -18,6 +18,8 @@ export interface Host {
   dir: string;
   /** The namespace, or null on the loopback fallback. */
   ns: string | null;
+  /** Our end of the host's veth (its byte counters are the host's traffic), or null on loopback. */
+  iface: string | null;
   procs: ChildProcess[];
   output: string[];
 }
@@ -75,7 +77,7 @@ export function makeNet(root: string, names: string[]): Net {
     const dir = path.join(root, name);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const addr = kind === 'netns' ? `10.213.${n}.${i + 1}` : `127.213.${n}.${i + 1}`;
-    hosts.set(name, { name, addr, dir, ns: kind === 'netns' ? `${tag}-${name}` : null, procs: [], output: [] });
+    hosts.set(name, { name, addr, dir, ns: kind === 'netns' ? `${tag}-${name}` : null, iface: kind === 'netns' ? `${tag}v${i}` : null, procs: [], output: [] });
   });
 
   return {
