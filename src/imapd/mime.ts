@@ -379,10 +379,13 @@ function paramList(params: Record<string, string>): string {
   return `(${entries.map(([k, val]) => `${istring(k)} ${istring(val)}`).join(' ')})`;
 }
 
-/** countLines - lines in raw[from, to): line breaks, plus a last line without one. */
+/**
+ * countLines - lines in raw[from, to): its line breaks. A last line without one is not counted:
+ * an RFC 5322 line ends in CRLF, and a MIME part's last CRLF belongs to the boundary after it
+ * (RFC 2046 §5.1.1), so a one-line part counts 0, as Dovecot counts.
+ */
 function countLines(raw: Buffer, from: number, to: number): number {
   let n = 0;
   for (let i = raw.indexOf(10, from); i >= 0 && i < to; i = raw.indexOf(10, i + 1)) n++;
-  if (to > from && raw[to - 1] !== 10) n++;
   return n;
 }

@@ -65,10 +65,10 @@ describe('imapd MIME structure', () => {
     assert.equal(s(''), NESTED.toString());
   });
 
-  it('renders BODYSTRUCTURE with sizes, lines, nested message and dispositions', async () => {
+  it('renders BODYSTRUCTURE with sizes, lines (line breaks: a part\'s last CRLF is the boundary\'s), nested message and dispositions', async () => {
     const root = await parseStructure(NESTED);
     const bs = bodyStructure(NESTED, root, true);
-    assert.match(bs, /^\(\(\("text" "plain" \("charset" "utf-8"\) NIL NIL "7bit" 10 1 NIL NIL NIL NIL\)\("text" "html" \("charset" "utf-8"\) NIL NIL "7bit" 11 1 NIL NIL NIL NIL\) "alternative" \("boundary" "inner"\) NIL NIL NIL\)/);
+    assert.match(bs, /^\(\(\("text" "plain" \("charset" "utf-8"\) NIL NIL "7bit" 10 0 NIL NIL NIL NIL\)\("text" "html" \("charset" "utf-8"\) NIL NIL "7bit" 11 0 NIL NIL NIL NIL\) "alternative" \("boundary" "inner"\) NIL NIL NIL\)/);
     assert.match(bs, /\("message" "rfc822" NIL NIL NIL "7bit" 54 \(NIL "inner" \(\(NIL NIL "carol" "example.test"\)\)/);
     assert.match(bs, /\("application" "pdf" \("name" "a.pdf"\) NIL NIL "base64" 8 NIL \("attachment" \("filename" "a.pdf"\)\) NIL NIL\) "mixed" \("boundary" "outer"\) NIL NIL NIL\)$/);
     // BODY has no extension data.
