@@ -28,10 +28,11 @@ export interface Stack {
   close(): Promise<void>;
 }
 
-export async function startStack(imapd: Partial<Config['imapd']> = {}): Promise<Stack> {
+/** startStack - IMAPD settings over the test defaults; TLS: certificate and key files (else self-signed). */
+export async function startStack(imapd: Partial<Config['imapd']> = {}, tls?: Config['tls']): Promise<Stack> {
   const tmp = tempDir('fmail-imapd-stack-');
   writeFileSync(path.join(tmp.dir, 'users'), `${ALICE}:{PLAIN}${ALICE_PW}::::::\n${BOB}:{PLAIN}${BOB_PW}::::::\n`);
-  const config = testConfig(tmp.dir, { imapd: { failed_login_delay_ms: 20, ...imapd } });
+  const config = testConfig(tmp.dir, { imapd: { failed_login_delay_ms: 20, ...imapd }, ...(tls ? { tls } : {}) });
   const system = await startSystem(config, silentLogger(), ['authd', 'mailboxd', 'imapd']);
   const imap = system.servers.find((s) => s.name === 'imapd')!;
   const mailboxd = ipcClient(config, 'mailboxd');
