@@ -16,6 +16,8 @@ declare module 'mailsplit' {
 
   export class Splitter extends Transform {
     constructor(config?: { ignoreEmbedded?: boolean; maxHeadSize?: number; maxChildNodes?: number });
+    /** 1: "--boundary" line, 2: "--boundary--" line, false/0: neither (an instance may override it). */
+    compareBoundary(line: Buffer, startpos: number, boundary: Buffer): number | false;
   }
 
   export class Headers {

@@ -78,6 +78,9 @@ interface Tracked {
 function split(raw: Buffer, from: number, to: number): Promise<Part> {
   return new Promise<Part>((resolve, reject) => {
     const splitter = new Splitter({ ignoreEmbedded: true, maxChildNodes: 1000 });
+    // mailsplit takes "--b" only when the line break follows at once; RFC 2046 §5.1.1 allows
+    // transport padding (spaces, tabs) before it, and Dovecot honours it.
+    splitter.compareBoundary = (line, startpos, boundary) => delimiterKind(line, startpos, boundary);
     const byNode = new Map<MimeNode, Tracked>();
     let rootT: Tracked | null = null;
     let off = from;
@@ -88,9 +91,10 @@ function split(raw: Buffer, from: number, to: number): Promise<Part> {
       if (chunk.type === 'node') {
         const node = chunk;
         const headerLen = node._headerlen;
-        const ct = parseContentType(raw.subarray(off, off + headerLen));
-        const part: Part = { headerStart: off, bodyStart: off + headerLen, end: off + headerLen, ...ct };
         const parent = node.parentNode ? (byNode.get(node.parentNode) ?? null) : null;
+        const inDigest = parent?.part.type === 'multipart' && parent.part.subtype === 'digest';
+        const ct = parseContentType(raw.subarray(off, off + headerLen), inDigest);
+        const part: Part = { headerStart: off, bodyStart: off + headerLen, end: off + headerLen, ...ct };
         const t: Tracked = { part, parent, boundary: node._boundary || null };
         if (ct.type === 'multipart') part.children = [];
         byNode.set(node, t);
@@ -123,15 +127,33 @@ function split(raw: Buffer, from: number, to: number): Promise<Part> {
   });
 }
 
-/** boundaryOwner - the multipart (the node or an ancestor) whose boundary this line is. */
+/**
+ * delimiterKind - whether line[startpos..] is "--BOUNDARY" (1) or "--BOUNDARY--" (2), each
+ * followed by optional spaces/tabs and the line break; 0 when it is neither. A close
+ * delimiter may also end the input without a line break.
+ */
+function delimiterKind(line: Buffer, startpos: number, boundary: Buffer): 0 | 1 | 2 {
+  let i = startpos + 2;
+  if (line[startpos] !== 45 || line[startpos + 1] !== 45 || line.length < i + boundary.length) return 0;
+  if (!line.subarray(i, i + boundary.length).equals(boundary)) return 0;
+  i += boundary.length;
+  let kind: 1 | 2 = 1;
+  if (line[i] === 45 && line[i + 1] === 45) {
+    kind = 2;
+    i += 2;
+  }
+  while (line[i] === 32 || line[i] === 9) i++;
+  if (i === line.length) return kind === 2 ? 2 : 0;
+  const rest = line.length - i;
+  if ((rest === 1 && line[i] === 10) || (rest === 2 && line[i] === 13 && line[i + 1] === 10)) return kind;
+  return 0;
+}
+
+/** boundaryOwner - the multipart (the node or an ancestor) whose delimiter this line is. */
 function boundaryOwner(line: Buffer, t: Tracked | null): Tracked | null {
   let k = 0;
   while (k < line.length && k < 2 && (line[k] === 13 || line[k] === 10)) k++;
-  if (line[k] !== 45 || line[k + 1] !== 45) return null;
-  for (let x = t; x; x = x.parent) {
-    const b = x.boundary;
-    if (b && line.length >= k + 2 + b.length && line.subarray(k + 2, k + 2 + b.length).equals(b)) return x;
-  }
+  for (let x = t; x; x = x.parent) if (x.boundary && delimiterKind(line, k, x.boundary)) return x;
   return null;
 }
 
@@ -147,12 +169,14 @@ function trimBeforeBoundary(raw: Buffer, owner: Tracked, off: number, line: Buff
   for (let p = last; p && p.end === off; p = p.children?.[p.children.length - 1]) p.end = Math.max(p.bodyStart, off - cut);
 }
 
-function parseContentType(header: Buffer): { type: string; subtype: string; params: Record<string, string> } {
+/** parseContentType - a part's type; without one, text/plain, or message/rfc822 in a digest (RFC 2046 §5.1.5). */
+function parseContentType(header: Buffer, inDigest: boolean): { type: string; subtype: string; params: Record<string, string> } {
   const value = headerValue(headerFields(header), 'content-type');
   const parsed = value ? libmime.parseHeaderValue(value) : null;
   const full = (parsed?.value ?? '').toLowerCase().trim();
   const slash = full.indexOf('/');
   if (!parsed || slash <= 0 || slash === full.length - 1 || /\s/.test(full)) {
+    if (inDigest && !value) return { type: 'message', subtype: 'rfc822', params: {} };
     return { type: 'text', subtype: 'plain', params: { charset: 'us-ascii' } };
   }
   const params: Record<string, string> = {};
@@ -318,23 +342,39 @@ export function envelope(header: Buffer): string {
 function addresses(value: string | null): string | null {
   if (value === null || value.trim() === '') return null;
   const out: string[] = [];
+  const routes = sourceRoutes(value);
   const one = (name: string, address: string): void => {
     const at = address.lastIndexOf('@');
     const mailbox = at >= 0 ? address.slice(0, at) : address;
     const host = at >= 0 ? address.slice(at + 1) : '';
+    const adl = routes.get(address.toLowerCase()) ?? null;
     // A bare word with no @ is a mailbox with no host; "missing host" renders as NIL.
-    out.push(`(${nstring(name || null)} NIL ${nstring(mailbox || null)} ${nstring(host || null)})`);
+    out.push(`(${nstring(name || null)} ${nstring(adl)} ${nstring(mailbox || null)} ${nstring(host || null)})`);
   };
   for (const a of addressparser(value)) {
     if (a.group !== undefined) {
       out.push(`(NIL NIL ${istring(a.name)} NIL)`);
-      for (const g of a.group) if (g.group === undefined) one(g.name, g.address);
+      // A member without an address is only a comment ("group: (foo) ;"), not a mailbox.
+      for (const g of a.group) if (g.group === undefined && g.address) one(g.name, g.address);
       out.push('(NIL NIL NIL NIL)');
     } else {
       one(a.name, a.address);
     }
   }
   return out.length ? `(${out.join('')})` : null;
+}
+
+/**
+ * sourceRoutes - the obsolete source routes (RFC 5322 §4.4 obs-route, "<@a,@b:user@host>")
+ * by address: addressparser drops them, ENVELOPE reports them as the adl.
+ */
+function sourceRoutes(value: string): Map<string, string> {
+  const routes = new Map<string, string>();
+  if (!value.includes('<@')) return routes;
+  for (const m of value.matchAll(/<\s*(@[^<>:"]*?)\s*:\s*([^<>\s]+)\s*>/g)) {
+    routes.set(m[2]!.toLowerCase(), m[1]!.replace(/\s+/g, ''));
+  }
+  return routes;
 }
 
 /** bodyStructure - BODYSTRUCTURE (extensible) or BODY (basic) of a part tree. */

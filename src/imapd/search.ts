@@ -4,6 +4,7 @@
 // Text matching is case-insensitive substring on decoded header values and on the raw body.
 
 import libmime from 'libmime';
+import addressparser from 'nodemailer/lib/addressparser';
 
 import { parseSearchDate } from './encode.js';
 import { headerFields, headerValue } from './mime.js';
@@ -215,7 +216,8 @@ export function matches(key: SearchKey, c: SearchContext, cache: Map<Range[], Se
         if (f.key !== key.name) return false;
         if (wanted === '') return true;
         const v = headerValue([f], key.name) ?? '';
-        return decode(v).toLowerCase().includes(wanted);
+        if (decode(v).toLowerCase().includes(wanted)) return true;
+        return ADDRESS_HEADERS.has(key.name) && addressText(v).toLowerCase().includes(wanted);
       });
     }
     case 'body':
@@ -269,6 +271,23 @@ function sentDate(raw: Buffer | null): number | null {
   let year = Number(m[3]);
   if (year < 100) year += year < 50 ? 2000 : 1900;
   return Date.UTC(year, month, Number(m[1]));
+}
+
+const ADDRESS_HEADERS = new Set(['from', 'to', 'cc', 'bcc', 'sender', 'reply-to']);
+
+/**
+ * addressText - an address field as parsed addresses, "Name <local@domain>", comments and
+ * whitespace inside the address gone (as Dovecot searches it): `<a (c)@ (c) b.org>` is a@b.org.
+ */
+function addressText(v: string): string {
+  const one = (a: { name: string; address?: string }): string => (a.name ? `${decode(a.name)} <${a.address ?? ''}>` : `<${a.address ?? ''}>`);
+  try {
+    return addressparser(v)
+      .map((a) => (a.group !== undefined ? `${a.name}: ${a.group.map(one).join(', ')};` : one(a)))
+      .join(', ');
+  } catch {
+    return '';
+  }
 }
 
 function decode(v: string): string {

@@ -610,9 +610,24 @@ export class Session {
       }
     }
     const all: FolderInfo[] = [...folders, ...[...parents].map((name) => ({ name, subscribed: false, exists: false, parent: true }))];
-    all.sort((a, b) => (a.name === 'INBOX' ? -1 : b.name === 'INBOX' ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const matchers = patterns.map((p) => patternMatcher(reference + p, delim));
+    const matchesAny = (name: string): boolean => matchers.some((m) => m(toWire(name)));
     const subscribedOnly = lsub || selection.includes('SUBSCRIBED');
+    const recursive = !lsub && selection.includes('RECURSIVEMATCH');
+    // Names with a subscribed descendant no pattern reaches: LSUB shows them as \Noselect
+    // (RFC 3501 §6.3.9, "foo" for a subscribed "foo/bar" and pattern "%"), LIST (SUBSCRIBED
+    // RECURSIVEMATCH) with CHILDINFO (RFC 5258 §3.5).
+    const withSubscribedChild = new Set<string>();
+    if (lsub || (subscribedOnly && recursive)) {
+      for (const f of folders) {
+        if (!f.subscribed || matchesAny(f.name)) continue;
+        const levels = f.name.split(delim);
+        for (let i = 1; i < levels.length; i++) withSubscribedChild.add(levels.slice(0, i).join(delim));
+      }
+      const known = new Set(all.map((f) => f.name));
+      for (const name of withSubscribedChild) if (!known.has(name)) all.push({ name, subscribed: false, exists: false });
+    }
+    all.sort((a, b) => (a.name === 'INBOX' ? -1 : b.name === 'INBOX' ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const specialOnly = selection.includes('SPECIAL-USE');
     const lines: string[] = [];
     const matched: FolderInfo[] = [];
@@ -621,17 +636,20 @@ export class Session {
       const wire = toWire(f.name);
       if (seen.has(f.name) || !matchers.some((m) => m(wire))) continue;
       const isParent = (f as { parent?: boolean }).parent === true;
-      if (subscribedOnly ? !f.subscribed : !f.exists && !isParent) continue;
+      const childInfo = withSubscribedChild.has(f.name);
+      if (subscribedOnly ? !f.subscribed && !childInfo : !f.exists && !isParent) continue;
       if (specialOnly && !specialUse(f.name)) continue;
       seen.add(f.name);
       const attrs: string[] = [];
       const hasChildren = [...names].some((n) => n.startsWith(f.name + delim));
-      if (!f.exists) attrs.push(isParent ? '\\Noselect' : '\\NonExistent');
+      if (lsub && !f.subscribed) attrs.push('\\Noselect');
+      else if (!f.exists) attrs.push(isParent ? '\\Noselect' : '\\NonExistent');
       attrs.push(hasChildren ? '\\HasChildren' : '\\HasNoChildren');
       const su = specialUse(f.name);
       if (su) attrs.push(su);
       if (!lsub && f.subscribed && (subscribedOnly || returns.includes('SUBSCRIBED'))) attrs.push('\\Subscribed');
-      lines.push(`* ${lsub ? 'LSUB' : 'LIST'} (${attrs.join(' ')}) ${istring(delim)} ${istring(wire)}\r\n`);
+      const extended = recursive && childInfo ? ' ("CHILDINFO" ("SUBSCRIBED"))' : '';
+      lines.push(`* ${lsub ? 'LSUB' : 'LIST'} (${attrs.join(' ')}) ${istring(delim)} ${istring(wire)}${extended}\r\n`);
       matched.push(f);
     }
     for (let i = 0; i < lines.length; i++) {

@@ -75,6 +75,20 @@ describe('imapd MIME structure', () => {
     assert.doesNotMatch(bodyStructure(NESTED, root, false), /"boundary"/);
   });
 
+  it('takes delimiters with transport padding; digest parts default to message/rfc822', async () => {
+    // imaptest's fetch-body-message-rfc822-mime: "--foo " lines, parts without Content-Type.
+    const raw = crlf('Content-Type: multipart/digest; boundary="foo"\n\npre\n--foo \t\n\nFrom: m1@example.com\nSubject: m1\n\nm1 body\n--foo\nX-Mime: m2\n\nSubject: m2\n\nm2 body\n--foo-- \nepilogue\n');
+    const root = await parseStructure(raw);
+    const s = (spec: string): string => sectionBytes(raw, root, parseSection(spec)).toString();
+    assert.equal(s('1'), 'From: m1@example.com\r\nSubject: m1\r\n\r\nm1 body');
+    assert.equal(s('1.MIME'), '\r\n');
+    assert.equal(s('1.HEADER'), 'From: m1@example.com\r\nSubject: m1\r\n\r\n');
+    assert.equal(s('1.TEXT'), 'm1 body');
+    assert.equal(s('2.MIME'), 'X-Mime: m2\r\n\r\n');
+    assert.equal(s('2.TEXT'), 'm2 body');
+    assert.match(bodyStructure(raw, root, false), /^\(\("message" "rfc822" NIL NIL NIL "7bit" 44 \(NIL "m1"/);
+  });
+
   it('a message without MIME headers is one text/plain us-ascii part', async () => {
     const raw = crlf('Subject: x\n\nline 1\nline 2\n');
     const bs = bodyStructure(raw, await parseStructure(raw), true);
@@ -86,6 +100,15 @@ describe('imapd MIME structure', () => {
     assert.equal(
       env,
       '("Wed, 2 Dec 2026 06:00:00 +0000" "=?utf-8?q?Gr=C3=BC=C3=9Fe?=" (("Bob B." NIL "bob" "example.net")) (("Bob B." NIL "bob" "example.net")) (("Bob B." NIL "bob" "example.net")) ((NIL NIL "alice" "example.test")(NIL NIL "Team" NIL)(NIL NIL "carol" "example.test")(NIL NIL "dave" "example.test")(NIL NIL NIL NIL)) NIL NIL NIL "<nested@example.net>")',
+    );
+  });
+
+  it('ENVELOPE keeps source routes as the adl and drops comment-only group members', () => {
+    // imaptest's fetch-envelope, messages 4 and 6.
+    const env = envelope(crlf('From: <@route:user@domain>\nCc: group:;, group2: (foo) ;\n\n'));
+    assert.equal(
+      env,
+      '(NIL NIL ((NIL "@route" "user" "domain")) ((NIL "@route" "user" "domain")) ((NIL "@route" "user" "domain")) NIL ((NIL NIL "group" NIL)(NIL NIL NIL NIL)(NIL NIL "group2" NIL)(NIL NIL NIL NIL)) NIL NIL NIL)',
     );
   });
 
