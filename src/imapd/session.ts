@@ -1008,7 +1008,7 @@ export class Session {
       }
       return this.sendAll(renderFetch(req, { seq, meta, raw, structure: null }, opts));
     });
-    if (missing) return this.no(tag, 'EXPUNGEISSUED', 'Some messages were expunged meanwhile');
+    if (missing) return this.no(tag, 'EXPUNGEISSUED', 'Some of the requested messages no longer exist');
     await this.done(tag, 'FETCH completed', { allowExpunge: uid });
   }
 

@@ -57,4 +57,21 @@ describe('imapd: cases from imaptest', () => {
     assert.deepEqual((await c.ok('SEARCH FROM "realfrom <other@"')).untagged, ['* SEARCH 2']);
     assert.deepEqual((await c.ok('SEARCH TO g1@d1.org')).untagged, ['* SEARCH 1']);
   });
+
+  it('stress: FETCH of a message another session expunged is NO [EXPUNGEISSUED] in the words clients know', async () => {
+    // imaptest (stress mode) takes a FETCH NO as a benign race only with Dovecot's wording.
+    await c.ok('CREATE gone');
+    h.store.deliver(ALICE, 'Subject: keep\r\n\r\nkeep\r\n', 'gone');
+    h.store.deliver(ALICE, 'Subject: drop\r\n\r\ndrop\r\n', 'gone');
+    await c.ok('SELECT gone');
+    const other = await ImapTestClient.connect(h.port);
+    await other.ok(LOGIN);
+    await other.ok('SELECT gone');
+    await other.ok('STORE 2 +FLAGS.SILENT (\\Deleted)');
+    await other.ok('EXPUNGE');
+    other.close();
+    const r = await c.command('FETCH 1:2 BODY.PEEK[TEXT]');
+    assert.ok(r.untagged.some((l) => l.startsWith('* 1 FETCH (BODY[TEXT]')), 'the message still there is sent');
+    assert.match(r.done, /^t[0-9]+ NO \[EXPUNGEISSUED\] Some of the requested messages no longer exist/);
+  });
 });
