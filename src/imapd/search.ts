@@ -57,29 +57,42 @@ export interface SearchProgram {
 
 /** parseSearch - `[RETURN (...)] [CHARSET x] key...` */
 export function parseSearch(args: Args): SearchProgram {
-  let returns: string[] | null = null;
-  let t = args.peek();
-  if (t?.t === 'atom' && t.v.toUpperCase() === 'RETURN') {
-    args.next('RETURN');
-    returns = args.list('return options').map((x) => {
-      if (x.t !== 'atom') throw new ParseError('Bad RETURN option');
-      const o = x.v.toUpperCase();
-      if (!['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE'].includes(o)) throw new ParseError(`Unknown RETURN option ${o}`);
-      return o;
-    });
-    if (returns.length === 0) returns = ['ALL'];
-    t = args.peek();
-  }
+  const returns = parseReturn(args);
+  const t = args.peek();
   if (t?.t === 'atom' && t.v.toUpperCase() === 'CHARSET') {
     args.next('CHARSET');
-    const cs = args.astring('charset').toUpperCase();
-    if (cs !== 'UTF-8' && cs !== 'US-ASCII') throw new BadCharsetError(cs);
+    checkCharset(args.astring('charset'));
   }
+  return { ...parseSearchKeys(args), returns };
+}
+
+/** parseReturn - ESEARCH's `RETURN (MIN MAX ALL COUNT SAVE)` if it comes next (empty = ALL), else null. */
+export function parseReturn(args: Args): string[] | null {
+  const t = args.peek();
+  if (t?.t !== 'atom' || t.v.toUpperCase() !== 'RETURN') return null;
+  args.next('RETURN');
+  const returns = args.list('return options').map((x) => {
+    if (x.t !== 'atom') throw new ParseError('Bad RETURN option');
+    const o = x.v.toUpperCase();
+    if (!['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE'].includes(o)) throw new ParseError(`Unknown RETURN option ${o}`);
+    return o;
+  });
+  return returns.length ? returns : ['ALL'];
+}
+
+/** checkCharset - the search charsets we take (strings are matched as UTF-8). */
+export function checkCharset(charset: string): void {
+  const cs = charset.toUpperCase();
+  if (cs !== 'UTF-8' && cs !== 'US-ASCII') throw new BadCharsetError(cs);
+}
+
+/** parseSearchKeys - the search keys up to the end of the command (ANDed). */
+export function parseSearchKeys(args: Args): Omit<SearchProgram, 'returns'> {
   const keys: SearchKey[] = [];
   const state = { needsRaw: false, usesModseq: false };
   while (!args.done) keys.push(parseKey(args, state, 0));
   if (!keys.length) throw new ParseError('Missing search key');
-  return { key: keys.length === 1 ? keys[0]! : { k: 'and', keys }, returns, ...state };
+  return { key: keys.length === 1 ? keys[0]! : { k: 'and', keys }, ...state };
 }
 
 function parseKey(args: Args, st: { needsRaw: boolean; usesModseq: boolean }, depth: number): SearchKey {

@@ -22,9 +22,11 @@ import { type Part, parseStructure } from './mime.js';
 import { BadNameError, checkName, fromWire, patternMatcher, specialUse, toWire } from './names.js';
 import { Args, ParseError, type Token, atomsOf, parseNumber, splitTagAndCommand, tokenize } from './parser.js';
 import { CommandReader, type LiteralVerdict } from './reader.js';
-import { BadCharsetError, hasFlag, matches, parseSearch } from './search.js';
+import { BadCharsetError, type SearchProgram, checkCharset, hasFlag, matches, parseReturn, parseSearch, parseSearchKeys } from './search.js';
 import { SeqMatcher, formatSet, parseSequenceSet } from './sequence.js';
+import { type MessageFacts, compareFacts, messageFacts, parseSortCriteria } from './sort.js';
 import { type FlagMode, type FolderInfo, type MailStore, type MessageMeta, StoreError, type UserMail } from './store.js';
+import { threadResponse } from './thread.js';
 import { MailboxView, recentCount } from './view.js';
 
 export type AuthResult = { ok: true; user: string } | { ok: false; temporary: boolean };
@@ -88,6 +90,8 @@ const COMMANDS = new Map<string, Command>([
   ['UNSELECT', { states: SELECTED, run: (s, t, a) => s.close(t, a, false) }],
   ['EXPUNGE', { states: SELECTED, run: (s, t, a, u) => s.expunge(t, a, u) }],
   ['SEARCH', { states: SELECTED, run: (s, t, a, u) => s.search(t, a, u) }],
+  ['SORT', { states: SELECTED, run: (s, t, a, u) => s.sort(t, a, u) }],
+  ['THREAD', { states: SELECTED, run: (s, t, a, u) => s.thread(t, a, u) }],
   ['FETCH', { states: SELECTED, run: (s, t, a, u) => s.fetch(t, a, u) }],
   ['STORE', { states: SELECTED, run: (s, t, a, u) => s.store(t, a, u) }],
   ['COPY', { states: SELECTED, run: (s, t, a, u) => s.copy(t, a, u, false) }],
@@ -95,7 +99,7 @@ const COMMANDS = new Map<string, Command>([
 ]);
 
 /** Commands that may follow UID. */
-const UID_COMMANDS = new Set(['FETCH', 'STORE', 'COPY', 'MOVE', 'SEARCH', 'EXPUNGE']);
+const UID_COMMANDS = new Set(['FETCH', 'STORE', 'COPY', 'MOVE', 'SEARCH', 'SORT', 'THREAD', 'EXPUNGE']);
 
 /** Protocol errors that end in a tagged BAD (counted) or NO. */
 class Bad extends Error {}
@@ -403,6 +407,11 @@ export class Session {
         'LIST-STATUS',
         'SPECIAL-USE',
         'ESEARCH',
+        'SORT',
+        'SORT=DISPLAY',
+        'ESORT',
+        'THREAD=REFERENCES',
+        'THREAD=ORDEREDSUBJECT',
         'CONDSTORE',
         'STATUS=SIZE',
         `APPENDLIMIT=${this.deps.cfg().max_message_size}`,
@@ -877,51 +886,67 @@ export class Session {
 
   async search(tag: string, args: Args, uid: boolean): Promise<void> {
     const prog = parseSearch(args);
-    const view = this.view!;
     if (prog.returns?.includes('SAVE')) throw new Bad('SEARCHRES is not supported');
-    if (prog.usesModseq) this.enableCondstore();
-    const hits: MessageMeta[] = [];
-    const hitSeqs: number[] = [];
-    const cache = new Map();
-    const msgs = view.messages.slice();
-    const ctx = { maxSeq: msgs.length, maxUid: view.maxUid };
-    await this.withRaw(msgs, prog.needsRaw, (m, i, raw) => {
-      if (matches(prog.key, { seq: i + 1, meta: m, raw, recent: view.recent.has(m.uid), ...ctx }, cache)) {
-        hits.push(m);
-        hitSeqs.push(i + 1);
-      }
-    });
-    const nums = uid ? hits.map((m) => m.uid) : hitSeqs;
-    const modseqOf = (ms: MessageMeta[]): number => ms.reduce((a, m) => Math.max(a, m.modseq), 0);
+    const { hits, seqs } = await this.matching(prog, false);
+    const nums = uid ? hits.map((m) => m.uid) : seqs;
     if (prog.returns) {
-      let line = `* ESEARCH (TAG ${istring(tag)})${uid ? ' UID' : ''}`;
-      // The MODSEQ is the highest of the messages the answer names (RFC 7162 §3.1.5).
-      const named: MessageMeta[] = [];
-      if (nums.length) {
-        if (prog.returns.includes('MIN')) {
-          line += ` MIN ${nums[0]}`;
-          named.push(hits[0]!);
-        }
-        if (prog.returns.includes('MAX')) {
-          line += ` MAX ${nums[nums.length - 1]}`;
-          named.push(hits[hits.length - 1]!);
-        }
-        if (prog.returns.includes('ALL')) {
-          line += ` ALL ${formatSet(nums)}`;
-          named.push(...hits);
-        }
-      }
-      if (prog.returns.includes('COUNT')) {
-        line += ` COUNT ${nums.length}`;
-        named.push(...hits);
-      }
-      if (prog.usesModseq && named.length) line += ` MODSEQ ${modseqOf(named)}`;
-      this.send(line + '\r\n');
+      this.send(esearchLine(tag, uid, prog.returns, hits, nums, prog.usesModseq, false));
     } else {
-      const mod = prog.usesModseq && nums.length ? ` (MODSEQ ${modseqOf(hits)})` : '';
+      const mod = prog.usesModseq && nums.length ? ` (MODSEQ ${highestModseqOf(hits)})` : '';
       this.send(`* SEARCH${nums.map((n) => ' ' + n).join('')}${mod}\r\n`);
     }
     await this.done(tag, 'SEARCH completed', { allowExpunge: uid });
+  }
+
+  /** sort - SORT (RFC 5256) with SORT=DISPLAY (RFC 5957) keys and ESORT's RETURN (RFC 5267). */
+  async sort(tag: string, args: Args, uid: boolean): Promise<void> {
+    const returns = parseReturn(args);
+    if (returns?.includes('SAVE')) throw new Bad('SEARCHRES is not supported');
+    const keys = parseSortCriteria(args.list('sort criteria'));
+    checkCharset(args.astring('charset'));
+    const prog = parseSearchKeys(args);
+    const needsHeader = keys.some((k) => k.key !== 'ARRIVAL' && k.key !== 'SIZE');
+    const { facts } = await this.matching(prog, needsHeader);
+    facts.sort(compareFacts(keys));
+    const hits = facts.map((f) => this.view!.messages[f.seq - 1]!);
+    const nums = facts.map((f) => (uid ? f.uid : f.seq));
+    if (returns) this.send(esearchLine(tag, uid, returns, hits, nums, prog.usesModseq, true));
+    else this.send(`* SORT${nums.map((n) => ' ' + n).join('')}\r\n`);
+    await this.done(tag, 'SORT completed', { allowExpunge: uid });
+  }
+
+  /** thread - THREAD REFERENCES / ORDEREDSUBJECT (RFC 5256). */
+  async thread(tag: string, args: Args, uid: boolean): Promise<void> {
+    const algorithm = args.atom('threading algorithm').toUpperCase();
+    if (algorithm !== 'REFERENCES' && algorithm !== 'ORDEREDSUBJECT') throw new Bad('Unknown threading algorithm');
+    checkCharset(args.astring('charset'));
+    const { facts } = await this.matching(parseSearchKeys(args), true);
+    const threads = threadResponse(algorithm, facts, uid);
+    this.send(`* THREAD${threads ? ' ' + threads : ''}\r\n`);
+    await this.done(tag, 'THREAD completed', { allowExpunge: uid });
+  }
+
+  /**
+   * matching - the messages a search selects, in message-number order; with `withHeader`, read
+   * each one's bytes for its sort and thread facts (facts are always made, from metadata at least).
+   */
+  private async matching(prog: Omit<SearchProgram, 'returns'>, withHeader: boolean): Promise<{ hits: MessageMeta[]; seqs: number[]; facts: MessageFacts[] }> {
+    const view = this.view!;
+    if (prog.usesModseq) this.enableCondstore();
+    const hits: MessageMeta[] = [];
+    const seqs: number[] = [];
+    const facts: MessageFacts[] = [];
+    const cache = new Map();
+    const msgs = view.messages.slice();
+    const ctx = { maxSeq: msgs.length, maxUid: view.maxUid };
+    await this.withRaw(msgs, prog.needsRaw || withHeader, (m, i, raw) => {
+      if (matches(prog.key, { seq: i + 1, meta: m, raw, recent: view.recent.has(m.uid), ...ctx }, cache)) {
+        hits.push(m);
+        seqs.push(i + 1);
+        facts.push(messageFacts(i + 1, m, withHeader ? raw : null));
+      }
+    });
+    return { hits, seqs, facts };
   }
 
   /**
@@ -1189,4 +1214,48 @@ function drained(sock: Writable): Promise<void> {
   });
 }
 
+function highestModseqOf(ms: MessageMeta[]): number {
+  return ms.reduce((a, m) => Math.max(a, m.modseq), 0);
+}
 
+/**
+ * esearchLine - `* ESEARCH (TAG ...)` for RETURN options (RFC 4731; RFC 5267 for SORT, whose
+ * MIN/MAX are the first and last in sort order and ALL keeps that order). MODSEQ is the
+ * highest of the messages the answer names (RFC 7162 §3.1.5).
+ */
+function esearchLine(tag: string, uid: boolean, returns: string[], hits: MessageMeta[], nums: number[], withModseq: boolean, sorted: boolean): string {
+  let line = `* ESEARCH (TAG ${istring(tag)})${uid ? ' UID' : ''}`;
+  const named: MessageMeta[] = [];
+  if (nums.length) {
+    if (returns.includes('MIN')) {
+      line += ` MIN ${nums[0]}`;
+      named.push(hits[0]!);
+    }
+    if (returns.includes('MAX')) {
+      line += ` MAX ${nums[nums.length - 1]}`;
+      named.push(hits[hits.length - 1]!);
+    }
+    if (returns.includes('ALL')) {
+      line += ` ALL ${sorted ? formatOrdered(nums) : formatSet(nums)}`;
+      named.push(...hits);
+    }
+  }
+  if (returns.includes('COUNT')) {
+    line += ` COUNT ${nums.length}`;
+    named.push(...hits);
+  }
+  if (withModseq && named.length) line += ` MODSEQ ${highestModseqOf(named)}`;
+  return line + '\r\n';
+}
+
+/** formatOrdered - numbers in the given order, runs of consecutive ascending ones as ranges. */
+function formatOrdered(nums: number[]): string {
+  const out: string[] = [];
+  for (let i = 0; i < nums.length; ) {
+    let j = i;
+    while (j + 1 < nums.length && nums[j + 1] === nums[j]! + 1) j++;
+    out.push(j > i ? `${nums[i]}:${nums[j]}` : String(nums[i]));
+    i = j + 1;
+  }
+  return out.join(',');
+}

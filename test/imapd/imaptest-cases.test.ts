@@ -74,4 +74,56 @@ describe('imapd: cases from imaptest', () => {
     assert.ok(r.untagged.some((l) => l.startsWith('* 1 FETCH (BODY[TEXT]')), 'the message still there is sent');
     assert.match(r.done, /^t[0-9]+ NO \[EXPUNGEISSUED\] Some of the requested messages no longer exist/);
   });
+
+  /** fill - a new folder with these messages, selected. */
+  async function fill(folder: string, msgs: string[]): Promise<void> {
+    await c.ok(`CREATE ${folder}`);
+    for (const m of msgs) h.store.deliver(ALICE, m.replace(/\n/g, '\r\n'), folder);
+    await c.ok(`SELECT ${folder}`);
+  }
+
+  it('sort-subject, sort-addresses, sort-display-from, esort: SORT by base subject, address and display name; ESORT RETURN', async () => {
+    await fill('sorting', [
+      'Subject: Re: [list] b\nFrom: Zed <a@x.org>\nDate: Fri, 22 Feb 2008 02:00:00 +0200\n\n1\n',
+      'Subject: [fwd: A (fwd)]\nFrom: =?iso-8859-1?q?Al_B?= <z@x.org>\nDate: Fri, 22 Feb 2008 00:00:00 +0000\n\n22\n',
+      'Subject: b\nFrom: m@x.org\n\n333\n',
+      `Subject: =?utf-8?q?RE:_Fw:_a?=\nFrom: grp: q@x.org;\nDate: 21 Feb 2008 23:00 -0100\n\n${'4'.repeat(100)}\n`,
+    ]);
+    // Base subjects: b, a, b, a; ties by message number, also under REVERSE.
+    assert.deepEqual((await c.ok('SORT (SUBJECT) UTF-8 ALL')).untagged, ['* SORT 2 4 1 3']);
+    assert.deepEqual((await c.ok('SORT (REVERSE SUBJECT) UTF-8 ALL')).untagged, ['* SORT 1 3 2 4']);
+    assert.deepEqual((await c.ok('SORT (SUBJECT REVERSE SIZE) UTF-8 ALL')).untagged, ['* SORT 4 2 1 3']);
+    // FROM: local part a, z, m, grp; DISPLAYFROM: Zed, Al B, m@x.org, grp.
+    assert.deepEqual((await c.ok('SORT (FROM) US-ASCII ALL')).untagged, ['* SORT 1 4 3 2']);
+    assert.deepEqual((await c.ok('SORT (DISPLAYFROM) US-ASCII ALL')).untagged, ['* SORT 2 4 3 1']);
+    // DATE: the Date header in UTC (3 has none: its arrival, the latest).
+    assert.deepEqual((await c.ok('SORT (DATE) US-ASCII ALL')).untagged, ['* SORT 1 2 4 3']);
+    const uids = (await c.ok('UID SORT (SIZE) US-ASCII 2:4')).untagged;
+    assert.match(uids[0]!, /^\* SORT [0-9]+ [0-9]+ [0-9]+$/);
+    const es = await c.ok('SORT RETURN (MIN MAX COUNT ALL) (REVERSE SIZE) US-ASCII ALL');
+    // Sizes: 4 > 2 > 1 > 3.
+    assert.deepEqual(es.untagged, [`* ESEARCH (TAG "${es.done.split(' ')[0]}") MIN 4 MAX 3 ALL 4,2,1,3 COUNT 4`]);
+    assert.match((await c.command('SORT (NOPE) US-ASCII ALL')).done, /BAD/);
+    assert.match((await c.command('SORT (SUBJECT) KOI8-R ALL')).done, /NO \[BADCHARSET/);
+  });
+
+  it('thread, thread2, thread6, thread-orderedsubject: THREAD REFERENCES and ORDEREDSUBJECT', async () => {
+    await fill('threads', [
+      'Message-ID: <a@x>\nSubject: start\n\n1\n',
+      'Message-ID: <b@x>\nReferences: <a@x>\nSubject: Re: start\n\n2\n',
+      'Message-ID: <c@x>\nReferences: <b@x>\n\n3\n',
+      'Message-ID: <b@x>\nReferences: <a@x>\n\n4 (a repeated Message-ID)\n',
+      'References: <gone@x>\nSubject: other\n\n5\n',
+      'References: <gone@x>\n\n6\n',
+      'Subject: Re: other\n\n7\n',
+    ]);
+    // 5 and 6 share a missing parent (a dummy with two children); 7 joins "other" by subject.
+    assert.deepEqual((await c.ok('THREAD REFERENCES US-ASCII ALL')).untagged, ['* THREAD (1 (2 3)(4))((5)(6)(7))']);
+    assert.deepEqual((await c.ok('THREAD ORDEREDSUBJECT US-ASCII ALL')).untagged, ['* THREAD (1 2)(3 (4)(6))(5 7)']);
+    assert.deepEqual((await c.ok('THREAD REFERENCES US-ASCII 7:*')).untagged, ['* THREAD (7)']);
+    await c.ok('STORE 2 +FLAGS.SILENT (\\Deleted)');
+    await c.ok('EXPUNGE');
+    // Now 4 (was 5's repeat of <b@x>) is the first with <b@x>: 3 hangs below it.
+    assert.deepEqual((await c.ok('THREAD REFERENCES US-ASCII 1:3')).untagged, ['* THREAD (1 3 2)']);
+  });
 });
