@@ -1,14 +1,16 @@
 // FETCH: the data items a client asks for (RFC 9051 §6.4.5) and how each is rendered.
 
 import { flagList, formatInternalDate, literalHeader } from './encode.js';
-import { type Part, type Section, bodyStructure, envelope, parseSection, sectionBytes } from './mime.js';
+import { type Part, type Section, binaryBytes, bodyStructure, envelope, parseSection, sectionBytes } from './mime.js';
 import { ParseError, type Token, parseNumber } from './parser.js';
 import type { MessageMeta } from './store.js';
 
 export type FetchItem =
   | { kind: 'UID' | 'FLAGS' | 'INTERNALDATE' | 'RFC822.SIZE' | 'ENVELOPE' | 'BODYSTRUCTURE' | 'BODY' | 'MODSEQ' }
   | { kind: 'RFC822' | 'RFC822.HEADER' | 'RFC822.TEXT' }
-  | { kind: 'section'; peek: boolean; section: Section; spec: string; partial: [number, number] | null };
+  | { kind: 'section'; peek: boolean; section: Section; spec: string; partial: [number, number] | null }
+  /** BINARY[path]<partial>, BINARY.PEEK, BINARY.SIZE (RFC 3516). */
+  | { kind: 'binary'; peek: boolean; size: boolean; path: number[]; spec: string; partial: [number, number] | null };
 
 export interface FetchRequest {
   items: FetchItem[];
@@ -45,15 +47,26 @@ export function parseFetchItems(tok: Token): FetchRequest {
     throw new ParseError('Bad fetch item');
   }
   const items = atoms.map(parseItem);
-  const needsStructure = items.some((i) => i.kind === 'BODYSTRUCTURE' || i.kind === 'BODY' || (i.kind === 'section' && i.section.path.length > 0));
-  const needsRaw = needsStructure || items.some((i) => i.kind === 'section' || i.kind === 'ENVELOPE' || i.kind.startsWith('RFC822') && i.kind !== 'RFC822.SIZE');
-  const setsSeen = items.some((i) => (i.kind === 'section' && !i.peek) || i.kind === 'RFC822' || i.kind === 'RFC822.TEXT');
+  const needsStructure = items.some((i) => i.kind === 'BODYSTRUCTURE' || i.kind === 'BODY' || (i.kind === 'section' && i.section.path.length > 0) || (i.kind === 'binary' && i.path.length > 0));
+  const needsRaw = needsStructure || items.some((i) => i.kind === 'section' || i.kind === 'binary' || i.kind === 'ENVELOPE' || (i.kind.startsWith('RFC822') && i.kind !== 'RFC822.SIZE'));
+  const setsSeen = items.some((i) => ((i.kind === 'section' || i.kind === 'binary') && !i.peek && !(i.kind === 'binary' && i.size)) || i.kind === 'RFC822' || i.kind === 'RFC822.TEXT');
   return { items, needsRaw, needsStructure, setsSeen };
 }
 
 function parseItem(atom: string): FetchItem {
   const up = atom.toUpperCase();
   if (SIMPLE.has(up)) return { kind: up as 'UID' };
+  const b = /^(BINARY|BINARY\.PEEK|BINARY\.SIZE)\[([0-9.]*)\](?:<([0-9]+)\.([0-9]+)>)?$/i.exec(atom);
+  if (b) {
+    const path = b[2] ? b[2].split('.').map((n) => parseNumber(n, 'part number')) : [];
+    if (path.some((n) => n < 1)) throw new ParseError('Bad part number');
+    const kw = b[1]!.toUpperCase();
+    const size = kw === 'BINARY.SIZE';
+    if (size && b[3] !== undefined) throw new ParseError('BINARY.SIZE takes no partial');
+    const partial: [number, number] | null = b[3] !== undefined ? [parseNumber(b[3]), parseNumber(b[4]!)] : null;
+    if (partial && partial[1] === 0) throw new ParseError('Partial length must be positive');
+    return { kind: 'binary', peek: kw === 'BINARY.PEEK', size, path, spec: b[2]!, partial };
+  }
   const m = /^(BODY|BODY\.PEEK)\[([^\]]*)\](?:<([0-9]+)\.([0-9]+)>)?$/i.exec(atom);
   if (!m) throw new ParseError(`Unknown fetch item ${atom.slice(0, 50)}`);
   const section = parseSection(m[2]!);
@@ -82,8 +95,8 @@ export function renderFetch(req: FetchRequest, src: FetchSource, opts: { uid: bo
   const addPlain = (s: string): void => {
     out.push(count++ > 0 ? ' ' + s : s);
   };
-  const addData = (label: string, data: Buffer): void => {
-    out.push(`${count++ > 0 ? ' ' : ''}${label} ${literalHeader(data.length)}`, data);
+  const addData = (label: string, data: Buffer, binary = false): void => {
+    out.push(`${count++ > 0 ? ' ' : ''}${label} ${binary ? '~' : ''}${literalHeader(data.length)}`, data);
   };
   const raw = src.raw ?? EMPTY;
   let hasUid = false;
@@ -139,6 +152,21 @@ export function renderFetch(req: FetchRequest, src: FetchSource, opts: { uid: bo
         addData(label, data);
         break;
       }
+      case 'binary': {
+        let data = binaryBytes(raw, src.structure, item.path);
+        if (item.size) {
+          addPlain(`BINARY.SIZE[${item.spec}] ${data.length}`);
+          break;
+        }
+        let label = `BINARY[${item.spec}]`;
+        if (item.partial) {
+          const [origin, count] = item.partial;
+          data = data.subarray(Math.min(origin, data.length), Math.min(origin + count, data.length));
+          label += `<${origin}>`;
+        }
+        addData(label, data, needsLiteral8(data));
+        break;
+      }
     }
   }
   if (opts.modseq && !hasModseq) addPlain(`MODSEQ (${src.meta.modseq})`);
@@ -148,4 +176,15 @@ export function renderFetch(req: FetchRequest, src: FetchSource, opts: { uid: bo
 
 function headerOf(raw: Buffer, structure: Part | null): Buffer {
   return sectionBytes(raw, structure, { path: [], text: 'HEADER', fields: [] });
+}
+
+/**
+ * needsLiteral8 - decoded data that is not text as a literal carries it (a NUL, a bare CR or
+ * LF) goes out as literal8 `~{N}` (RFC 3516 §4.2), as Dovecot sends it.
+ */
+function needsLiteral8(data: Buffer): boolean {
+  if (data.includes(0)) return true;
+  for (let i = data.indexOf(13); i >= 0; i = data.indexOf(13, i + 1)) if (data[i + 1] !== 10) return true;
+  for (let i = data.indexOf(10); i >= 0; i = data.indexOf(10, i + 1)) if (i === 0 || data[i - 1] !== 13) return true;
+  return false;
 }

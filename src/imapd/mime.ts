@@ -10,6 +10,7 @@
 
 import { Headers, Splitter, type MimeNode, type SplitterChunk } from 'mailsplit';
 import libmime from 'libmime';
+import libqp from 'libqp';
 import addressparser from 'nodemailer/lib/addressparser';
 
 import { ParseError } from './parser.js';
@@ -288,6 +289,46 @@ export function sectionBytes(raw: Buffer, root: Part | null, s: Section): Buffer
       return raw.subarray(part.headerStart, part.bodyStart);
     default:
       return part.message ? topLevel(raw, part.message, s) : Buffer.alloc(0);
+  }
+}
+
+/** leafParts - every part without children, those inside message/rfc822 parts too. */
+export function leafParts(root: Part): Part[] {
+  const out: Part[] = [];
+  const walk = (p: Part): void => {
+    if (p.children) p.children.forEach(walk);
+    else if (p.message) walk(p.message);
+    else out.push(p);
+  };
+  walk(root);
+  return out;
+}
+
+/** A BINARY fetch of a part whose Content-Transfer-Encoding we cannot decode (RFC 3516 UNKNOWN-CTE). */
+export class UnknownCteError extends Error {}
+
+/**
+ * binaryBytes - BINARY[path] (RFC 3516): a part's body with its Content-Transfer-Encoding
+ * undone (base64 by Buffer, quoted-printable by libqp); the whole message for [].
+ */
+export function binaryBytes(raw: Buffer, root: Part | null, path: number[]): Buffer {
+  if (path.length === 0) return raw;
+  const part = root ? findPart(root, path) : null;
+  if (!part) return Buffer.alloc(0);
+  const body = raw.subarray(part.bodyStart, part.end);
+  if (part.children) return body;
+  const cte = (headerValue(headerFields(raw.subarray(part.headerStart, part.bodyStart)), 'content-transfer-encoding') ?? '7bit').toLowerCase();
+  switch (cte) {
+    case '7bit':
+    case '8bit':
+    case 'binary':
+      return body;
+    case 'base64':
+      return Buffer.from(body.toString('latin1'), 'base64');
+    case 'quoted-printable':
+      return libqp.decode(body);
+    default:
+      throw new UnknownCteError(cte);
   }
 }
 

@@ -10,8 +10,8 @@ export class ParseError extends Error {}
 
 export type Token =
   | { t: 'atom'; v: string }
-  /** A quoted string or a literal; `bytes` keeps a literal's exact octets (APPEND). */
-  | { t: 'string'; v: string; bytes?: Buffer }
+  /** A quoted string or a literal; `bytes` keeps a literal's exact octets (APPEND); `binary` marks a literal8 (`~{N}`, RFC 3516). */
+  | { t: 'string'; v: string; bytes?: Buffer; binary?: boolean }
   | { t: 'list'; v: Token[] };
 
 const MAX_DEPTH = 16;
@@ -60,11 +60,12 @@ export function tokenize(parts: Array<string | Buffer>): Token[] {
         }
         i++;
         top.push({ t: 'string', v: out });
-      } else if (c === '{') {
-        const m = /^\{([0-9]+)\+?\}$/.exec(s.slice(i));
+      } else if (c === '{' || (c === '~' && s[i + 1] === '{')) {
+        const binary = c === '~';
+        const m = /^\{([0-9]+)\+?\}$/.exec(s.slice(binary ? i + 1 : i));
         const lit = parts[p + 1];
         if (!m || !Buffer.isBuffer(lit)) throw new ParseError('Bad literal');
-        top.push({ t: 'string', v: lit.toString('utf8'), bytes: lit });
+        top.push(binary ? { t: 'string', v: lit.toString('utf8'), bytes: lit, binary } : { t: 'string', v: lit.toString('utf8'), bytes: lit });
         i = s.length;
       } else {
         const start = i;

@@ -18,7 +18,8 @@ import { VERSION } from '../shared/version.js';
 import type { ImapdConfig } from './config.js';
 import { astring, flagList, formatInternalDate, istring, parseDateTime } from './encode.js';
 import { type FetchRequest, parseFetchItems, renderFetch } from './fetch.js';
-import { type Part, parseStructure } from './mime.js';
+import { BadUrlError, base64Parts, parseAppendMessages, parseImapUrl } from './append.js';
+import { type Part, UnknownCteError, leafParts, needsStructure, parseSection, parseStructure, sectionBytes } from './mime.js';
 import { BadNameError, checkName, fromWire, patternMatcher, specialUse, toWire } from './names.js';
 import { Args, ParseError, type Token, atomsOf, parseNumber, splitTagAndCommand, tokenize } from './parser.js';
 import { CommandReader, type LiteralVerdict } from './reader.js';
@@ -210,7 +211,8 @@ export class Session {
     const tag = m ? m[1]! : '*';
     const isAppend = m?.[2]?.toUpperCase() === 'APPEND' && this.state !== 'notauth';
     const limit = this.state === 'notauth' ? PREAUTH_LITERAL_BYTES : isAppend ? cfg.max_message_size : cfg.max_literal_bytes;
-    // APPEND: one message (MULTIAPPEND is not offered) plus small literals for the mailbox name.
+    // APPEND: all messages and CATENATE texts of one command together within one message's
+    // limit (MULTIAPPEND takes many small messages, not many large ones), plus small literals.
     const total = isAppend ? cfg.max_message_size + cfg.max_literal_bytes : limit;
     if (size <= limit && before + size <= total) return { ok: true };
     if (nonSync) return { ok: false, response: `* BYE [TOOBIG] Literal of ${size} octets is over the limit of ${limit}`, close: true };
@@ -262,6 +264,7 @@ export class Session {
       if (err instanceof No) return this.no(tag, err.code, err.message);
       if (err instanceof StoreError) return this.no(tag, err.code, err.message);
       if (err instanceof BadCharsetError) return this.no(tag, 'BADCHARSET (UTF-8 US-ASCII)', 'Unsupported charset');
+      if (err instanceof UnknownCteError) return this.no(tag, 'UNKNOWN-CTE', `Cannot decode ${err.message.slice(0, 40)}`);
       this.log.error({ event: 'imapd.command_failed', command: name, err: String(err) }, 'command failed');
       return this.no(tag, 'UNAVAILABLE', 'Mail store unavailable, try again later');
     } finally {
@@ -407,6 +410,9 @@ export class Session {
         'LIST-STATUS',
         'SPECIAL-USE',
         'ESEARCH',
+        'MULTIAPPEND',
+        'CATENATE',
+        'BINARY',
         'SORT',
         'SORT=DISPLAY',
         'ESORT',
@@ -780,34 +786,90 @@ export class Session {
     return `* STATUS ${istring(toWire(name))} (${values.join(' ')})\r\n`;
   }
 
+  /** append - APPEND with MULTIAPPEND, CATENATE and literal8; all messages are stored or none. */
   async append(tag: string, args: Args): Promise<void> {
     const name = this.name(args.astring('mailbox name'));
-    let flags: string[] = [];
-    let date: number | null = null;
-    let t = args.next('message');
-    if (t.t === 'list') {
-      flags = normalizeFlags(atomsOf(t.v));
-      t = args.next('message');
-    }
-    if (t.t === 'string' && !t.bytes) {
-      date = parseDateTime(t.v);
-      if (date === null) throw new Bad('Bad date-time');
-      t = args.next('message');
-    }
-    if (t.t !== 'string' || !t.bytes) throw new Bad('Expected the message as a literal');
-    args.end();
-    if (flags.some((f) => f.toLowerCase() === '\\recent')) throw new Bad('\\Recent cannot be set');
-    if (t.bytes.length === 0) throw new No(null, 'Empty message');
-    let r;
+    const msgs = parseAppendMessages(args).map((m) => {
+      const flags = normalizeFlags(m.flags);
+      if (flags.some((f) => f.toLowerCase() === '\\recent')) throw new Bad('\\Recent cannot be set');
+      let date: number | null = null;
+      if (m.date !== null) {
+        date = parseDateTime(m.date);
+        if (date === null) throw new Bad('Bad date-time');
+      }
+      return { ...m, flags, date };
+    });
+    // A missing mailbox is TRYCREATE, whatever else is wrong (RFC 4469 §5).
     try {
-      r = await this.mail!.append(name, t.bytes, flags, date);
+      await this.mail!.status(name);
     } catch (err) {
       if (err instanceof StoreError && err.code === 'NONEXISTENT') throw new No('TRYCREATE', 'No such mailbox');
       throw err;
     }
-    this.log.info({ event: 'imapd.append', user: this.user, mailbox: name, uid: r.uid, size: t.bytes.length }, 'message appended');
+    const datas: Buffer[] = [];
+    for (const m of msgs) {
+      const pieces: Buffer[] = [];
+      for (const part of m.parts) pieces.push('text' in part ? part.text : await this.urlData(part.url));
+      let data = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+      if (m.binary) data = base64Parts(data, leafParts(await parseStructure(data)));
+      if (data.length === 0) throw new No(null, 'Empty message');
+      if (data.length > this.deps.cfg().max_message_size) throw new No('TOOBIG', 'Message too large');
+      datas.push(data);
+    }
+    const uids: number[] = [];
+    let uidvalidity = 0;
+    try {
+      for (let i = 0; i < msgs.length; i++) {
+        const r = await this.mail!.append(name, datas[i]!, msgs[i]!.flags, msgs[i]!.date);
+        uids.push(r.uid);
+        uidvalidity = r.uidvalidity;
+        this.log.info({ event: 'imapd.append', user: this.user, mailbox: name, uid: r.uid, size: datas[i]!.length }, 'message appended');
+      }
+    } catch (err) {
+      // MULTIAPPEND is all or nothing (RFC 3502 §6.3.11).
+      if (uids.length) await this.mail!.expunge(name, uids).catch(() => {});
+      if (err instanceof StoreError && err.code === 'NONEXISTENT') throw new No('TRYCREATE', 'No such mailbox');
+      throw err;
+    }
     if (this.view?.name === name) this.view.dirty = true;
-    await this.done(tag, 'APPEND completed', { code: `APPENDUID ${r.uidvalidity} ${r.uid}` });
+    await this.done(tag, 'APPEND completed', { code: `APPENDUID ${uidvalidity} ${formatSet(uids)}` });
+  }
+
+  /** urlData - the bytes a CATENATE URL names, from the user's own mail, or NO [BADURL]. */
+  private async urlData(url: string): Promise<Buffer> {
+    const bad = (why: string): No => new No(`BADURL ${istring(url.slice(0, 200))}`, why);
+    let u;
+    try {
+      u = parseImapUrl(url, this.user!);
+    } catch (err) {
+      if (err instanceof BadUrlError) throw bad(err.message);
+      throw err;
+    }
+    let raw: Buffer | null;
+    try {
+      const box = checkName(u.mailbox, this.mail!.delimiter);
+      const st = await this.mail!.status(box);
+      if (u.uidvalidity !== null && u.uidvalidity !== st.uidvalidity) throw bad('UIDVALIDITY does not match');
+      raw = await this.mail!.fetch(box, u.uid);
+    } catch (err) {
+      if (err instanceof No) throw err;
+      if (err instanceof BadNameError || err instanceof StoreError) throw bad('No such mailbox');
+      throw err;
+    }
+    if (!raw) throw bad('No such message');
+    let data: Buffer;
+    try {
+      const section = parseSection(u.section);
+      data = sectionBytes(raw, needsStructure(section) ? await parseStructure(raw) : null, section);
+    } catch (err) {
+      if (err instanceof ParseError) throw bad('Bad section');
+      throw err;
+    }
+    if (u.partial) {
+      const [origin, len] = u.partial;
+      data = data.subarray(Math.min(origin, data.length), len === null ? data.length : Math.min(origin + len, data.length));
+    }
+    return data;
   }
 
   /** idle - RFC 2177: changes are pushed as they happen until the client sends DONE. */

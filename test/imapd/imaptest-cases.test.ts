@@ -126,4 +126,48 @@ describe('imapd: cases from imaptest', () => {
     // Now 4 (was 5's repeat of <b@x>) is the first with <b@x>: 3 hangs below it.
     assert.deepEqual((await c.ok('THREAD REFERENCES US-ASCII 1:3')).untagged, ['* THREAD (1 3 2)']);
   });
+
+  const lit = (m: string, binary = false): string => `${binary ? '~' : ''}{${Buffer.byteLength(m)}+}\r\n${m}`;
+
+  it('multiappend: several messages in one APPEND, all stored or none', async () => {
+    await c.ok('CREATE multi');
+    const r = await c.ok(`APPEND multi ${lit('Subject: one\r\n\r\n1\r\n')} (\\Seen) ${lit('Subject: two\r\n\r\n2\r\n')}`);
+    assert.match(r.done, /OK \[APPENDUID [0-9]+ 1:2\]/);
+    // The second is empty: neither is stored.
+    assert.match((await c.command(`APPEND multi ${lit('Subject: three\r\n\r\n3\r\n')} {0+}\r\n`)).done, /NO/);
+    await c.ok('SELECT multi');
+    const f = await c.ok('FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])');
+    assert.equal(f.untagged.length, 2);
+    assert.match(f.untagged[1]!, /^\* 2 FETCH \(FLAGS \(\\Seen( \\Recent)?\) BODY\[HEADER\.FIELDS \(SUBJECT\)\] \{16\}\r\nSubject: two\r\n\r\n\)$/);
+  });
+
+  it('catenate: a message from TEXT parts and URLs of stored messages; bad URLs are NO [BADURL]', async () => {
+    await c.ok('CREATE cat');
+    const first = await c.ok(`APPEND cat ${lit('From: a@x\r\nSubject: src\r\n\r\nsource body\r\n')}`);
+    const [, uidv, uid] = /APPENDUID ([0-9]+) ([0-9]+)/.exec(first.done)!;
+    const r = await c.ok(`APPEND cat CATENATE (URL "/cat;UIDVALIDITY=${uidv}/;UID=${uid}/;SECTION=HEADER" TEXT ${lit('new body\r\n')} URL "/cat/;uid=${uid}/;section=text/;partial=7.4")`);
+    assert.match(r.done, /OK \[APPENDUID [0-9]+ 2\]/);
+    await c.ok('SELECT cat');
+    const f = await c.ok('FETCH 2 BODY.PEEK[]');
+    assert.ok(f.untagged[0]!.endsWith('\r\nFrom: a@x\r\nSubject: src\r\n\r\nnew body\r\nbody)'), f.untagged[0]);
+    assert.match((await c.command(`APPEND cat CATENATE (URL "/cat;UIDVALIDITY=${Number(uidv) + 1}/;UID=${uid}")`)).done, /NO \[BADURL "/);
+    assert.match((await c.command(`APPEND cat CATENATE (URL "/cat/;UID=999")`)).done, /NO \[BADURL/);
+    assert.match((await c.command(`APPEND cat CATENATE (URL "imap://other@host/cat/;UID=${uid}")`)).done, /NO \[BADURL/);
+    // A missing target is TRYCREATE even with a bad URL in the parts.
+    assert.match((await c.command(`APPEND nothere CATENATE (URL "/cat/;UID=999")`)).done, /NO \[TRYCREATE\]/);
+  });
+
+  it('fetch-binary-mime-*, append-binary: BINARY[] decodes base64 and quoted-printable; literal8 content is stored as base64', async () => {
+    await c.ok('CREATE bin');
+    const mime = 'Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\naGVs\r\n bG8= \r\n--b\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nfoo  \r\nba=\r\nr=3D\r\n--b\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n--b--\r\n';
+    await c.ok(`APPEND bin ${lit(mime)}`);
+    await c.ok(`APPEND bin ${lit('Content-Transfer-Encoding: binary\r\n\r\na\0b\nc', true)}`);
+    await c.ok('SELECT bin');
+    const f = await c.ok('FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1] BINARY.PEEK[2] BINARY.PEEK[2]<3.3>)');
+    assert.equal(f.untagged[0], '* 1 FETCH (BINARY.SIZE[1] 5 BINARY[1] {5}\r\nhello BINARY[2] {9}\r\nfoo\r\nbar= BINARY[2]<3> {3}\r\n\r\nb)');
+    assert.match((await c.command('FETCH 1 BINARY.PEEK[3]')).done, /NO \[UNKNOWN-CTE\]/);
+    // The literal8 message: BODY[1] is base64 now, BINARY[1] the bytes sent (a literal8 for the NUL).
+    const g = await c.ok('FETCH 2 (BODY.PEEK[1] BINARY.PEEK[1] BODY.PEEK[HEADER])');
+    assert.equal(g.untagged[0], '* 2 FETCH (BODY[1] {10}\r\nYQBiCmM=\r\n BINARY[1] ~{5}\r\na\0b\nc BODY[HEADER] {37}\r\nContent-Transfer-Encoding: base64\r\n\r\n)');
+  });
 });
