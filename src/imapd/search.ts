@@ -47,10 +47,17 @@ const HEADER_KEYS = new Set(['FROM', 'TO', 'CC', 'BCC', 'SUBJECT']);
 
 export class BadCharsetError extends Error {}
 
+/** ESEARCH RETURN options (RFC 4731), with CONTEXT=SEARCH's UPDATE and PARTIAL (RFC 5267). */
+export interface ReturnOptions {
+  options: string[];
+  /** PARTIAL low:high, 1-based positions in the result, low <= high. */
+  partial: [number, number] | null;
+}
+
 export interface SearchProgram {
   key: SearchKey;
   /** ESEARCH RETURN options (null = plain SEARCH response). */
-  returns: string[] | null;
+  returns: ReturnOptions | null;
   needsRaw: boolean;
   usesModseq: boolean;
 }
@@ -66,18 +73,35 @@ export function parseSearch(args: Args): SearchProgram {
   return { ...parseSearchKeys(args), returns };
 }
 
-/** parseReturn - ESEARCH's `RETURN (MIN MAX ALL COUNT SAVE)` if it comes next (empty = ALL), else null. */
-export function parseReturn(args: Args): string[] | null {
+/** parseReturn - `RETURN (MIN MAX ALL COUNT SAVE UPDATE PARTIAL m:n)` if it comes next (empty = ALL), else null. */
+export function parseReturn(args: Args): ReturnOptions | null {
   const t = args.peek();
   if (t?.t !== 'atom' || t.v.toUpperCase() !== 'RETURN') return null;
   args.next('RETURN');
-  const returns = args.list('return options').map((x) => {
+  const list = args.list('return options');
+  const options: string[] = [];
+  let partial: [number, number] | null = null;
+  for (let i = 0; i < list.length; i++) {
+    const x = list[i]!;
     if (x.t !== 'atom') throw new ParseError('Bad RETURN option');
     const o = x.v.toUpperCase();
-    if (!['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE'].includes(o)) throw new ParseError(`Unknown RETURN option ${o}`);
-    return o;
-  });
-  return returns.length ? returns : ['ALL'];
+    if (o === 'PARTIAL') {
+      const r = list[++i];
+      const m = r?.t === 'atom' ? /^([0-9]+):([0-9]+)$/.exec(r.v) : null;
+      if (!m) throw new ParseError('PARTIAL needs a range low:high');
+      const a = parseNumber(m[1]!);
+      const b = parseNumber(m[2]!);
+      if (a < 1 || b < 1) throw new ParseError('Bad PARTIAL range');
+      partial = [Math.min(a, b), Math.max(a, b)];
+    } else if (['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE', 'UPDATE'].includes(o)) {
+      options.push(o);
+    } else {
+      throw new ParseError(`Unknown RETURN option ${o.slice(0, 40)}`);
+    }
+  }
+  if (partial && options.includes('ALL')) throw new ParseError('PARTIAL and ALL together');
+  if (!options.length && !partial) options.push('ALL');
+  return { options, partial };
 }
 
 /** checkCharset - the search charsets we take (strings are matched as UTF-8). */

@@ -23,7 +23,8 @@ import { type Part, UnknownCteError, leafParts, needsStructure, parseSection, pa
 import { BadNameError, checkName, fromWire, patternMatcher, specialUse, toWire } from './names.js';
 import { Args, ParseError, type Token, atomsOf, parseNumber, splitTagAndCommand, tokenize } from './parser.js';
 import { CommandReader, type LiteralVerdict } from './reader.js';
-import { BadCharsetError, type SearchProgram, checkCharset, hasFlag, matches, parseReturn, parseSearch, parseSearchKeys } from './search.js';
+import { BadCharsetError, type ReturnOptions, type SearchProgram, checkCharset, hasFlag, matches, parseReturn, parseSearch, parseSearchKeys } from './search.js';
+import { MAX_UPDATE_CONTEXTS, SearchUpdates } from './search-context.js';
 import { SeqMatcher, formatSet, parseSequenceSet } from './sequence.js';
 import { type MessageFacts, compareFacts, messageFacts, parseSortCriteria } from './sort.js';
 import { type FlagMode, type FolderInfo, type MailStore, type MessageMeta, StoreError, type UserMail } from './store.js';
@@ -91,6 +92,7 @@ const COMMANDS = new Map<string, Command>([
   ['UNSELECT', { states: SELECTED, run: (s, t, a) => s.close(t, a, false) }],
   ['EXPUNGE', { states: SELECTED, run: (s, t, a, u) => s.expunge(t, a, u) }],
   ['SEARCH', { states: SELECTED, run: (s, t, a, u) => s.search(t, a, u) }],
+  ['CANCELUPDATE', { states: SELECTED, run: (s, t, a) => s.cancelUpdate(t, a) }],
   ['SORT', { states: SELECTED, run: (s, t, a, u) => s.sort(t, a, u) }],
   ['THREAD', { states: SELECTED, run: (s, t, a, u) => s.thread(t, a, u) }],
   ['FETCH', { states: SELECTED, run: (s, t, a, u) => s.fetch(t, a, u) }],
@@ -129,6 +131,8 @@ export class Session {
   /** Set while IDLE waits: a change wakes it. */
   private idleWake: (() => void) | null = null;
   private condstore = false;
+  /** CONTEXT=SEARCH searches kept current (RFC 5267). */
+  private readonly updates = new SearchUpdates();
   private corked = false;
   /** Text gathered while batching, not yet written. */
   private outText = '';
@@ -342,6 +346,7 @@ export class Session {
   /** done - the tagged OK, after bringing the selected mailbox up to date. */
   private async done(tag: string, text: string, opts: { code?: string; allowExpunge?: boolean } = {}): Promise<void> {
     await this.catchUp(opts.allowExpunge ?? true);
+    await this.syncUpdates();
     this.send(`${tag} OK ${opts.code ? `[${opts.code}] ` : ''}${text}\r\n`);
   }
 
@@ -410,6 +415,7 @@ export class Session {
         'LIST-STATUS',
         'SPECIAL-USE',
         'ESEARCH',
+        'CONTEXT=SEARCH',
         'MULTIAPPEND',
         'CATENATE',
         'BINARY',
@@ -733,6 +739,7 @@ export class Session {
     const state = await this.mail!.state(name);
     if (condstore) this.condstore = true;
     const view = new MailboxView(name, readOnly, state, `${this.user}\0${name}\0${state.uidvalidity}`);
+    view.beforeRemove = (uids) => this.updates.removing(uids, (u) => view.seqOf(u));
     this.view = view;
     this.state = 'selected';
     this.unwatch = this.mail!.watch(name, () => {
@@ -754,6 +761,7 @@ export class Session {
   private deselect(): void {
     this.unwatch?.();
     this.unwatch = null;
+    this.updates.clear();
     this.view = null;
     this.structures.clear();
   }
@@ -887,6 +895,7 @@ export class Session {
     });
     while (!ended && !this.closing) {
       await this.catchUp(true);
+      await this.syncUpdates();
       this.flush();
       if (ended || this.closing) break;
       await new Promise<void>((resolve) => (this.idleWake = resolve));
@@ -948,11 +957,17 @@ export class Session {
 
   async search(tag: string, args: Args, uid: boolean): Promise<void> {
     const prog = parseSearch(args);
-    if (prog.returns?.includes('SAVE')) throw new Bad('SEARCHRES is not supported');
+    const ret = prog.returns;
+    if (ret?.options.includes('SAVE')) throw new Bad('SEARCHRES is not supported');
     const { hits, seqs } = await this.matching(prog, false);
     const nums = uid ? hits.map((m) => m.uid) : seqs;
-    if (prog.returns) {
-      this.send(esearchLine(tag, uid, prog.returns, hits, nums, prog.usesModseq, false));
+    if (ret) {
+      this.send(esearchLine(tag, uid, ret, hits, nums, prog.usesModseq, false));
+      if (ret.options.includes('UPDATE')) {
+        // CONTEXT=SEARCH (RFC 5267 §4.2): the result is kept and kept current.
+        if (this.updates.size >= MAX_UPDATE_CONTEXTS) this.send(`* NO [NOUPDATE ${istring(tag)}] Too many updating searches\r\n`);
+        else this.updates.add(tag, uid, prog, hits, this.view!.messages);
+      }
     } else {
       const mod = prog.usesModseq && nums.length ? ` (MODSEQ ${highestModseqOf(hits)})` : '';
       this.send(`* SEARCH${nums.map((n) => ' ' + n).join('')}${mod}\r\n`);
@@ -960,10 +975,37 @@ export class Session {
     await this.done(tag, 'SEARCH completed', { allowExpunge: uid });
   }
 
+  /** cancelUpdate - CANCELUPDATE "tag" ... (RFC 5267 §4.3). */
+  async cancelUpdate(tag: string, args: Args): Promise<void> {
+    const tags: string[] = [];
+    while (!args.done) tags.push(args.astring('search tag'));
+    if (!tags.length) throw new Bad('Missing search tag');
+    if (!this.updates.cancel(tags)) throw new No(null, 'Unknown tag');
+    await this.done(tag, 'CANCELUPDATE completed');
+  }
+
+  /** syncUpdates - ADDTO/REMOVEFROM for updating searches whose results changed. */
+  private async syncUpdates(): Promise<void> {
+    const view = this.view;
+    if (!view || !this.updates.size) return;
+    const lines = await this.updates.refresh(view.messages, (u) => view.seqOf(u), async (prog, msgs) => {
+      const out = new Set<number>();
+      const cache = new Map();
+      const ctx = { maxSeq: view.exists, maxUid: view.maxUid };
+      await this.withRaw(msgs, prog.needsRaw, (m, _i, raw) => {
+        if (matches(prog.key, { seq: view.seqOf(m.uid), meta: m, raw, recent: view.recent.has(m.uid), ...ctx }, cache)) out.add(m.uid);
+      });
+      return out;
+    });
+    if (lines) this.send(lines);
+  }
+
   /** sort - SORT (RFC 5256) with SORT=DISPLAY (RFC 5957) keys and ESORT's RETURN (RFC 5267). */
   async sort(tag: string, args: Args, uid: boolean): Promise<void> {
     const returns = parseReturn(args);
-    if (returns?.includes('SAVE')) throw new Bad('SEARCHRES is not supported');
+    if (returns?.options.includes('SAVE')) throw new Bad('SEARCHRES is not supported');
+    // CONTEXT=SORT is not offered.
+    if (returns?.partial || returns?.options.includes('UPDATE')) throw new Bad('PARTIAL and UPDATE are for SEARCH only');
     const keys = parseSortCriteria(args.list('sort criteria'));
     checkCharset(args.astring('charset'));
     const prog = parseSearchKeys(args);
@@ -1285,7 +1327,8 @@ function highestModseqOf(ms: MessageMeta[]): number {
  * MIN/MAX are the first and last in sort order and ALL keeps that order). MODSEQ is the
  * highest of the messages the answer names (RFC 7162 §3.1.5).
  */
-function esearchLine(tag: string, uid: boolean, returns: string[], hits: MessageMeta[], nums: number[], withModseq: boolean, sorted: boolean): string {
+function esearchLine(tag: string, uid: boolean, ret: ReturnOptions, hits: MessageMeta[], nums: number[], withModseq: boolean, sorted: boolean): string {
+  const returns = ret.options;
   let line = `* ESEARCH (TAG ${istring(tag)})${uid ? ' UID' : ''}`;
   const named: MessageMeta[] = [];
   if (nums.length) {
@@ -1301,6 +1344,13 @@ function esearchLine(tag: string, uid: boolean, returns: string[], hits: Message
       line += ` ALL ${sorted ? formatOrdered(nums) : formatSet(nums)}`;
       named.push(...hits);
     }
+  }
+  if (ret.partial) {
+    // PARTIAL low:high - those positions of the result (RFC 5267 §4.4), NIL when none.
+    const [low, high] = ret.partial;
+    const part = nums.slice(low - 1, high);
+    line += ` PARTIAL (${low}:${high} ${part.length ? (sorted ? formatOrdered(part) : formatSet(part)) : 'NIL'})`;
+    named.push(...hits.slice(low - 1, high));
   }
   if (returns.includes('COUNT')) {
     line += ` COUNT ${nums.length}`;

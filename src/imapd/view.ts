@@ -39,6 +39,8 @@ export class MailboxView {
   readonly recent = new Set<number>();
   /** Keywords announced in FLAGS so far. */
   private readonly keywords = new Set<string>();
+  /** Responses owed before messages are expunged (CONTEXT=SEARCH REMOVEFROM), numbers still valid. */
+  beforeRemove: ((uids: number[]) => string) | null = null;
 
   constructor(
     readonly name: string,
@@ -129,8 +131,10 @@ export class MailboxView {
    * first, so each number is right when sent).
    */
   removeUids(uids: Iterable<number>): string[] {
+    const list = [...uids];
+    const before = this.beforeRemove?.(list.filter((u) => this.seqOf(u))) ?? '';
     const seqs: number[] = [];
-    for (const uid of uids) {
+    for (const uid of list) {
       const s = this.seqOf(uid);
       if (s) seqs.push(s);
       this.heldExpunges.delete(uid);
@@ -140,7 +144,9 @@ export class MailboxView {
       this.recent.delete(this.messages[s - 1]!.uid);
       this.messages.splice(s - 1, 1);
     }
-    return seqs.map((s) => `* ${s} EXPUNGE\r\n`);
+    const lines = seqs.map((s) => `* ${s} EXPUNGE\r\n`);
+    if (before) lines.unshift(before);
+    return lines;
   }
 
   /** apply - what the store reported, as untagged responses (expunges held unless allowed). */

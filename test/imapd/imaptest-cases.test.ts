@@ -170,4 +170,35 @@ describe('imapd: cases from imaptest', () => {
     const g = await c.ok('FETCH 2 (BODY.PEEK[1] BINARY.PEEK[1] BODY.PEEK[HEADER])');
     assert.equal(g.untagged[0], '* 2 FETCH (BODY[1] {10}\r\nYQBiCmM=\r\n BINARY[1] ~{5}\r\na\0b\nc BODY[HEADER] {37}\r\nContent-Transfer-Encoding: base64\r\n\r\n)');
   });
+
+  it('search-context-update*, search-partial: SEARCH RETURN (UPDATE) sends ADDTO/REMOVEFROM (before EXPUNGE); PARTIAL', async () => {
+    await fill('ctx', [0, 1, 2, 3, 4].map((i) => `Subject: s${i}\n\nbody ${i}\n`));
+    const seen = await c.ok('SEARCH RETURN (UPDATE) SEEN');
+    const t1 = seen.done.split(' ')[0]!;
+    assert.deepEqual(seen.untagged, [`* ESEARCH (TAG "${t1}")`]);
+    const unseen = await c.ok('UID SEARCH RETURN (UPDATE COUNT) UNSEEN');
+    const t2 = unseen.done.split(' ')[0]!;
+    assert.deepEqual(unseen.untagged, [`* ESEARCH (TAG "${t2}") UID COUNT 5`]);
+    const st = await c.ok('STORE 1,2,4 +FLAGS (\\Seen)');
+    assert.deepEqual(st.untagged.slice(3), [`* ESEARCH (TAG "${t1}") ADDTO (0 1:2,4)`, `* ESEARCH (TAG "${t2}") UID REMOVEFROM (0 1:2,4)`]);
+    await c.ok('STORE 1 +FLAGS.SILENT (\\Deleted)');
+    assert.deepEqual((await c.ok('EXPUNGE')).untagged, [`* ESEARCH (TAG "${t1}") REMOVEFROM (0 1)`, '* 1 EXPUNGE']);
+    // Another session's change reaches us too.
+    const other = await ImapTestClient.connect(h.port);
+    await other.ok(LOGIN);
+    await other.ok('SELECT ctx');
+    await other.ok('UID STORE 2 -FLAGS.SILENT (\\Seen)');
+    other.close();
+    let got: string[] = [];
+    for (let i = 0; i < 50 && !got.some((l) => l.includes('ADDTO')); i++) got = got.concat((await c.ok('NOOP')).untagged);
+    assert.ok(got.includes(`* ESEARCH (TAG "${t1}") REMOVEFROM (0 1)`), got.join('|'));
+    assert.ok(got.includes(`* ESEARCH (TAG "${t2}") UID ADDTO (0 2)`), got.join('|'));
+    await c.ok(`CANCELUPDATE "${t1}"`);
+    assert.match((await c.command(`CANCELUPDATE "${t1}"`)).done, /NO/);
+    assert.deepEqual((await c.ok('STORE 2 +FLAGS.SILENT (\\Seen)')).untagged, [`* ESEARCH (TAG "${t2}") UID REMOVEFROM (0 3)`]);
+    const p = await c.ok('SEARCH RETURN (PARTIAL 3:2 COUNT MIN) ALL');
+    assert.match(p.untagged[0]!, /^\* ESEARCH \(TAG "t[0-9]+"\) MIN 1 PARTIAL \(2:3 2:3\) COUNT 4$/);
+    assert.match((await c.ok('SEARCH RETURN (PARTIAL 5:9) ALL')).untagged[0]!, /PARTIAL \(5:9 NIL\)$/);
+    assert.match((await c.command('SEARCH RETURN (PARTIAL 1:*) ALL')).done, /BAD/);
+  });
 });
