@@ -63,6 +63,27 @@ export class SeqMatcher {
     return false;
   }
 
+  /**
+   * missing - the numbers of the set up to `max` that are not in `present` (ascending), as a
+   * set string: QRESYNC's VANISHED (EARLIER) when the store cannot list expunges (no loop
+   * over the numbers themselves, so 1:4294967295 costs no more than the messages present).
+   */
+  missing(present: readonly number[], max: number): string {
+    const out: string[] = [];
+    const push = (a: number, b: number): void => void out.push(a === b ? String(a) : `${a}:${b}`);
+    for (const [lo, hiRaw] of this.ranges) {
+      const hi = Math.min(hiRaw, max);
+      if (lo > hi) break;
+      let next = lo;
+      for (let i = lowerBound(present, lo); i < present.length && present[i]! <= hi; i++) {
+        if (present[i]! > next) push(next, present[i]! - 1);
+        next = present[i]! + 1;
+      }
+      if (next <= hi) push(next, hi);
+    }
+    return out.join(',');
+  }
+
   get min(): number {
     return this.ranges[0]?.[0] ?? Infinity;
   }
@@ -83,4 +104,15 @@ export function formatSet(nums: readonly number[]): string {
     i = j + 1;
   }
   return out.join(',');
+}
+
+function lowerBound(a: readonly number[], x: number): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (a[mid]! < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

@@ -25,7 +25,7 @@ import { Args, ParseError, type Token, atomsOf, parseNumber, splitTagAndCommand,
 import { CommandReader, type LiteralVerdict } from './reader.js';
 import { BadCharsetError, type ReturnOptions, type SearchProgram, checkCharset, hasFlag, matches, parseReturn, parseSearch, parseSearchKeys } from './search.js';
 import { MAX_UPDATE_CONTEXTS, SearchUpdates } from './search-context.js';
-import { SeqMatcher, formatSet, parseSequenceSet } from './sequence.js';
+import { type Range, SeqMatcher, formatSet, parseSequenceSet } from './sequence.js';
 import { type MessageFacts, compareFacts, messageFacts, parseSortCriteria } from './sort.js';
 import { type FlagMode, type FolderInfo, type MailStore, type MessageMeta, StoreError, type UserMail } from './store.js';
 import { threadResponse } from './thread.js';
@@ -131,6 +131,8 @@ export class Session {
   /** Set while IDLE waits: a change wakes it. */
   private idleWake: (() => void) | null = null;
   private condstore = false;
+  /** ENABLE QRESYNC was given (RFC 7162). */
+  private qresync = false;
   /** CONTEXT=SEARCH searches kept current (RFC 5267). */
   private readonly updates = new SearchUpdates();
   private corked = false;
@@ -425,6 +427,7 @@ export class Session {
         'THREAD=REFERENCES',
         'THREAD=ORDEREDSUBJECT',
         'CONDSTORE',
+        'QRESYNC',
         'STATUS=SIZE',
         `APPENDLIMIT=${this.deps.cfg().max_message_size}`,
       );
@@ -570,6 +573,12 @@ export class Session {
       const cap = args.atom('capability').toUpperCase();
       if (cap === 'CONDSTORE' && !enabled.includes(cap)) {
         this.condstore = true;
+        enabled.push(cap);
+      } else if (cap === 'QRESYNC' && !enabled.includes(cap)) {
+        // QRESYNC includes CONDSTORE (RFC 7162 §3.2.3).
+        this.qresync = true;
+        this.condstore = true;
+        if (this.view) this.view.vanished = true;
         enabled.push(cap);
       }
     }
@@ -728,10 +737,15 @@ export class Session {
     const params = args.optionalList();
     args.end();
     let condstore = false;
-    for (const p of params ?? []) {
-      if (p.t === 'atom' && p.v.toUpperCase() === 'CONDSTORE') condstore = true;
+    let resync: QresyncParams | null = null;
+    const plist = new Args(params ?? []);
+    while (!plist.done) {
+      const p = plist.atom('SELECT parameter').toUpperCase();
+      if (p === 'CONDSTORE') condstore = true;
+      else if (p === 'QRESYNC') resync = parseQresync(plist.list('QRESYNC parameters'));
       else throw new Bad('Unknown SELECT parameter');
     }
+    if (resync && !this.qresync) throw new Bad('QRESYNC is not enabled');
     const hadSelected = this.view !== null;
     this.deselect();
     this.state = 'auth';
@@ -740,6 +754,7 @@ export class Session {
     if (condstore) this.condstore = true;
     const view = new MailboxView(name, readOnly, state, `${this.user}\0${name}\0${state.uidvalidity}`);
     view.beforeRemove = (uids) => this.updates.removing(uids, (u) => view.seqOf(u));
+    view.vanished = this.qresync;
     this.view = view;
     this.state = 'selected';
     this.unwatch = this.mail!.watch(name, () => {
@@ -755,7 +770,36 @@ export class Session {
     out += `* OK [HIGHESTMODSEQ ${view.highestModseq}] Highest\r\n`;
     this.send(out);
     this.structures.clear();
+    if (resync && resync.uidvalidity === view.uidvalidity) await this.resyncSelect(view, resync);
     await this.done(tag, `${readOnly ? 'EXAMINE' : 'SELECT'} completed`, { code: readOnly ? 'READ-ONLY' : 'READ-WRITE' });
+  }
+
+  /**
+   * resyncSelect - SELECT's QRESYNC (RFC 7162 §3.2.5): what the client missed since its
+   * mod-sequence: VANISHED (EARLIER) for the expunged among its known UIDs, then FETCH for
+   * every message changed since. Known sequence/UID pairs are not needed: expunges are listed.
+   */
+  private async resyncSelect(view: MailboxView, r: QresyncParams): Promise<void> {
+    const known = new SeqMatcher(r.knownUids ?? [[1, Infinity]], Math.max(view.maxUid, view.uidnext - 1));
+    const vanished = await this.vanishedSince(view, r.modseq, known);
+    if (vanished) this.send(`* VANISHED (EARLIER) ${vanished}\r\n`);
+    const lines: string[] = [];
+    for (let i = 0; i < view.messages.length; i++) {
+      const m = view.messages[i]!;
+      if (m.modseq > r.modseq) lines.push(`* ${i + 1} FETCH (UID ${m.uid} FLAGS ${flagList(view.flagsOf(m))} MODSEQ (${m.modseq}))\r\n`);
+    }
+    if (lines.length) await this.sendAll(lines);
+  }
+
+  /** vanishedSince - UIDs in `set` expunged since `modseq` and not in the view (a set string, maybe ''). */
+  private async vanishedSince(view: MailboxView, modseq: number, set: SeqMatcher): Promise<string> {
+    const changes = await this.mail!.changes(view.name, modseq);
+    if (changes.kind === 'delta') {
+      const uids = [...new Set(changes.expunged)].filter((u) => set.has(u) && !view.seqOf(u)).sort((a, b) => a - b);
+      return formatSet(uids);
+    }
+    // The store no longer knows every expunge: every UID of the set below UIDNEXT not here.
+    return set.missing(view.messages.map((m) => m.uid), Math.max(view.uidnext, changes.state.uidnext) - 1);
   }
 
   private deselect(): void {
@@ -932,7 +976,11 @@ export class Session {
     const deleted = candidates.filter((m) => hasFlag(m.flags, '\\Deleted')).map((m) => m.uid);
     const removed = deleted.length ? await this.mail!.expunge(view.name, deleted) : [];
     this.send(view.removeUids(removed).join(''));
-    await this.done(tag, 'EXPUNGE completed');
+    if (!this.qresync) return this.done(tag, 'EXPUNGE completed');
+    // With QRESYNC the OK carries the mod-sequence the expunge made (RFC 7162 §3.2.10).
+    if (removed.length) view.dirty = true;
+    await this.catchUp(true);
+    await this.done(tag, 'EXPUNGE completed', { code: `HIGHESTMODSEQ ${view.highestModseq}` });
   }
 
   /** resolve - the messages of a sequence set (numbers or UIDs) in sequence order. */
@@ -1086,17 +1134,26 @@ export class Session {
     const setArg = args.atom('sequence set');
     const req: FetchRequest = parseFetchItems(args.next('fetch items'));
     let changedSince: number | null = null;
+    let vanished = false;
     const mods = args.optionalList();
     if (mods) {
       const m = new Args(mods);
       while (!m.done) {
         const w = m.atom('fetch modifier').toUpperCase();
         if (w === 'CHANGEDSINCE') changedSince = m.number('mod-sequence');
+        else if (w === 'VANISHED') vanished = true;
         else throw new Bad(`Unknown FETCH modifier ${w}`);
       }
     }
     args.end();
+    // VANISHED: UID FETCH with CHANGEDSINCE, QRESYNC enabled (RFC 7162 §3.2.6).
+    if (vanished && (!uid || changedSince === null || !this.qresync)) throw new Bad('VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC');
     const view = this.view!;
+    if (vanished) {
+      // `*` reaches the last UID ever given: the expunged ones above the highest present too.
+      const gone = await this.vanishedSince(view, changedSince!, new SeqMatcher(parseSequenceSet(setArg), Math.max(view.maxUid, view.uidnext - 1)));
+      if (gone) this.send(`* VANISHED (EARLIER) ${gone}\r\n`);
+    }
     let msgs = this.resolve(setArg, uid);
     if (changedSince !== null) {
       this.enableCondstore();
@@ -1117,7 +1174,8 @@ export class Session {
     if (forceFlags && !req.items.some((i) => i.kind === 'FLAGS')) req.items.push({ kind: 'FLAGS' });
     let missing = 0;
     const wantsFlags = req.items.some((x) => x.kind === 'FLAGS');
-    const opts = { uid, modseq: withModseq };
+    // With QRESYNC every FETCH response names its UID.
+    const opts = { uid: uid || this.qresync, modseq: withModseq };
     // Promises only where there is something to wait for (message bytes, a structure parse, a
     // full socket): UID FETCH 1:* (FLAGS) of 100,000 messages is then one plain loop.
     await this.withRaw(msgs, req.needsRaw, (m, _i, raw) => {
@@ -1186,10 +1244,11 @@ export class Session {
       const seq = view.seqOf(u.uid);
       if (!seq) continue;
       const items: string[] = [];
-      if (uid) items.push(`UID ${u.uid}`);
+      const withUid = uid || this.qresync;
+      if (withUid) items.push(`UID ${u.uid}`);
       if (!silent) items.push(`FLAGS ${flagList(view.flagsOf(u))}`);
       if (this.condstore) items.push(`MODSEQ (${u.modseq})`);
-      if (items.length > (uid ? 1 : 0)) out += `* ${seq} FETCH (${items.join(' ')})\r\n`;
+      if (items.length > (withUid ? 1 : 0)) out += `* ${seq} FETCH (${items.join(' ')})\r\n`;
     }
     this.send(out);
     const modified = r.modified.map((u) => (uid ? u : view.seqOf(u))).filter(Boolean).sort((a, b) => a - b);
@@ -1370,4 +1429,30 @@ function formatOrdered(nums: number[]): string {
     i = j + 1;
   }
   return out.join(',');
+}
+
+interface QresyncParams {
+  uidvalidity: number;
+  modseq: number;
+  knownUids: Range[] | null;
+}
+
+/** parseQresync - `(uidvalidity modseq [known-uids [(seqs uids)]])` of SELECT (RFC 7162 §3.2.5). */
+function parseQresync(list: Token[]): QresyncParams {
+  const a = new Args(list);
+  const uidvalidity = a.number('UIDVALIDITY');
+  const modseq = a.number('mod-sequence');
+  if (uidvalidity < 1 || modseq < 1) throw new Bad('Bad QRESYNC parameters');
+  let knownUids: Range[] | null = null;
+  if (a.peek()?.t === 'atom') knownUids = parseSequenceSet(a.atom('known UIDs'));
+  // Known sequence/UID pairs only help a server without expunge history; checked, then unused.
+  const pairs = a.optionalList();
+  if (pairs) {
+    const p = new Args(pairs);
+    parseSequenceSet(p.atom('known sequence set'));
+    parseSequenceSet(p.atom('known UID set'));
+    p.end();
+  }
+  a.end();
+  return { uidvalidity, modseq, knownUids };
 }

@@ -9,6 +9,7 @@
 // back wait for the next command that allows them.
 
 import { flagList } from './encode.js';
+import { formatSet } from './sequence.js';
 import type { FolderChanges, FolderState, MessageMeta } from './store.js';
 
 const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft'];
@@ -39,6 +40,8 @@ export class MailboxView {
   readonly recent = new Set<number>();
   /** Keywords announced in FLAGS so far. */
   private readonly keywords = new Set<string>();
+  /** QRESYNC is on: expunges are reported as `VANISHED uids`, not `n EXPUNGE` (RFC 7162 §3.2.10). */
+  vanished = false;
   /** Responses owed before messages are expunged (CONTEXT=SEARCH REMOVEFROM), numbers still valid. */
   beforeRemove: ((uids: number[]) => string) | null = null;
 
@@ -140,11 +143,13 @@ export class MailboxView {
       this.heldExpunges.delete(uid);
     }
     seqs.sort((a, b) => b - a);
+    const removed: number[] = [];
     for (const s of seqs) {
+      removed.push(this.messages[s - 1]!.uid);
       this.recent.delete(this.messages[s - 1]!.uid);
       this.messages.splice(s - 1, 1);
     }
-    const lines = seqs.map((s) => `* ${s} EXPUNGE\r\n`);
+    const lines = this.vanished ? (removed.length ? [`* VANISHED ${formatSet(removed.sort((a, b) => a - b))}\r\n`] : []) : seqs.map((s) => `* ${s} EXPUNGE\r\n`);
     if (before) lines.unshift(before);
     return lines;
   }

@@ -201,4 +201,40 @@ describe('imapd: cases from imaptest', () => {
     assert.match((await c.ok('SEARCH RETURN (PARTIAL 5:9) ALL')).untagged[0]!, /PARTIAL \(5:9 NIL\)$/);
     assert.match((await c.command('SEARCH RETURN (PARTIAL 1:*) ALL')).done, /BAD/);
   });
+
+  it('QRESYNC (notify needs it): SELECT with QRESYNC reports what was missed; VANISHED for expunges', async () => {
+    await fill('qr', [1, 2, 3, 4, 5].map((i) => `Subject: q${i}\n\n${i}\n`));
+    const sel = await c.ok('SELECT qr (CONDSTORE)');
+    const uidv = Number(/UIDVALIDITY ([0-9]+)/.exec(sel.untagged.join('\n'))![1]);
+    const hms = Number(/HIGHESTMODSEQ ([0-9]+)/.exec(sel.untagged.join('\n'))![1]);
+    await c.ok('UNSELECT');
+    // Meanwhile: message UID 2 expunged, UID 4 flagged.
+    const other = await ImapTestClient.connect(h.port);
+    await other.ok(LOGIN);
+    await other.ok('SELECT qr');
+    await other.ok('UID STORE 2 +FLAGS.SILENT (\\Deleted)');
+    await other.ok('UID EXPUNGE 2');
+    await other.ok('UID STORE 4 +FLAGS.SILENT (\\Flagged)');
+    other.close();
+    assert.match((await c.command(`SELECT qr (QRESYNC (${uidv} ${hms}))`)).done, /BAD/, 'QRESYNC must be enabled first');
+    assert.deepEqual((await c.ok('ENABLE QRESYNC')).untagged, ['* ENABLED QRESYNC']);
+    const r = await c.ok(`SELECT qr (QRESYNC (${uidv} ${hms} 1:5))`);
+    const tail = r.untagged.slice(r.untagged.findIndex((l) => l.startsWith('* VANISHED')));
+    assert.equal(tail[0], '* VANISHED (EARLIER) 2');
+    assert.match(tail[1]!, /^\* 3 FETCH \(UID 4 FLAGS \(\\Flagged\) MODSEQ \([0-9]+\)\)$/);
+    assert.equal(tail.length, 2);
+    // Expunges are VANISHED now; FETCH responses carry the UID.
+    await c.ok('STORE 1 +FLAGS.SILENT (\\Deleted)');
+    const ex = await c.ok('EXPUNGE');
+    assert.deepEqual(ex.untagged, ['* VANISHED 1']);
+    assert.match(ex.done, /OK \[HIGHESTMODSEQ [0-9]+\]/);
+    assert.match((await c.ok('FETCH 1 FLAGS')).untagged[0]!, /^\* 1 FETCH \(UID 3 FLAGS/);
+    const v = await c.ok(`UID FETCH 1:* (FLAGS) (CHANGEDSINCE ${hms} VANISHED)`);
+    assert.equal(v.untagged[0], '* VANISHED (EARLIER) 1:2');
+    assert.match((await c.command('FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)')).done, /BAD/);
+    // Without the history of expunges, every UID below UIDNEXT that is not there is VANISHED.
+    const { SeqMatcher } = await import('../../src/imapd/sequence.js');
+    assert.equal(new SeqMatcher([[1, Infinity]], 9).missing([3, 4, 8], 9), '1:2,5:7,9');
+    assert.equal(new SeqMatcher([[2, 5], [7, 4294967295]], 4294967295).missing([3, 10], 12), '2,4:5,7:9,11:12');
+  });
 });
