@@ -11,8 +11,8 @@ export type Reply =
   | { kind: 'error'; message?: string }
   /** several lines in a row, e.g. `ok: 2`, `mailinfo: ...`, `ok` (the `list` style) */
   | { kind: 'lines'; lines: Message[] }
-  /** `ok: SIZE` followed by exactly SIZE raw bytes (the `retr` style) */
-  | { kind: 'raw'; size: number; body: Buffer | Readable }
+  /** `ok: SIZE [; extra...]` followed by exactly SIZE raw bytes (the `retr` style) */
+  | { kind: 'raw'; size: number; body: Buffer | Readable; extra?: string[] }
   /** wire text already formatted by the handler (a long `list` built in one string) */
   | { kind: 'text'; text: string | Buffer };
 
@@ -38,11 +38,11 @@ export function preformatted(text: string | Buffer): Reply {
   return { kind: 'text', text };
 }
 
-/** rawData - `ok: SIZE` then the bytes; `size` must be the exact byte count of `body`. */
-export function rawData(body: Buffer | Readable, size?: number): Reply {
-  if (Buffer.isBuffer(body)) return { kind: 'raw', size: body.length, body };
+/** rawData - `ok: SIZE [; EXTRA...]` then the bytes; `size` must be the exact byte count of `body`. */
+export function rawData(body: Buffer | Readable, size?: number, extra?: string[]): Reply {
+  if (Buffer.isBuffer(body)) return { kind: 'raw', size: body.length, body, extra };
   if (size === undefined) throw new Error('rawData: a stream body needs its size');
-  return { kind: 'raw', size, body };
+  return { kind: 'raw', size, body, extra };
 }
 
 /** The answer a client reads back: `ok`/`error` and its decoded parameters. */

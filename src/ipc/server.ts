@@ -451,7 +451,7 @@ async function writeReply(socket: net.Socket, reply: Reply, writer: OrderedWrite
       socket.write(reply.text);
       return;
     case 'raw': {
-      socket.write(formatMessage('ok', [String(reply.size)]));
+      socket.write(formatMessage('ok', reply.extra ? [String(reply.size), ...reply.extra] : [String(reply.size)]));
       if (Buffer.isBuffer(reply.body)) {
         if (reply.body.length > 0) socket.write(reply.body);
         return;

@@ -27,7 +27,7 @@ export interface BounceContext {
 }
 
 /** queueBounce - send a DSN about `failed` recipients of the message in `file`; throws when it could not be queued. */
-export async function queueBounce(ctx: BounceContext, file: string, env: Envelope, bodyOffset: number, failed: DsnRecipient[]): Promise<BounceOutcome> {
+export async function queueBounce(ctx: BounceContext, file: string | Buffer, env: Envelope, bodyOffset: number, failed: DsnRecipient[]): Promise<BounceOutcome> {
   let to: string;
   let kind: 'bounce' | 'double';
   if (env.from !== '') {
@@ -78,7 +78,9 @@ export async function postmasterAddress(ctx: Pick<BounceContext, 'authd' | 'host
   return first ? `postmaster@${domainOf('x@' + first)}` : null;
 }
 
-async function readHeaders(file: string, bodyOffset: number): Promise<Buffer> {
+async function readHeaders(file: string | Buffer, bodyOffset: number): Promise<Buffer> {
+  // The whole queue file already in memory (the router took it with `take`).
+  if (Buffer.isBuffer(file)) return headerBlock(file.subarray(bodyOffset, bodyOffset + 64 * 1024));
   const fh = await open(file, 'r');
   try {
     const buf = Buffer.alloc(64 * 1024);

@@ -29,9 +29,12 @@ export interface QueueConsumerOptions {
   /**
    * Take one popped PATH; call `release` once it is done with (its lease is no longer renewed,
    * its slot is free again). `unslot` frees the slot early while the lease is still renewed
-   * (a message parked in memory that waits its turn). Must not throw.
+   * (a message parked in memory that waits its turn). Must not throw. DATA: the message's
+   * bytes when `withBytes` asked for them and it was small enough (else read PATH).
    */
-  take(path: string, release: () => void, unslot: () => void): Promise<void>;
+  take(path: string, release: () => void, unslot: () => void, data: Buffer | null): Promise<void>;
+  /** Ask queued for the bytes with the lease (`take: QUEUE ; MAX`) instead of a path to read (`pop`). */
+  withBytes?: number;
 }
 
 /** First renewal of a message still in hand, after its pop. */
@@ -52,6 +55,7 @@ export class QueueConsumer {
   private callback = '';
   private timer: NodeJS.Timeout | null = null;
   private wake: (() => void) | null = null;
+  private takeWorks = true;
 
   constructor(private readonly opts: QueueConsumerOptions) {}
 
@@ -127,6 +131,19 @@ export class QueueConsumer {
     }
   }
 
+  // next - the next message: `take` (path and bytes in one answer) or `pop`; null when none.
+  private async next(): Promise<{ file: string; data: Buffer | null } | null> {
+    if (this.opts.withBytes && this.takeWorks) {
+      const r = await this.opts.queued.requestRaw('take', [this.opts.queue, String(this.opts.withBytes)]);
+      if (r.reply.ok && r.reply.params[1]) return { file: r.reply.params[1], data: r.reply.params[2] === 'file' ? null : (r.data ?? null) };
+      // A queued from before `take`: pop from now on.
+      if (!/unknown message/.test(r.reply.params[0] ?? '')) return null;
+      this.takeWorks = false;
+    }
+    const popped = await this.opts.queued.request('pop', [this.opts.queue]);
+    return popped.ok && popped.params[0] ? { file: popped.params[0], data: null } : null;
+  }
+
   private release(): void {
     this.active--;
     const w = this.wake;
@@ -144,9 +161,9 @@ export class QueueConsumer {
             await new Promise<void>((r) => (this.wake = r));
             continue;
           }
-          const popped = await this.opts.queued.request('pop', [this.opts.queue]);
-          if (!popped.ok || !popped.params[0]) break;
-          const file = popped.params[0];
+          const popped = await this.next();
+          if (!popped) break;
+          const { file, data } = popped;
           this.leases.set(file, Date.now() + FIRST_RENEW_MS);
           if (this.inHand.has(file)) {
             this.opts.logger.warn({ event: `${this.opts.events}.popped_again`, file }, 'handed out again while in hand (queued restarted): the delivery in hand keeps it');
@@ -171,6 +188,7 @@ export class QueueConsumer {
               unslot();
             },
             unslot,
+            data,
           );
         }
       } while (this.again && !this.closed);

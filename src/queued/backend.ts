@@ -61,6 +61,13 @@ export interface QueueBackend {
   put(queue: string, p: string, data: Buffer[]): Promise<string>;
   /** pop - lease the oldest ready message to OWNER (an IPC connection id): a local file PATH, or null. */
   pop(queue: string, owner: number): Promise<string | null>;
+  /**
+   * take - `pop` with the bytes when they are at most MAX (else null: read PATH as after pop);
+   * absent: index.ts pops and reads.
+   */
+  take?(queue: string, owner: number, max: number): Promise<{ path: string; data: Buffer | null } | null>;
+  /** copy - make sure the leased message P has its file at P (after a `take`); absent: pop always writes it. */
+  copy?(queue: string, p: string): Promise<void>;
   /** abandon - OWNER's connection closed while holding P: the lease ends now. */
   abandon(queue: string, p: string, owner: number): void;
   done(queue: string, p: string): Promise<string>;

@@ -54,6 +54,22 @@ export class FileBackend implements QueueBackend {
     return p;
   }
 
+  async take(queue: string, owner: number, max: number): Promise<{ path: string; data: Buffer | null } | null> {
+    return (await this.spool.peek(queue)?.take(max, owner)) ?? null;
+  }
+
+  async copy(queue: string, p: string): Promise<void> {
+    const q = this.open(queue, p, 'a leased message');
+    // Exactly the path pop would hand out, of a leased message: nothing else is ever written.
+    const qid = path.basename(p);
+    if (!isQid(qid) || q.msgPath(qid) !== p || q.state(qid) !== 'leased') throw new QueueError(`not a leased message of queue ${queue}: ${p}`);
+    try {
+      await q.prepare(p);
+    } catch (err) {
+      throw new QueueError(`cannot write ${path.basename(p)}: ${(err as Error).message}`, '4.3.0');
+    }
+  }
+
   abandon(queue: string, p: string, owner: number): void {
     this.spool.peek(queue)?.abandon(p, owner);
   }

@@ -16,6 +16,10 @@
 //                                          the bytes of slot PATH sent instead of written
 //                                          (journal with group commit; pop hands out a file)
 //   pop: QUEUE                          -> ok: PATH (DATA/queue/QUEUE/msg/QID), leased; or `error`
+//   take: QUEUE [; MAX]                 -> pop with the bytes: ok: SIZE ; PATH + SIZE raw bytes;
+//                                          bigger than MAX (1 MiB): ok: 0 ; PATH ; file (read PATH)
+//   copy: QUEUE ; PATH                  -> ok once the leased message PATH (from `take`) is a file
+//                                          there, for a reader of the path form (smtp-out's `send`)
 //   done: QUEUE ; PATH                  -> ok; the file is removed (leased paths only)
 //   defer: QUEUE ; PATH ; SECONDS [; REASON] -> ok; ready again after SECONDS (persisted)
 //   get: QUEUE ; PATH-or-QID            -> ok: SIZE + SIZE raw bytes (the `retr` style): a queued
@@ -43,7 +47,7 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 
-import { error, failure, ok, rawData } from '../ipc/index.js';
+import { type RequestContext, error, failure, ok, rawData } from '../ipc/index.js';
 import { dataPath } from '../config/load.js';
 import { ipcSecret } from '../shared/ipc-secret.js';
 import { createIpcServer } from '../shared/ipc-setup.js';
@@ -63,6 +67,9 @@ const MAX_DEFER_S = 10 * 365 * 86400;
 const MAX_LEASE_S = 86400;
 /** Largest `put`: messages are held in memory while they arrive (bigger ones: slot + push). */
 const MAX_PUT_BYTES = 64 * 1024 * 1024;
+
+/** `take` hands out the bytes of messages up to this size unless asked otherwise (bigger: the path). */
+const DEFAULT_TAKE_BYTES = 1024 * 1024;
 
 /** Per IPC connection: the paths it popped and has not finished (see Queue.abandon). */
 const HELD = 'queued.held';
@@ -148,6 +155,21 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
     },
   });
 
+  // hold - remember that C's connection leases P: a consumer that dies holding leases gives
+  // them back at once, not after lease_s.
+  const hold = (c: RequestContext, p: string, name: string): void => {
+    let held = c.conn.data.get(HELD) as Map<string, string> | undefined;
+    if (!held) {
+      const mine = new Map<string, string>();
+      held = mine;
+      c.conn.data.set(HELD, mine);
+      c.conn.onClose(() => {
+        for (const [leasedPath, queue] of mine) backend.abandon(queue, leasedPath, c.conn.id);
+      });
+    }
+    held.set(p, name);
+  };
+
   server.on('pop', {
     params: 1,
     handle: async (c) => {
@@ -161,21 +183,58 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
         return fail(err);
       }
       if (p === null) return error();
-      // A consumer that dies holding leases gives them back at once, not after lease_s.
-      let held = c.conn.data.get(HELD) as Map<string, string> | undefined;
-      if (!held) {
-        const mine = new Map<string, string>();
-        held = mine;
-        c.conn.data.set(HELD, mine);
-        c.conn.onClose(() => {
-          for (const [leasedPath, queue] of mine) backend.abandon(queue, leasedPath, c.conn.id);
-        });
-      }
-      held.set(p, name);
+      hold(c, p, name);
       logger.debug({ event: 'queued.pop', qid: path.basename(p), queue: name }, 'message leased');
       return ok(p);
     },
   });
+
+  server.on('take', {
+    params: [1, 2],
+    handle: async (c) => {
+      const [name, maxText] = c.params as [string, string?];
+      if (!isQueueName(name)) return badName(name);
+      if (maxText !== undefined && !/^\d{1,9}$/.test(maxText)) return failure('5.5.4', `bad MAX: ${maxText.slice(0, 20)}`);
+      const max = Math.min(maxText === undefined ? DEFAULT_TAKE_BYTES : Number(maxText), MAX_PUT_BYTES);
+      let taken: { path: string; data: Buffer | null } | null;
+      try {
+        taken = backend.take ? await backend.take(name, c.conn.id, max) : await popAndRead(name, c.conn.id, max);
+      } catch (err) {
+        logger.error({ event: 'queued.pop_failed', queue: name, err: String(err) }, 'cannot hand out a message');
+        return fail(err);
+      }
+      if (taken === null) return error();
+      hold(c, taken.path, name);
+      logger.debug({ event: 'queued.pop', qid: path.basename(taken.path), queue: name, via: 'take' }, 'message leased');
+      return taken.data ? rawData(taken.data, taken.data.length, [taken.path]) : rawData(Buffer.alloc(0), 0, [taken.path, 'file']);
+    },
+  });
+
+  server.on('copy', {
+    params: 2,
+    handle: async (c) => {
+      const [name, p] = c.params as [string, string];
+      if (!isQueueName(name)) return badName(name);
+      try {
+        await backend.copy?.(name, p);
+        return ok();
+      } catch (err) {
+        return fail(err);
+      }
+    },
+  });
+
+  // popAndRead - `take` on a backend without its own: pop, then the bytes if small enough.
+  const popAndRead = async (name: string, owner: number, max: number): Promise<{ path: string; data: Buffer | null } | null> => {
+    const p = await backend.pop(name, owner);
+    if (p === null) return null;
+    const m = await backend.read(name, p).catch(() => null);
+    if (!m || m.size > max) return { path: p, data: null };
+    if (Buffer.isBuffer(m.body)) return { path: p, data: m.body };
+    const chunks: Buffer[] = [];
+    for await (const chunk of m.body) chunks.push(chunk as Buffer);
+    return { path: p, data: Buffer.concat(chunks) };
+  };
 
   server.on('done', {
     params: 2,

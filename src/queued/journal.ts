@@ -17,9 +17,9 @@
 // record, which can only be one never acknowledged. Each start writes a new segment; a segment
 // whose messages are all done is removed.
 //
-// The consumer still gets a file path (DESIGN.md `pop` answers PATH): `put` also writes the
-// message to cache/QID in the same job, without fsync (it is a copy; the journal is the truth).
-// After a restart those copies are not trusted: pop rewrites them from the journal first.
+// The bytes of recent puts also stay in memory (up to MEMORY_BYTES, oldest dropped first), so
+// `take` and `get` answer without a read. A consumer that asks for a file path (DESIGN.md `pop`
+// answers PATH) gets cache/QID, written on that pop from memory or the journal (queue.ts).
 
 import { closeSync, constants, fstatSync, mkdirSync, openSync, readdirSync, readSync } from 'node:fs';
 import path from 'node:path';
@@ -35,6 +35,8 @@ const SEGMENT_BYTES = 64 * 1024 * 1024;
 const MAX_HEADER = 64;
 /** read() takes this much at once: the header and, for most messages, all their bytes. */
 const FIRST_READ = 64 * 1024;
+/** Bytes of recent puts kept in memory for take/get (beyond: read back from the segment). */
+const MEMORY_BYTES = 64 * 1024 * 1024;
 
 // Where a live message is: segment number and the offset of its P record, packed into one
 // number (a million recovered messages: one boxed number each instead of an object). Record
@@ -63,7 +65,6 @@ interface Waiting {
   seg: Segment;
   off: number;
   records: Uint8Array[];
-  cache: { path: string; data: Uint8Array[] } | null;
   sync: boolean;
   resolve(): void;
   reject(err: Error): void;
@@ -76,6 +77,9 @@ export class Journal {
   /** Open segments, by number. */
   private readonly segs = new Map<number, Segment>();
   private readonly locs = new Map<string, number>();
+  /** Bytes of recent puts, oldest first (a Map keeps insertion order), and their total. */
+  private readonly memory = new Map<string, Buffer>();
+  private memoryBytes = 0;
   private waiting: Waiting[] = [];
   private flushing: Promise<void> | null = null;
   private nextNo: number;
@@ -118,8 +122,8 @@ export class Journal {
     return this.locs.size;
   }
 
-  /** append - journal QID's bytes (and write the cache copy); resolves once they are on disk. */
-  append(qid: string, data: Uint8Array[], cachePath: string): Promise<void> {
+  /** append - journal QID's bytes; resolves once they are on disk. */
+  append(qid: string, data: Buffer[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error('journal closed'));
     const len = data.reduce((n, d) => n + d.length, 0);
     let crc = 0;
@@ -134,9 +138,11 @@ export class Journal {
         seg,
         off,
         records: [header, ...data],
-        cache: { path: cachePath, data },
         sync: true,
-        resolve,
+        resolve: () => {
+          this.remember(qid, data, len);
+          resolve();
+        },
         reject: (err) => {
           this.forget(qid);
           reject(err);
@@ -150,11 +156,13 @@ export class Journal {
     if (!this.forget(qid) || this.closed) return;
     const rec = Buffer.from(`D ${qid}\n`, 'latin1');
     const seg = this.segment(rec.length);
-    this.enqueue({ seg, off: this.reserve(seg, rec.length), records: [rec], cache: null, sync: false, resolve: noop, reject: noop });
+    this.enqueue({ seg, off: this.reserve(seg, rec.length), records: [rec], sync: false, resolve: noop, reject: noop });
   }
 
-  /** read - QID's bytes from the journal (to rebuild its cache copy after a restart). */
+  /** read - QID's bytes: from memory if still there, else from its segment. */
   async read(qid: string): Promise<Buffer> {
+    const kept = this.memory.get(qid);
+    if (kept && this.locs.has(qid)) return kept;
     const loc = this.locs.get(qid);
     const seg = loc === undefined ? undefined : this.segs.get(segOf(loc));
     if (loc === undefined || !seg) throw new Error(`not in the journal: ${qid}`);
@@ -207,8 +215,27 @@ export class Journal {
     if (!this.flushing) this.flushing = this.flush();
   }
 
+  // remember - keep a put's bytes in memory (one buffer), dropping the oldest beyond MEMORY_BYTES.
+  private remember(qid: string, data: Buffer[], len: number): void {
+    if (len > MEMORY_BYTES / 8 || !this.locs.has(qid)) return;
+    // One buffer of its own: a slice of a bigger read buffer would keep all of it alive.
+    const one = data.length === 1 && data[0]!.buffer.byteLength <= len + 4096 ? data[0]! : Buffer.concat(data, len);
+    this.memory.set(qid, one);
+    this.memoryBytes += len;
+    for (const [old, b] of this.memory) {
+      if (this.memoryBytes <= MEMORY_BYTES) break;
+      this.memory.delete(old);
+      this.memoryBytes -= b.length;
+    }
+  }
+
   // forget - drop QID's location and count it out of its segment; true if it was live.
   private forget(qid: string): boolean {
+    const kept = this.memory.get(qid);
+    if (kept) {
+      this.memory.delete(qid);
+      this.memoryBytes -= kept.length;
+    }
     const loc = this.locs.get(qid);
     if (loc === undefined) return false;
     this.locs.delete(qid);
@@ -243,8 +270,8 @@ export class Journal {
     return seg;
   }
 
-  // flush - one job for everything waiting: write the records and the cache copies, then one
-  // fdatasync per segment touched. Puts arriving meanwhile wait for the next round.
+  // flush - one job for everything waiting: write the records, then one fdatasync per segment
+  // touched. Puts arriving meanwhile wait for the next round.
   private async flush(): Promise<void> {
     while (this.waiting.length > 0) {
       const batch = this.waiting.splice(0);
@@ -253,7 +280,7 @@ export class Journal {
         await runIo({
           op: 'journal',
           writes: batch.map((w) => ({ fd: w.seg.fd, off: w.off, data: w.records })),
-          files: batch.filter((w) => w.cache).map((w) => w.cache!),
+          files: [],
           syncFds: synced.map((s) => s.fd),
         });
         const fresh = synced.filter((s) => s.fresh);
@@ -277,7 +304,7 @@ export class Journal {
     for (const s of segs) {
       if (s.retired && !s.sealed && s.pending === 0 && s.live > 0) {
         s.sealed = true;
-        this.waiting.push({ seg: s, off: this.reserve(s, 2), records: [Buffer.from('C\n')], cache: null, sync: true, resolve: noop, reject: noop });
+        this.waiting.push({ seg: s, off: this.reserve(s, 2), records: [Buffer.from('C\n')], sync: true, resolve: noop, reject: noop });
       }
       this.release(s);
     }

@@ -7,7 +7,8 @@
 //              the file itself is fsynced once, by its writer (or here if the writer says not).
 //              A restart recovers FIFO order from the qids (they begin with the slot time).
 //   journal/   messages handed over IPC (`put`): append-only segments with group commit, the
-//              durable copy (see journal.ts); cache/QID is the file `pop` hands out for them.
+//              durable copy (see journal.ts); cache/QID is the file `pop` hands out for them,
+//              written by that pop (`take` hands out the bytes instead and writes no file).
 //   meta/QID   only for messages deferred at least once: {attempts, reason, notBefore}, written
 //              atomically. No meta = plain ready message.
 // Leases live only in memory: a restart makes every leased message ready again, which is what
@@ -21,6 +22,7 @@ import path from 'node:path';
 
 import { errnoStatus } from '../ipc/index.js';
 import { DirSyncError, DirSyncer, removeFile, writeFileAtomic } from '../shared/durable.js';
+import { runIo } from '../shared/io-pool.js';
 import type { Logger } from '../shared/log.js';
 import { newQueueId } from '../mail/queue-id.js';
 import { Deque } from './deque.js';
@@ -55,6 +57,8 @@ export class Queue {
   private readonly owners = new Map<string, number>();
   private readonly deferred = new Set<string>();
   private readonly meta = new Map<string, Meta>();
+  /** Journaled messages whose cache copy a `pop` wrote in this run (trusted; unlinked at done). */
+  private readonly copied = new Set<string>();
   /** Armed: the next mail that becomes ready triggers an alert (a pop found the queue empty). */
   private armed = true;
 
@@ -106,7 +110,7 @@ export class Queue {
     const issued = this.slots.get(qid)!;
     this.slots.delete(qid);
     try {
-      await this.journal.append(qid, data, path.join(this.cacheDir, qid));
+      await this.journal.append(qid, data);
     } catch (err) {
       this.slots.set(qid, issued);
       throw new QueueError(`put failed: ${(err as Error).message}`, errnoStatus(err));
@@ -115,11 +119,40 @@ export class Queue {
     return qid;
   }
 
-  /** prepare - before handing out P: a message journaled before this start gets its cache copy rewritten. */
+  /**
+   * prepare - before `pop` hands out P: a journaled message gets its cache copy, written aside
+   * and renamed (a copy left by an earlier run is not trusted, and an earlier lease's reader
+   * may still have the old one open).
+   */
   async prepare(p: string): Promise<void> {
     const qid = path.basename(p);
-    if (!this.journal.recovered(qid)) return;
+    if (!this.journal.has(qid) || this.copied.has(qid)) return;
     await rewriteCopy(p, await this.journal.read(qid));
+    this.copied.add(qid);
+  }
+
+  /**
+   * take - `pop` with the bytes: the oldest ready message leased to OWNER, its PATH (for done,
+   * defer, renew) and, when it is at most MAX bytes, its bytes (memory or journal; a msg/ file
+   * is read). A journaled message gets no cache copy. null when the queue is empty.
+   */
+  async take(max: number, owner: number, now = Date.now()): Promise<{ path: string; data: Buffer | null } | null> {
+    const p = this.pop(now, owner);
+    if (p === null) return null;
+    const qid = path.basename(p);
+    try {
+      if (this.journal.has(qid)) {
+        const data = await this.journal.read(qid);
+        if (data.length <= max) return { path: p, data };
+        await this.prepare(p);
+        return { path: p, data: null };
+      }
+      const r = await runIo({ op: 'read', path: p, max });
+      return { path: p, data: r.data ? Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength) : null };
+    } catch (err) {
+      this.abandon(p, owner);
+      throw new QueueError(`cannot read ${qid}: ${(err as Error).message}`, '4.3.0');
+    }
   }
 
   /** close - the journal's pending writes out and its segment marked closed. */
@@ -210,8 +243,11 @@ export class Queue {
     // Only a deferred message has a meta file; unlink, not rm, saves rimraf's extra lstat.
     if (this.meta.delete(qid)) await removeFile(path.join(this.metaDir, qid));
     const file = this.msgPath(qid);
+    const journaled = this.journal.has(qid);
+    // A journaled message has a file only if a pop wrote one (or an earlier run did).
+    const hasFile = !journaled || this.copied.delete(qid) || this.journal.recovered(qid);
     this.journal.done(qid);
-    await removeFile(file);
+    if (hasFile) await removeFile(file);
     // No directory fsync: if a crash forgets this unlink the message is delivered again
     // (at-least-once, like Postfix), and `done` stays off the group-commit path of `push`.
     return qid;
@@ -308,6 +344,7 @@ export class Queue {
     await fsp.rm(path.join(this.metaDir, qid), { force: true });
     const file = this.msgPath(qid);
     if (this.journal.has(qid)) {
+      this.copied.delete(qid);
       this.journal.done(qid);
       await removeFile(file);
       return true;

@@ -13,7 +13,7 @@ import { domainOf } from '../mail/address.js';
 import { prependOf } from '../mail/auth/prepend.js';
 import { queueBounce } from '../mail/bounce.js';
 import type { DsnRecipient } from '../mail/dsn.js';
-import { type Envelope, readQueueFile } from '../mail/envelope.js';
+import { type Envelope, parseEnvelope, readQueueFile } from '../mail/envelope.js';
 import type { QueueFiles } from '../mail/queue-copy.js';
 import { fileBody, spoolMessage } from '../mail/spool.js';
 import type { Logger } from '../shared/log.js';
@@ -39,8 +39,8 @@ interface Job {
   clients: Clients;
   /** The PATH queued handed out (for done, defer, send). */
   file: string;
-  /** Where its bytes are read on this host (FILE itself when co-located). */
-  local: string;
+  /** Where its bytes are read on this host (FILE itself when co-located); null: DATA holds them all. */
+  local: string | null;
   qid: string;
   env: Envelope;
   bodyOffset: number;
@@ -51,9 +51,24 @@ interface Job {
   stored: Set<string>;
 }
 
-/** deliverMessage - hand over, bounce or defer everything in one queue file. */
-export async function deliverMessage(config: Config, logger: Logger, clients: Clients, file: string): Promise<void> {
+/**
+ * deliverMessage - hand over, bounce or defer everything in one queue file. DATA: its bytes,
+ * when queued handed them over with the lease (`take`); then no file is read.
+ */
+export async function deliverMessage(config: Config, logger: Logger, clients: Clients, file: string, data: Buffer | null = null): Promise<void> {
   const qid = path.basename(file);
+  if (data) {
+    let parsed;
+    try {
+      parsed = parseEnvelope(data);
+    } catch (err) {
+      logger.error({ event: 'router.bad_file', qid, err: String(err) }, 'unreadable queue file; deferred');
+      await clients.queued.request('defer', ['incoming', file, '3600', `unreadable queue file: ${String(err)}`]).catch(() => undefined);
+      return;
+    }
+    await deliverParsed({ config, logger, clients, file, local: null, qid: parsed.envelope.qid || qid, env: parsed.envelope, bodyOffset: parsed.bodyOffset, size: data.length, data, stored: new Set() });
+    return;
+  }
   let local;
   try {
     local = await clients.files.local('incoming', file);
@@ -89,8 +104,11 @@ async function deliverLocal(config: Config, logger: Logger, clients: Clients, fi
     await clients.queued.request('defer', ['incoming', file, '3600', `unreadable queue file: ${String(err)}`]).catch(() => undefined);
     return;
   }
-  const job: Job = { config, logger, clients, file, local: localFile, qid: parsed.envelope.qid || qid, env: parsed.envelope, bodyOffset: parsed.bodyOffset, size: parsed.size, data: parsed.data, stored: new Set() };
-  const { env } = job;
+  await deliverParsed({ config, logger, clients, file, local: localFile, qid: parsed.envelope.qid || qid, env: parsed.envelope, bodyOffset: parsed.bodyOffset, size: parsed.size, data: parsed.data, stored: new Set() });
+}
+
+async function deliverParsed(job: Job): Promise<void> {
+  const { config, env } = job;
 
   // A requeued remainder waits out its back-off here (see requeue()).
   const notBefore = Date.parse(env.extra?.['not-before'] ?? '');
@@ -172,10 +190,20 @@ async function deliverRecipient(job: Job, rcpt: string): Promise<Outcome | 'remo
   return 'remote';
 }
 
+/** bodyOf - the message body (after the envelope): from memory, else from the file. */
+function bodyOf(job: Job): Buffer | Readable {
+  return job.data ? job.data.subarray(job.bodyOffset) : fileBody(job.local!, job.bodyOffset);
+}
+
 /** relay - hand a remote recipient to smtp-out (`ok` = it has its own durable copy). */
 async function relay(job: Job, rcpt: string): Promise<Outcome> {
   const { clients, logger, qid } = job;
   try {
+    // Taken with its bytes, the message has no file at PATH yet: smtp-out may read PATH.
+    if (job.local === null) {
+      const c = await clients.queued.request('copy', ['incoming', job.file]);
+      if (!c.ok) return classifyError(rcpt, 'queued', c.params[0] ?? '');
+    }
     const r = await clients.smtpOut.request('send', [job.env.from, rcpt, job.file]);
     if (!r.ok) return classifyError(rcpt, 'smtp-out', r.params[0] ?? '');
   } catch (err) {
@@ -190,7 +218,6 @@ async function storeLocal(job: Job, user: string, rcpt: string): Promise<Outcome
   // Return-Path, then smtpd's check results (Authentication-Results) recorded in the envelope.
   const head = Buffer.concat([Buffer.from(`Return-Path: <${job.env.from}>\r\n`, 'utf8'), prependOf(job.env)]);
   const length = head.length + job.size - job.bodyOffset;
-  const file = job.local;
   const offset = job.bodyOffset;
   const data = job.data;
   const body = data
@@ -198,7 +225,7 @@ async function storeLocal(job: Job, user: string, rcpt: string): Promise<Outcome
     : Readable.from(
         (async function* () {
           yield head;
-          yield* fileBody(file, offset);
+          yield* bodyOf(job);
         })(),
       );
   try {
@@ -229,7 +256,7 @@ async function bounce(job: Job, failed: DsnRecipient[]): Promise<boolean> {
   try {
     const out = await queueBounce(
       { queued: clients.queued, authd: clients.authd, hostname: config.hostname, postmaster: config.router.postmaster, localDomains: config.authd.local_domains },
-      job.local,
+      job.data ?? job.local!,
       job.env,
       job.bodyOffset,
       failed,
@@ -267,7 +294,7 @@ async function requeue(job: Job, remaining: string[], delay: number, reason: str
     extra: { ...job.env.extra, 'not-before': new Date(Date.now() + delay * 1000).toISOString(), reason: reason.slice(0, 500) },
   };
   try {
-    const next = await spoolMessage(job.clients.queued, 'incoming', env, fileBody(job.local, job.bodyOffset));
+    const next = await spoolMessage(job.clients.queued, 'incoming', env, bodyOf(job));
     job.logger.info({ event: 'router.requeued', qid: job.qid, slot: next.qid, remaining, seconds: delay, reason }, 'remaining recipients requeued');
     messagesDeferred.inc({ kind: 'local' });
     await finish(job);

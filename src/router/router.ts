@@ -12,6 +12,9 @@ import { dataPath } from '../config/load.js';
 import type { Logger } from '../shared/log.js';
 import { type Clients, deliverMessage } from './deliver.js';
 
+/** Messages up to this size come with their lease; bigger ones are read from the file (streamed). */
+const TAKE_BYTES = 1024 * 1024;
+
 export class Router {
   private readonly clients: Clients;
   private readonly consumer: QueueConsumer;
@@ -47,8 +50,10 @@ export class Router {
       pollMs: config.router.poll_s * 1000,
       logger,
       events: 'router',
-      take: async (file, release) => {
-        void deliverMessage(this.config, this.logger, this.clients, file)
+      // The bytes come with the lease (`take`): no file is written or read for a message.
+      withBytes: TAKE_BYTES,
+      take: async (file, release, _unslot, data) => {
+        void deliverMessage(this.config, this.logger, this.clients, file, data)
           .catch((err: unknown) => this.logger.error({ event: 'router.failed', file, err: String(err) }, 'message handling failed'))
           .finally(release);
       },

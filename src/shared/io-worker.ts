@@ -3,8 +3,9 @@
 // write, fdatasync, close, rename; or rename + fsync of a folder), so a message file costs one
 // hop between threads instead of one libuv round trip per call.
 
-import { closeSync, fdatasyncSync, fstatSync, fsyncSync, lstatSync, openSync, constants, readSync, renameSync, statSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
-import { parentPort } from 'node:worker_threads';
+import { closeSync, fdatasyncSync, fstatSync, fsyncSync, linkSync, lstatSync, lutimesSync, openSync, constants, readSync, renameSync, statSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { parentPort, threadId } from 'node:worker_threads';
 
 import type { IoJob, IoResult } from './io-pool.js';
 import { dirStamp, fileStamp } from './stamp.js';
@@ -151,19 +152,8 @@ const statOrNull = (p: string) => {
 // lockedAppend - the uidlist's append under its dotlock in one hop: lock, check nobody else
 // wrote, append, fdatasync, unlock (ten thread-pool round trips before, per batch of stores).
 function lockedAppend(job: Extract<IoJob, { op: 'lockedAppend' }>): IoResult {
-  let lfd: number;
+  if (!takeDotlock(job.lock, job.lockText)) return { locked: true };
   try {
-    lfd = openSync(job.lock, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return { locked: true };
-    throw err;
-  }
-  try {
-    try {
-      writeFully(lfd, Buffer.from(job.lockText));
-    } finally {
-      closeSync(lfd);
-    }
     const before = fileStamp(statOrNull(job.file));
     if (before !== job.expect) return { stale: before };
     const fd = openSync(job.file, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
@@ -181,6 +171,53 @@ function lockedAppend(job: Extract<IoJob, { op: 'lockedAppend' }>): IoResult {
       // a stale-lock breaker took it: nothing left to remove
     }
   }
+}
+
+/**
+ * takeDotlock - create LOCK (holding TEXT) unless it exists; false when someone holds it.
+ * Dovecot's link() method rather than O_EXCL: a hard link of this thread's own lock file in
+ * the folder's tmp/, its mtime set to now first (the lock's age is what stale checks read).
+ * On this kind of machine creating a file costs 0.4-1.1 ms of system time and a link 15 µs;
+ * the lock is taken once per batch of stores. Without a tmp/ beside LOCK: O_EXCL.
+ */
+function takeDotlock(lock: string, text: string): boolean {
+  const source = path.join(path.dirname(lock), 'tmp', `.dotlock.${process.pid}.${threadId}`);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const now = Date.now() / 1000;
+      lutimesSync(source, now, now);
+      linkSync(source, lock);
+      return true;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') return false;
+      if (code !== 'ENOENT' || attempt > 0) break;
+      // First use by this thread, or swept from tmp/ as stale: make it (once).
+      try {
+        const fd = openSync(source, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);
+        try {
+          writeFully(fd, Buffer.from(text));
+        } finally {
+          closeSync(fd);
+        }
+      } catch {
+        break;
+      }
+    }
+  }
+  let lfd: number;
+  try {
+    lfd = openSync(lock, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+  try {
+    writeFully(lfd, Buffer.from(text));
+  } finally {
+    closeSync(lfd);
+  }
+  return true;
 }
 
 function closeQuiet(fd: number): void {

@@ -37,9 +37,10 @@ async function wire(h: Harness, send: string, until: (s: string) => boolean): Pr
   return body();
 }
 
+/** files - the messages in a Maildir subfolder (tmp/'s dotlock link sources are not messages). */
 function files(h: Harness, user: string, sub: string): string[] {
   try {
-    return readdirSync(path.join(h.dir, 'mail', user, sub));
+    return readdirSync(path.join(h.dir, 'mail', user, sub)).filter((f) => !f.startsWith('.dotlock.'));
   } catch {
     return [];
   }

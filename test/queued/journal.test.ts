@@ -29,6 +29,10 @@ test('put: journaled, popped as a file, kept across a restart, segment removed w
   const qids = await Promise.all(bodies.map((b) => put(c, 'jq', b)));
   const journal = path.join(t.dir, 'queue/jq/journal');
   assert.equal(readdirSync(journal).length, 1);
+  assert.deepEqual(readdirSync(path.join(t.dir, 'queue/jq/cache')), [], 'put writes no file');
+  // pop writes each message's cache copy; the leases end with the connection.
+  for (let i = 0; i < bodies.length; i++) assert.ok((await c.request('pop', ['jq'])).ok);
+  assert.equal(readdirSync(path.join(t.dir, 'queue/jq/cache')).length, bodies.length);
   // Restart: the same messages, in order, with their bytes (the cache copies are rewritten).
   for (const f of readdirSync(path.join(t.dir, 'queue/jq/cache'))) writeFileSync(path.join(t.dir, 'queue/jq/cache', f), 'stale');
   // A consumer of the old instance still reading its copy: the rewrite must not change it under it.
@@ -55,6 +59,42 @@ test('put: journaled, popped as a file, kept across a restart, segment removed w
     for (let i = 0; i < 100 && readdirSync(journal).includes(old); i++) await new Promise((r) => setTimeout(r, 20));
     assert.ok(!readdirSync(journal).includes(old), 'finished segment removed');
     assert.deepEqual(readdirSync(path.join(t.dir, 'queue/jq/cache')), []);
+  } finally {
+    c.close();
+    await q.close();
+  }
+});
+
+test('take: the lease and the bytes in one answer, no file written; copy makes the file; done', async () => {
+  const t = tempDir('fmail-journal-');
+  dirs.push(t);
+  const cfg = testConfig(t.dir);
+  const q = await startQueued(cfg);
+  const c = testClient(cfg, q.addresses.ipc!);
+  const cache = path.join(t.dir, 'queue/kq/cache');
+  try {
+    const small = Buffer.from('small message\r\n');
+    const big = Buffer.alloc(3000, 'b');
+    const [qSmall, qBig] = [await put(c, 'kq', small), await put(c, 'kq', big)];
+    const a = await c.requestRaw('take', ['kq', '2048']);
+    assert.ok(a.reply.ok);
+    assert.equal(a.reply.params[0], String(small.length));
+    assert.equal(path.basename(a.reply.params[1]!), qSmall);
+    assert.deepEqual(a.data, small);
+    // Over MAX: the path form, its file written as pop would.
+    const b = await c.requestRaw('take', ['kq', '2048']);
+    assert.deepEqual(b.reply.params.slice(0, 1).concat(b.reply.params.slice(2)), ['0', 'file']);
+    assert.equal(path.basename(b.reply.params[1]!), qBig);
+    assert.deepEqual(readFileSync(b.reply.params[1]!), big);
+    assert.deepEqual(readdirSync(cache), [qBig], 'no file for the message taken with its bytes');
+    assert.equal((await c.requestRaw('take', ['kq'])).reply.ok, false, 'empty queue');
+    // copy: only the leased message's own path; then it is a file there.
+    assert.equal((await c.request('copy', ['kq', path.join(t.dir, 'elsewhere', qSmall)])).ok, false);
+    assert.ok((await c.request('copy', ['kq', a.reply.params[1]!])).ok);
+    assert.deepEqual(readFileSync(a.reply.params[1]!), small);
+    for (const r of [a, b]) assert.ok((await c.request('done', ['kq', r.reply.params[1]!])).ok);
+    assert.deepEqual(readdirSync(cache), []);
+    assert.equal((await c.request('copy', ['kq', a.reply.params[1]!])).ok, false, 'not leased any more');
   } finally {
     c.close();
     await q.close();
