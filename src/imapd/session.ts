@@ -19,7 +19,10 @@ import type { ImapdConfig } from './config.js';
 import { astring, flagList, formatInternalDate, istring, parseDateTime } from './encode.js';
 import { type FetchRequest, parseFetchItems, renderFetch } from './fetch.js';
 import { BadUrlError, base64Parts, parseAppendMessages, parseImapUrl } from './append.js';
+import { emitMailboxEvent } from './mailbox-events.js';
 import { type Part, UnknownCteError, leafParts, needsStructure, parseSection, parseStructure, sectionBytes } from './mime.js';
+import { NotifyOverflowError, Notifier } from './notifier.js';
+import { BadEventError, SUPPORTED_EVENTS, parseNotify } from './notify.js';
 import { BadNameError, checkName, fromWire, patternMatcher, specialUse, toWire } from './names.js';
 import { Args, ParseError, type Token, atomsOf, parseNumber, splitTagAndCommand, tokenize } from './parser.js';
 import { CommandReader, type LiteralVerdict } from './reader.js';
@@ -87,6 +90,7 @@ const COMMANDS = new Map<string, Command>([
   ['EXAMINE', { states: AUTHED, run: (s, t, a) => s.select(t, a, true) }],
   ['STATUS', { states: AUTHED, run: (s, t, a) => s.status(t, a) }],
   ['APPEND', { states: AUTHED, run: (s, t, a) => s.append(t, a) }],
+  ['NOTIFY', { states: AUTHED, run: (s, t, a) => s.notify(t, a) }],
   ['IDLE', { states: AUTHED, run: (s, t, a) => s.idle(t, a) }],
   ['CLOSE', { states: SELECTED, run: (s, t, a) => s.close(t, a, true) }],
   ['UNSELECT', { states: SELECTED, run: (s, t, a) => s.close(t, a, false) }],
@@ -131,6 +135,16 @@ export class Session {
   /** Set while IDLE waits: a change wakes it. */
   private idleWake: (() => void) | null = null;
   private condstore = false;
+  /** NOTIFY (RFC 5465), once logged in. */
+  private notifier: Notifier | null = null;
+  /** NOTIFY's MessageNew (fetch-att ...) for the selected mailbox, and the UID it was sent up to. */
+  private notifyFetch: FetchRequest | null = null;
+  private notifyFetchedUpTo = 0;
+  /** A command is being served (NOTIFY pushes wait for its completion). */
+  private inCommand = false;
+  /** A NOTIFY push between commands, in progress. */
+  private pushing: Promise<void> | null = null;
+  private pushAgain = false;
   /** ENABLE QRESYNC was given (RFC 7162). */
   private qresync = false;
   /** CONTEXT=SEARCH searches kept current (RFC 5267). */
@@ -186,7 +200,14 @@ export class Session {
           this.countBad();
           continue;
         }
-        await this.dispatch(r.parts);
+        // A NOTIFY push in progress finishes first; while a command runs, none starts.
+        if (this.pushing) await this.pushing;
+        this.inCommand = true;
+        try {
+          await this.dispatch(r.parts);
+        } finally {
+          this.inCommand = false;
+        }
       }
     } catch (err) {
       this.log.warn({ event: 'imapd.session_error', err: String(err) }, 'session failed');
@@ -349,6 +370,7 @@ export class Session {
   private async done(tag: string, text: string, opts: { code?: string; allowExpunge?: boolean } = {}): Promise<void> {
     await this.catchUp(opts.allowExpunge ?? true);
     await this.syncUpdates();
+    await this.sendNotifications(false);
     this.send(`${tag} OK ${opts.code ? `[${opts.code}] ` : ''}${text}\r\n`);
   }
 
@@ -428,6 +450,7 @@ export class Session {
         'THREAD=ORDEREDSUBJECT',
         'CONDSTORE',
         'QRESYNC',
+        'NOTIFY',
         'STATUS=SIZE',
         `APPENDLIMIT=${this.deps.cfg().max_message_size}`,
       );
@@ -543,6 +566,21 @@ export class Session {
       return this.no(tag, 'UNAVAILABLE', 'Mailbox unavailable, try again later');
     }
     this.user = result.user;
+    const mail = this.mail;
+    this.notifier = new Notifier({
+      user: result.user,
+      sessionId: this.id,
+      mail,
+      wake: () => this.notifyWake(),
+      selected: () => this.view?.name ?? null,
+      decode: (wire) => {
+        try {
+          return checkName(fromWire(wire), mail.delimiter);
+        } catch {
+          return null;
+        }
+      },
+    });
     this.state = 'auth';
     this.armIdleTimer();
     this.log.info({ event: 'imapd.login', user: this.user, tls: this.tls }, 'logged in');
@@ -703,6 +741,7 @@ export class Session {
     const name = this.name(raw.endsWith(delim) ? raw.slice(0, -delim.length) : raw);
     if (name === 'INBOX') throw new No('ALREADYEXISTS', 'INBOX always exists');
     await this.mail!.create(name);
+    emitMailboxEvent(this.user!, this.id, { kind: 'created', name });
     await this.done(tag, 'CREATE completed');
   }
 
@@ -712,6 +751,7 @@ export class Session {
     if (name === 'INBOX') throw new No('CANNOT', 'INBOX cannot be deleted');
     if (this.view?.name === name) throw new No('INUSE', 'Unselect the mailbox before deleting it');
     await this.mail!.remove(name);
+    emitMailboxEvent(this.user!, this.id, { kind: 'deleted', name });
     await this.done(tag, 'DELETE completed');
   }
 
@@ -721,6 +761,7 @@ export class Session {
     args.end();
     if (to === 'INBOX') throw new No('ALREADYEXISTS', 'INBOX always exists');
     await this.mail!.rename(from, to);
+    emitMailboxEvent(this.user!, this.id, { kind: 'renamed', name: to, oldName: from });
     await this.done(tag, 'RENAME completed');
   }
 
@@ -728,6 +769,7 @@ export class Session {
     const name = this.name(args.astring('mailbox name'));
     args.end();
     await this.mail!.subscribe(name, on);
+    emitMailboxEvent(this.user!, this.id, { kind: 'subscription', name, subscribed: on });
     await this.done(tag, `${on ? 'SUBSCRIBE' : 'UNSUBSCRIBE'} completed`);
   }
 
@@ -759,8 +801,10 @@ export class Session {
     this.state = 'selected';
     this.unwatch = this.mail!.watch(name, () => {
       view.dirty = true;
-      this.idleWake?.();
+      if (this.notifier?.selectedGroup()) this.notifyWake();
+      else this.idleWake?.();
     });
+    this.notifyFetchedUpTo = view.maxUid;
     const firstUnseen = view.messages.findIndex((m) => !hasFlag(m.flags, '\\Seen'));
     let out = view.flagsLines();
     out += `* ${view.exists} EXISTS\r\n* ${view.recent.size} RECENT\r\n`;
@@ -940,6 +984,7 @@ export class Session {
     while (!ended && !this.closing) {
       await this.catchUp(true);
       await this.syncUpdates();
+      await this.sendNotifications(false);
       this.flush();
       if (ended || this.closing) break;
       await new Promise<void>((resolve) => (this.idleWake = resolve));
@@ -948,6 +993,96 @@ export class Session {
     if (this.closing || !result) return;
     if (result.kind !== 'line' || result.line.trim().toUpperCase() !== 'DONE') throw new Bad('Expected DONE');
     await this.done(tag, 'IDLE terminated');
+  }
+
+  /** notify - NOTIFY SET / NONE (RFC 5465). */
+  async notify(tag: string, args: Args): Promise<void> {
+    const tokens: Token[] = [];
+    while (!args.done) tokens.push(args.next('argument'));
+    let cmd;
+    try {
+      cmd = parseNotify(tokens);
+    } catch (err) {
+      if (err instanceof BadEventError) throw new No(`BADEVENT (${SUPPORTED_EVENTS.join(' ')})`, 'Event not supported');
+      throw err;
+    }
+    const n = this.notifier!;
+    if (cmd.kind === 'none') {
+      n.stop();
+      this.notifyFetch = null;
+      return this.done(tag, 'NOTIFY completed');
+    }
+    const sel = cmd.groups.find((g) => g.filter === 'SELECTED' || g.filter === 'SELECTED-DELAYED');
+    const fetch = sel?.fetch ? parseFetchItems(sel.fetch) : null;
+    let out: string;
+    try {
+      out = await n.set(cmd.groups, cmd.status);
+    } catch (err) {
+      if (err instanceof NotifyOverflowError) throw new No('NOTIFICATIONOVERFLOW', err.message);
+      throw err;
+    }
+    this.notifyFetch = fetch;
+    this.notifyFetchedUpTo = this.view?.maxUid ?? 0;
+    if (out) this.send(out);
+    await this.done(tag, 'NOTIFY completed');
+  }
+
+  /** notifyWake - something NOTIFY reports changed: IDLE picks it up, or push it now if no command runs. */
+  private notifyWake(): void {
+    if (this.idleWake) return this.idleWake();
+    if (this.inCommand || this.closing) return;
+    if (this.pushing) {
+      this.pushAgain = true;
+      return;
+    }
+    this.pushing = (async () => {
+      do {
+        this.pushAgain = false;
+        this.batch();
+        try {
+          await this.sendNotifications(true);
+        } catch (err) {
+          this.log.warn({ event: 'imapd.notify_failed', err: String(err) }, 'cannot send notifications');
+        } finally {
+          this.flush();
+        }
+      } while (this.pushAgain && !this.inCommand && !this.closing);
+    })().finally(() => (this.pushing = null));
+  }
+
+  /**
+   * sendNotifications - NOTIFY's output: between commands, the selected mailbox's changes when
+   * a SELECTED filter asks (expunges held for SELECTED-DELAYED); MessageNew's FETCH; then
+   * STATUS and LIST responses for other mailboxes.
+   */
+  private async sendNotifications(between: boolean): Promise<void> {
+    const n = this.notifier;
+    if (!n?.active) return;
+    const sel = n.selectedGroup();
+    if (between && sel && this.view) {
+      await this.catchUp(sel.filter === 'SELECTED');
+      await this.syncUpdates();
+    }
+    await this.sendNewMessageFetches();
+    const out = await n.collect();
+    if (out) this.send(out);
+  }
+
+  /** sendNewMessageFetches - NOTIFY SET (SELECTED (MessageNew (fetch-att ...))): FETCH for new messages. */
+  private async sendNewMessageFetches(): Promise<void> {
+    const view = this.view;
+    const req = this.notifyFetch;
+    if (!view || !req) return;
+    const fresh = view.messages.filter((m) => m.uid > this.notifyFetchedUpTo);
+    this.notifyFetchedUpTo = Math.max(this.notifyFetchedUpTo, view.maxUid);
+    await this.withRaw(fresh, req.needsRaw, (m, _i, raw) => {
+      const seq = view.seqOf(m.uid);
+      if (!seq || (req.needsRaw && !raw)) return;
+      const meta = { ...m, flags: view.flagsOf(m) };
+      const opts = { uid: true, modseq: this.condstore };
+      if (req.needsStructure && raw) return this.structureOf(m.uid, raw).then((structure) => this.sendAll(renderFetch(req, { seq, meta, raw, structure }, opts)));
+      return this.sendAll(renderFetch(req, { seq, meta, raw, structure: null }, opts));
+    });
   }
 
   // ---- selected ----
@@ -1323,6 +1458,7 @@ export class Session {
 
   private cleanup(): void {
     if (this.user !== null) this.log.info({ event: 'imapd.logout', user: this.user, reason: this.endReason }, 'logged out');
+    this.notifier?.stop();
     this.deselect();
     this.mail?.close();
     this.mail = null;

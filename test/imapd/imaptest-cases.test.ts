@@ -237,4 +237,34 @@ describe('imapd: cases from imaptest', () => {
     assert.equal(new SeqMatcher([[1, Infinity]], 9).missing([3, 4, 8], 9), '1:2,5:7,9');
     assert.equal(new SeqMatcher([[2, 5], [7, 4294967295]], 4294967295).missing([3, 10], 12), '2,4:5,7:9,11:12');
   });
+
+  it('notify: NOTIFY SET STATUS answers at once; changes elsewhere are pushed between commands', async () => {
+    await c.ok('CREATE nt1');
+    await c.ok('CREATE nt2');
+    h.store.deliver(ALICE, 'Subject: n\r\n\r\nn\r\n', 'nt2');
+    const st = (await c.ok('STATUS nt2 (UIDVALIDITY UIDNEXT)')).untagged[0]!;
+    const uidv = /UIDVALIDITY ([0-9]+)/.exec(st)![1];
+    assert.deepEqual((await c.ok('NOTIFY SET STATUS (MAILBOXES nt2 (MessageExpunge))')).untagged, ['* STATUS "nt2" (MESSAGES 1)']);
+    assert.deepEqual((await c.ok('NOTIFY SET STATUS (MAILBOXES nt2 (MessageNew))')).untagged, [`* STATUS "nt2" (MESSAGES 1 UIDNEXT 2 UIDVALIDITY ${uidv})`]);
+    assert.match((await c.ok('NOTIFY SET STATUS (MAILBOXES nt2 (FlagChange))')).untagged[0]!, new RegExp(`^\\* STATUS "nt2" \\(UIDVALIDITY ${uidv} HIGHESTMODSEQ [0-9]+\\)$`));
+    assert.deepEqual((await c.ok('NOTIFY SET (MAILBOXES nt2 (MessageNew MessageExpunge FlagChange))')).untagged, []);
+    // Now: a delivery to nt2 and a folder another session creates reach us with no command sent.
+    await c.ok('SELECT nt1');
+    await c.ok('NOTIFY SET (SELECTED (MessageNew (UID FLAGS) MessageExpunge)) (PERSONAL (MessageNew MessageExpunge MailboxName))');
+    h.store.deliver(ALICE, 'Subject: m\r\n\r\nm\r\n', 'nt2');
+    assert.equal(await c.response(), `* STATUS "nt2" (MESSAGES 2 UIDNEXT 3 UIDVALIDITY ${uidv})`);
+    h.store.deliver(ALICE, 'Subject: s\r\n\r\ns\r\n', 'nt1');
+    const pushed = [await c.response(), await c.response(), await c.response()];
+    assert.deepEqual(pushed.slice(0, 2), ['* 1 EXISTS', '* 1 RECENT']);
+    // (MODSEQ too: this connection enabled CONDSTORE earlier.)
+    assert.match(pushed[2]!, /^\* 1 FETCH \(UID 1 FLAGS \(\\Recent\)( MODSEQ \([0-9]+\))?\)$/);
+    const other = await ImapTestClient.connect(h.port);
+    await other.ok(LOGIN);
+    await other.ok('CREATE nt3');
+    other.close();
+    assert.equal(await c.response(), '* LIST () "." "nt3"');
+    await c.ok('NOTIFY NONE');
+    assert.match((await c.command('NOTIFY SET (INBOXES (AnnotationChange))')).done, /NO \[BADEVENT \(MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange\)\]/);
+    assert.match((await c.command('NOTIFY SET (NOWHERE (MessageNew))')).done, /BAD/);
+  });
 });
