@@ -1142,7 +1142,7 @@ export class Session {
     const prog = parseSearch(args);
     const ret = prog.returns;
     if (ret?.options.includes('SAVE')) throw new Bad('SEARCHRES is not supported');
-    const { hits, seqs } = await this.matching(prog, false);
+    const { hits, seqs } = await this.matching(prog, null);
     const nums = uid ? hits.map((m) => m.uid) : seqs;
     if (ret) {
       this.send(esearchLine(tag, uid, ret, hits, nums, prog.usesModseq, false));
@@ -1193,7 +1193,7 @@ export class Session {
     checkCharset(args.astring('charset'));
     const prog = parseSearchKeys(args);
     const needsHeader = keys.some((k) => k.key !== 'ARRIVAL' && k.key !== 'SIZE');
-    const { facts } = await this.matching(prog, needsHeader);
+    const { facts } = await this.matching(prog, needsHeader ? 'header' : 'meta');
     facts.sort(compareFacts(keys));
     const hits = facts.map((f) => this.view!.messages[f.seq - 1]!);
     const nums = facts.map((f) => (uid ? f.uid : f.seq));
@@ -1207,22 +1207,23 @@ export class Session {
     const algorithm = args.atom('threading algorithm').toUpperCase();
     if (algorithm !== 'REFERENCES' && algorithm !== 'ORDEREDSUBJECT') throw new Bad('Unknown threading algorithm');
     checkCharset(args.astring('charset'));
-    const { facts } = await this.matching(parseSearchKeys(args), true);
+    const { facts } = await this.matching(parseSearchKeys(args), 'header');
     const threads = threadResponse(algorithm, facts, uid);
     this.send(`* THREAD${threads ? ' ' + threads : ''}\r\n`);
     await this.done(tag, 'THREAD completed', { allowExpunge: uid });
   }
 
   /**
-   * matching - the messages a search selects, in message-number order; with `withHeader`, read
-   * each one's bytes for its sort and thread facts (facts are always made, from metadata at least).
+   * matching - the messages a search selects, in message-number order, with their sort and
+   * thread facts when asked: from metadata only, or from the header too (the bytes are read).
    */
-  private async matching(prog: Omit<SearchProgram, 'returns'>, withHeader: boolean): Promise<{ hits: MessageMeta[]; seqs: number[]; facts: MessageFacts[] }> {
+  private async matching(prog: Omit<SearchProgram, 'returns'>, facts: 'meta' | 'header' | null): Promise<{ hits: MessageMeta[]; seqs: number[]; facts: MessageFacts[] }> {
     const view = this.view!;
     if (prog.usesModseq) this.enableCondstore();
     const hits: MessageMeta[] = [];
     const seqs: number[] = [];
-    const facts: MessageFacts[] = [];
+    const found: MessageFacts[] = [];
+    const withHeader = facts === 'header';
     const cache = new Map();
     const msgs = view.messages.slice();
     const ctx = { maxSeq: msgs.length, maxUid: view.maxUid };
@@ -1230,10 +1231,10 @@ export class Session {
       if (matches(prog.key, { seq: i + 1, meta: m, raw, recent: view.recent.has(m.uid), ...ctx }, cache)) {
         hits.push(m);
         seqs.push(i + 1);
-        facts.push(messageFacts(i + 1, m, withHeader ? raw : null));
+        if (facts) found.push(messageFacts(i + 1, m, withHeader ? raw : null));
       }
     });
-    return { hits, seqs, facts };
+    return { hits, seqs, facts: found };
   }
 
   /**
