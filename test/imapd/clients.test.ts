@@ -1,11 +1,11 @@
 // Real IMAP clients against imapd on the real authd and mailboxd: Python's imaplib (plain,
 // STARTTLS, IMAPS), imapflow (fetch, flags, IDLE), curl imap://, and mbsync doing a two-way
-// sync of 200 messages with flags into a local Maildir and back - after which a second sync
+// sync of 1,000 messages with flags into a local Maildir and back - after which a second sync
 // changes nothing. Bodies are compared byte for byte with what mailboxd holds.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
@@ -172,7 +172,7 @@ print(json.dumps(out))
 });
 
 describe('mbsync two-way sync', { skip: toolSkip('mbsync') }, () => {
-  const COUNT = 200;
+  const COUNT = 1000;
   let s: Stack;
   const tmp = tempDir('fmail-mbsync-');
   const local = path.join(tmp.dir, 'local');
@@ -248,6 +248,10 @@ describe('mbsync two-way sync', { skip: toolSkip('mbsync') }, () => {
     assert.equal(down.filter((f) => /:2,[A-Z]*S/.test(f)).length, 50);
     assert.equal(down.filter((f) => /:2,[A-Z]*F/.test(f)).length, 10);
     for (const box of ['Sent', 'Drafts', 'Trash', 'Junk', 'Archive']) assert.deepEqual(files(box), [], box);
+    // Every message arrived whole: its own subject and body, once (mbsync stores LF line ends).
+    const bodies = new Set(down.map((f) => /Subject: (sync \d+)\r?\n[\s\S]*\r?\n\r?\nbody of (\d+)\r?\n$/.exec(readFileSync(path.join(local, 'INBOX', f), 'latin1'))).map((m) => (m && m[1] === `sync ${m[2]}` ? m[1] : 'bad')));
+    assert.equal(bodies.size, COUNT);
+    assert.ok(!bodies.has('bad'));
 
     // Local changes: flag one, mark one deleted (trashed), add a new one.
     const inbox = path.join(local, 'INBOX');
