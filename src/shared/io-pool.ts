@@ -203,7 +203,10 @@ function withCompactData(job: IoJob, compact: (u: Uint8Array) => Uint8Array): Io
 }
 
 function spawn(): Slot {
-  const worker = new Worker(workerUrl);
+  // A file one worker opened may be written and closed by another (a DurableFile's pieces go to
+  // whichever worker is free), so fds are not tracked per thread: tracked, Node warns at every
+  // such close, and a worker that exited would close fds it no longer owns (reused numbers).
+  const worker = new Worker(workerUrl, { trackUnmanagedFds: false });
   const slot: Slot = { worker, busy: null };
   worker.unref();
   worker.on('message', (msg: { results: IoResult[] }) => {
