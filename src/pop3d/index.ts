@@ -10,9 +10,13 @@
 // STRATEGIES: "snapshot at login" (numbers and sizes fixed for the session); "mark, then
 //   UPDATE" (DELE only marks, QUIT deletes); "maildrop lock" (in-process, per user);
 //   "direct read" (mailboxd on a Unix socket or loopback names each file; RETR reads it
-//   itself, no IPC per message - see maildrop.ts for why that is safe); "read-ahead" (the mailboxd `retr`s of RETRs pipelined behind the current one go out early,
-//   in order, so mailboxd's file work overlaps our sending); "streamed dot-stuffing" (RETR/TOP
-//   bodies are stuffed chunk by chunk with back-pressure: memory does not grow with size).
+//   itself, no IPC per message - see maildrop.ts for why that is safe); "read-ahead" (the
+//   mailboxd `retr`s of RETRs pipelined behind the current one go out early, in order, so
+//   mailboxd's file work overlaps our sending); "gathered replies" (replies collect in one
+//   buffer, written once when no command waits - pipelined commands cost one write for the
+//   lot - see reply-out.ts); "stuffing in place" (a file is read piece by piece straight into
+//   that buffer and dot-stuffed where it lies, with back-pressure between pieces: no copy, no
+//   allocation per message, memory does not grow with size).
 // CONFIG: [pop3d] host, port (STLS offered), pop3s_port (implicit TLS), allow_plaintext_auth,
 //   allow_plaintext_loopback, idle_timeout_s, failed_login_delay_ms, max_login_failures,
 //   max_bad_commands, max_line_bytes, max_connections, max_connections_per_ip,
@@ -26,7 +30,8 @@
 //   (the maildrop lock, "-ERR [IN-USE]"); deletions happen only at QUIT, so a dropped
 //   connection loses nothing. RETR streams: memory per session does not grow with the message.
 //   Direct read opens only paths mailboxd gave for the logged-in user, each checked to be that
-//   Maildir + new/|cur/ + one name (no `/`, `..`), read-only, O_NOFOLLOW, regular files only.
+//   Maildir + new/|cur/ + one name (no `/`, `..`), read-only, O_NOFOLLOW, O_NONBLOCK, regular
+//   files only.
 // DIAGNOSTICS: pop3d.listen, pop3d.login, pop3d.auth_failed, pop3d.in_use, pop3d.retr (debug),
 //   pop3d.logout (RETR count and bytes, deleted count), pop3d.refused;
 //   gauge fmail_connections{server="pop3d"}.

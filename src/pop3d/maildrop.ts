@@ -10,11 +10,11 @@
 // mailboxd over the authenticated IPC, for the user who just logged in; each one must be that
 // Maildir + `new/` or `cur/` + one name without `/` (never `.`/`..`), the Maildir absolute and
 // normalised; files are opened read-only with O_NOFOLLOW (a symlink planted in the Maildir is
-// refused) and must be regular files. Any doubt (a path refused, the file moved by a flag
+// refused) and O_NONBLOCK (a FIFO cannot hang the thread) and must be regular files. Any doubt (a path refused, the file moved by a flag
 // change or gone) falls back to mailboxd's `retr`, which follows moves.
 
 import { createHash } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import path from 'node:path';
 
 import { type IpcClient, isLoopback } from '../ipc/index.js';
@@ -29,17 +29,17 @@ export interface MessageInfo {
   file?: string;
 }
 
-/** A message body: small ones in memory, big ones streamed. */
-export type Body = { ok: true; size: number; data: Buffer } | { ok: true; size: number; stream: AsyncIterable<Buffer> } | { ok: false; error: string };
+/** A message from mailboxd: streamed. */
+export type Body = { ok: true; size: number; stream: AsyncIterable<Buffer> } | { ok: false; error: string };
 
 export class MaildropError extends Error {}
 
 /** RFC 1939 §7: a unique-id is 1 to 70 characters in 0x21..0x7E. */
 const UID_RE = /^[\x21-\x7e]{1,70}$/;
 const REL_RE = /^(?:new|cur)\/[^/\0]+$/;
-const SMALL = 256 * 1024;
-const CHUNK = 1024 * 1024;
 const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+// A FIFO planted in the Maildir would block open() (and the whole thread) until a writer came.
+const O_NONBLOCK = constants.O_NONBLOCK ?? 0;
 
 export class Maildrop {
   private constructor(
@@ -91,13 +91,33 @@ export class Maildrop {
     for (const m of this.messages) m.deleted = false;
   }
 
-  /** body - the message: read directly when possible, else mailboxd `retr` (a stream to read to its end). */
-  async body(m: MessageInfo): Promise<Body> {
-    if (m.file) {
-      const direct = readDirect(m.file);
-      if (direct) return direct;
-      m.file = undefined; // moved or refused: mailboxd from now on
+  /**
+   * openFile - the message's file opened for a direct read (read-only, O_NOFOLLOW, a regular
+   * file): fd and size, the caller closes it. null when it cannot be (moved by a flag change,
+   * gone, refused): the message is read through mailboxd (body) from then on.
+   */
+  openFile(m: MessageInfo): { fd: number; size: number } | null {
+    if (!m.file) return null;
+    let fd: number;
+    try {
+      fd = openSync(m.file, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+    } catch {
+      m.file = undefined;
+      return null;
     }
+    try {
+      const st = fstatSync(fd);
+      if (st.isFile()) return { fd, size: st.size };
+    } catch {
+      // treated as refused below
+    }
+    closeSync(fd);
+    m.file = undefined;
+    return null;
+  }
+
+  /** body - the message from mailboxd's `retr`: a stream to read to its end. */
+  async body(m: MessageInfo): Promise<Body> {
     const res = await this.mailboxd.requestStream('retr', [this.user, String(m.n)]);
     if (!res.reply.ok || !res.stream) return { ok: false, error: res.reply.params[0] ?? 'retr refused' };
     return { ok: true, size: res.size, stream: res.stream };
@@ -109,64 +129,6 @@ export class Maildrop {
     const results = await Promise.allSettled(marked.map((m) => this.mailboxd.request('dele', [this.user, String(m.n)])));
     const deleted = results.filter((r) => r.status === 'fulfilled' && r.value.ok).length;
     return { deleted, failed: marked.length - deleted };
-  }
-}
-
-/**
- * readDirect - the file's bytes (small: one synchronous read from the page cache, cheaper than
- * thread-pool round trips) or a stream (big); null when it cannot be opened safely.
- */
-function readDirect(file: string): Body | null {
-  let fd: number;
-  try {
-    fd = openSync(file, constants.O_RDONLY | O_NOFOLLOW);
-  } catch {
-    return null;
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) {
-      closeSync(fd);
-      return null;
-    }
-    if (st.size > SMALL) return { ok: true, size: st.size, stream: readChunks(fd, st.size) };
-    const buf = Buffer.allocUnsafe(st.size);
-    let off = 0;
-    while (off < st.size) {
-      const n = readSync(fd, buf, off, st.size - off, off);
-      if (n === 0) break;
-      off += n;
-    }
-    closeSync(fd);
-    return { ok: true, size: off, data: off === st.size ? buf : buf.subarray(0, off) };
-  } catch {
-    try {
-      closeSync(fd);
-    } catch {
-      // already closed
-    }
-    return null;
-  }
-}
-
-/**
- * readChunks - a big file in CHUNK-sized synchronous reads, each taken only when the session
- * asks for the next (after the socket drained): from the page cache one read of 1 MiB costs
- * less than the four thread-pool round trips of a read stream. The fd is closed when the
- * session stops reading, at the end or not.
- */
-async function* readChunks(fd: number, size: number): AsyncGenerator<Buffer> {
-  try {
-    for (let pos = 0; pos < size; ) {
-      const len = Math.min(CHUNK, size - pos);
-      const buf = Buffer.allocUnsafe(len);
-      const n = readSync(fd, buf, 0, len, pos);
-      if (n === 0) return;
-      pos += n;
-      yield n === len ? buf : buf.subarray(0, n);
-    }
-  } finally {
-    closeSync(fd);
   }
 }
 

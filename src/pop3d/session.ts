@@ -5,6 +5,7 @@
 // of the connection lives here: line length, bad commands, failed logins (delayed, then the
 // connection is closed), the autologout timer, and the plaintext-login policy.
 
+import { closeSync, readSync } from 'node:fs';
 import net from 'node:net';
 import type { Writable } from 'node:stream';
 import tls from 'node:tls';
@@ -21,6 +22,7 @@ import type { Pop3dConfig } from './config.js';
 import { LineReader } from './line-reader.js';
 import type { MaildropLocks } from './locks.js';
 import { type Body, Maildrop, type MessageInfo } from './maildrop.js';
+import { OUT_BYTES, ReplyOut } from './reply-out.js';
 
 /** What every session of one pop3d shares. */
 export interface SessionDeps {
@@ -51,8 +53,8 @@ const ANY: readonly State[] = ['AUTHORIZATION', 'TRANSACTION'];
 /** RETRs pipelined right behind the current one whose mailboxd `retr` is sent ahead of time. */
 const READ_AHEAD = 8;
 
-/** At most this much of held (corked) pipelined replies before they are flushed and waited for. */
-const CORK_BYTES = 256 * 1024;
+/** Written but not yet taken by the client: past this much a session waits before it goes on. */
+const QUEUED_BYTES = 256 * 1024;
 
 /** An overlong line that never ends is dropped this far, then the connection is closed. */
 const ABSURD_LINE_BYTES = 64 * 1024;
@@ -83,6 +85,7 @@ export class Session {
   private sock: net.Socket | tls.TLSSocket;
   private tls: boolean;
   private readonly reader: LineReader;
+  private readonly out: ReplyOut;
   private state: State = 'AUTHORIZATION';
   private pendingUser: string | null = null;
   /** Set once the maildrop lock is held (released in cleanup). */
@@ -114,8 +117,9 @@ export class Session {
     sock.setNoDelay(true);
     sock.on('error', () => {});
     this.reader = new LineReader(sock, deps.cfg().max_line_bytes, ABSURD_LINE_BYTES);
+    this.out = new ReplyOut(sock);
     // Not the client's fault while our reply is still on its way out (a big RETR, slowly read).
-    this.deadline = new Deadline({ onExpire: () => this.autologout(), held: () => this.sock.writableLength > 0 });
+    this.deadline = new Deadline({ onExpire: () => this.autologout(), held: () => this.sock.writableLength > 0 || this.out.gathered > 0 });
     this.armIdleTimer();
   }
 
@@ -125,9 +129,10 @@ export class Session {
     try {
       this.send('+OK FancyMail POP3 server ready');
       while (!this.closing) {
-        // Pipelined commands already here: their replies go out together, in one write, when
-        // the last of them is answered (as Dovecot's corked output), not one write each.
-        this.setCork(this.state === 'TRANSACTION' && this.reader.hasLine());
+        // Pipelined commands already here: their replies are gathered and go out together, in
+        // one write, when the last of them is answered or the buffer is full (as Dovecot's
+        // corked output), not one write each.
+        if (this.state !== 'TRANSACTION' || !this.reader.hasLine()) this.out.idle();
         this.deadline.start(this.deps.cfg().idle_timeout_s * 1000);
         const r = await this.reader.next();
         this.deadline.stop();
@@ -155,6 +160,7 @@ export class Session {
     if (this.sock.destroyed) return;
     this.endReason = 'shutdown';
     this.send(`-ERR [SYS/TEMP] ${text}`);
+    this.out.flush();
     this.closing = true;
     this.sock.destroy();
   }
@@ -181,24 +187,13 @@ export class Session {
 
   // ---- replies and limits ----
 
-  private corked = false;
-
-  /** setCork - hold replies back while more pipelined commands wait, flush when none does. */
-  private setCork(on: boolean): void {
-    if (on === this.corked) return;
-    this.corked = on;
-    if (on) this.sock.cork();
-    else this.sock.uncork();
-  }
-
-  /** drain - flush held replies and wait until the client has taken them (back-pressure). */
-  private async drain(): Promise<void> {
-    this.setCork(false);
-    await drained(this.sock);
+  /** pace - back-pressure: past QUEUED_BYTES not yet taken by the client, wait until it has. */
+  private async pace(): Promise<void> {
+    if (this.sock.writableLength >= QUEUED_BYTES) await drained(this.sock);
   }
 
   private send(line: string): void {
-    if (!this.sock.destroyed) this.sock.write(line + '\r\n');
+    this.out.text(line + '\r\n');
   }
 
   ok(text: string): void {
@@ -224,6 +219,7 @@ export class Session {
   private hangup(reason: string): void {
     this.closing = true;
     this.endReason = reason;
+    this.out.flush();
     this.sock.end();
     const s = this.sock;
     setTimeout(() => s.destroy(), 2000).unref();
@@ -238,6 +234,7 @@ export class Session {
     if (this.closing) return;
     this.endReason = 'idle timeout';
     this.send('-ERR Autologout; idle for too long');
+    this.out.flush();
     this.closing = true;
     this.sock.end();
     const s = this.sock;
@@ -258,7 +255,7 @@ export class Session {
       if (this.plaintextAllowed()) caps.push('USER', 'SASL PLAIN');
     }
     caps.push('IMPLEMENTATION FancyMail');
-    this.sock.write(`+OK Capability list follows\r\n${caps.join('\r\n')}\r\n.\r\n`);
+    this.out.text(`+OK Capability list follows\r\n${caps.join('\r\n')}\r\n.\r\n`);
   }
 
   userCmd(name: string): void {
@@ -278,7 +275,7 @@ export class Session {
   async authCmd(args: string[]): Promise<void> {
     if (args.length === 0) {
       // RFC 1734 style: list the mechanisms.
-      this.sock.write('+OK Mechanisms follow\r\nPLAIN\r\n.\r\n');
+      this.out.text('+OK Mechanisms follow\r\nPLAIN\r\n.\r\n');
       return;
     }
     if (args[0]!.toUpperCase() !== 'PLAIN') return this.err('Unsupported authentication mechanism');
@@ -286,6 +283,7 @@ export class Session {
     let response = args[1];
     if (response === undefined) {
       this.send('+ ');
+      this.out.idle();
       const r = await this.reader.next();
       if (r === null) return;
       if (r.kind !== 'line') return this.bad('Authentication line too long');
@@ -302,12 +300,14 @@ export class Session {
     if (this.tls) return this.err('Already using TLS');
     const raw = this.sock as net.Socket;
     this.send('+OK Begin TLS negotiation');
+    this.out.idle();
     // Synchronously from here on: no plaintext byte after the command reaches a handler.
     this.reader.detach();
     raw.setTimeout(0);
     const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.deps.secureContext });
     secure.on('error', (err) => this.log.debug({ event: 'pop3d.tls_error', err: String(err) }, 'TLS failed'));
     this.sock = secure;
+    this.out.setSocket(secure);
     this.tls = true;
     this.pendingUser = null;
     this.reader.reattach(secure);
@@ -388,7 +388,7 @@ export class Session {
     const { count, octets } = this.maildrop!.stat();
     let text = uidl ? '+OK Unique-ID listing follows\r\n' : `+OK ${count} messages (${octets} octets)\r\n`;
     for (const m of this.maildrop!.live()) text += `${m.n} ${field(m)}\r\n`;
-    this.sock.write(text + '.\r\n');
+    this.out.text(text + '.\r\n');
   }
 
   /** retr - RETR (topLines null) or TOP: read directly or streamed from mailboxd, dot-stuffed on the way. */
@@ -400,6 +400,12 @@ export class Session {
     }
     const m = this.message(arg);
     if (!m) return;
+    const top = lines === null ? null : new TopCut(lines);
+    const file = m.file ? this.maildrop!.openFile(m) : null;
+    if (file) {
+      await this.sendFile(file.fd, file.size, top);
+      return this.countRetr(m, file.size, top);
+    }
     let res: Body;
     try {
       // This message's request goes out first: mailboxd answers in the order asked.
@@ -412,25 +418,24 @@ export class Session {
       } else {
         pending = this.maildrop!.body(m);
       }
-      if (lines === null && !m.file) this.readAhead(m.n);
+      if (lines === null) this.readAhead(m.n);
       res = await pending;
     } catch (err) {
       this.log.error({ event: 'pop3d.retr_failed', user: this.user, n: m.n, err: String(err) }, 'mailboxd retr failed');
       return this.err('[SYS/TEMP] Mailbox unavailable, try again later');
     }
     if (!res.ok) return this.err(`Message ${m.n} is no longer available`);
-    const head = lines === null ? `+OK ${res.size} octets\r\n` : '+OK Top of message follows\r\n';
-    if ('data' in res) await this.sendSmall(head, res.data, lines === null ? null : new TopCut(lines));
-    else {
-      this.sock.write(head);
-      await this.sendBody(res.stream, lines === null ? null : new TopCut(lines));
-    }
-    if (lines === null) {
-      // One line per session (at logout, as Dovecot does) counts the RETRs; each one is debug.
-      this.retrieved++;
-      this.retrievedBytes += res.size;
-      this.log.debug({ event: 'pop3d.retr', user: this.user, n: m.n, uid: m.uid, size: res.size }, 'message retrieved');
-    }
+    this.out.text(top ? '+OK Top of message follows\r\n' : `+OK ${res.size} octets\r\n`);
+    await this.sendStream(res.stream, top);
+    this.countRetr(m, res.size, top);
+  }
+
+  /** retrieved_ - one line per session (at logout, as Dovecot does) counts the RETRs; each one is debug. */
+  private countRetr(m: MessageInfo, size: number, top: TopCut | null): void {
+    if (top) return;
+    this.retrieved++;
+    this.retrievedBytes += size;
+    this.log.debug({ event: 'pop3d.retr', user: this.user, n: m.n, uid: m.uid, size }, 'message retrieved');
   }
 
   /**
@@ -459,37 +464,52 @@ export class Session {
     }
   }
 
-  /** sendSmall - a message in memory: status line, stuffed body and terminator in one write (back-pressure kept). */
-  private async sendSmall(head: string, data: Buffer, top: TopCut | null): Promise<void> {
-    const stuffer = new DotStuffer();
-    const body = stuffer.encode(top ? top.cut(data) : data);
-    // Held back anyway (corked): three writes become one writev without copying the body.
-    let room: boolean;
-    if (this.corked) {
-      this.sock.write(head);
-      this.sock.write(body);
-      room = this.sock.write(stuffer.finish());
-    } else room = this.sock.write(Buffer.concat([Buffer.from(head), body, stuffer.finish()]));
-    // Held replies may pass the socket's high-water mark up to CORK_BYTES before we wait.
-    if (!room && (!this.corked || this.sock.writableLength >= CORK_BYTES)) await this.drain();
+  /**
+   * sendFile - a message file read directly (fd of SIZE bytes, closed here): the status line,
+   * then the file read piece by piece straight into the reply buffer and dot-stuffed where it
+   * lies, then the terminator. Memory stays at a buffer or two whatever the size (back-pressure
+   * between pieces); a small message is one read and, with its status line, one write.
+   */
+  private async sendFile(fd: number, size: number, top: TopCut | null): Promise<void> {
+    try {
+      this.out.text(top ? '+OK Top of message follows\r\n' : `+OK ${size} octets\r\n`);
+      const stuffer = new DotStuffer();
+      for (let pos = 0; pos < size && !top?.complete; ) {
+        // Room for the rest and what stuffing adds to it (a sixteenth, usually far less), or a whole buffer.
+        const left = size - pos;
+        const buf = this.out.reserve(Math.min(left + (left >> 4) + 64, OUT_BYTES));
+        const at = this.out.at;
+        const room = buf.length - at;
+        const n = readSync(fd, buf, at, Math.min(left, room - (room >> 4)), pos);
+        if (n === 0) break; // cut short under us: what was there is sent
+        pos += n;
+        const end = top ? at + top.cut(buf.subarray(at, at + n)).length : at + n;
+        const stuffed = stuffer.stuffInPlace(buf, at, end, buf.length);
+        if (stuffed >= 0) this.out.commit(stuffed - at);
+        else this.out.bytes(stuffer.encode(buf.subarray(at, end))); // unusually many dots or bare LFs
+        if (pos < size) {
+          await this.pace();
+          if (this.sock.destroyed) throw new Error('client went away during RETR');
+        }
+      }
+      this.out.bytes(stuffer.finish());
+    } finally {
+      closeSync(fd);
+    }
+    await this.pace();
   }
 
-  /**
-   * sendBody - stream a message to the client, dot-stuffed, with back-pressure: memory stays
-   * at a chunk or two whatever the size. The source is read to its end even after a TOP cut,
-   * so the mailboxd connection stays in step.
-   */
-  private async sendBody(source: AsyncIterable<Buffer>, top: TopCut | null): Promise<void> {
+  /** sendStream - a message from mailboxd's `retr`, dot-stuffed chunk by chunk, read to its end even after a TOP cut (the connection stays in step). */
+  private async sendStream(source: AsyncIterable<Buffer>, top: TopCut | null): Promise<void> {
     const stuffer = new DotStuffer();
-    const sock = this.sock;
-    this.setCork(false);
     for await (const chunk of source) {
-      const part = top ? top.cut(chunk as Buffer) : (chunk as Buffer);
+      const part = top ? top.cut(chunk) : chunk;
       if (part.length === 0) continue;
-      if (!sock.write(stuffer.encode(part))) await drained(sock);
-      if (sock.destroyed) throw new Error('client went away during RETR');
+      this.out.bytes(stuffer.encode(part));
+      await this.pace();
+      if (this.sock.destroyed) throw new Error('client went away during RETR');
     }
-    sock.write(stuffer.finish());
+    this.out.bytes(stuffer.finish());
   }
 
   dele(arg: string): void {
@@ -543,6 +563,7 @@ export class Session {
     this.releaseMaildrop();
     this.reader.detach();
     if (!this.sock.destroyed) {
+      this.out.idle();
       this.sock.end();
       const s = this.sock;
       setTimeout(() => s.destroy(), 2000).unref();

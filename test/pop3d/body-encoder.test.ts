@@ -8,7 +8,7 @@ import { test } from 'node:test';
 
 import fc from 'fast-check';
 
-import { BodyEncoder, TopFilter } from '../../src/pop3d/body-encoder.js';
+import { BodyEncoder, DotStuffer, TopFilter } from '../../src/pop3d/body-encoder.js';
 
 /** encode - run `data` cut into `chunks` pieces through the transforms. */
 async function encode(data: Buffer, cuts: number[], top?: number): Promise<Buffer> {
@@ -59,6 +59,36 @@ test('property: any bytes, any chunking, same as the reference', async () => {
     }),
     { numRuns: 300 },
   );
+});
+
+/** inPlace - `data` cut at `cuts`, each piece copied into a buffer with SLACK spare bytes and stuffed where it lies (encode() when it does not fit). */
+function inPlace(data: Buffer, cuts: number[], slack: number): Buffer {
+  const st = new DotStuffer();
+  const out: Buffer[] = [];
+  let at = 0;
+  for (const c of [...[...new Set(cuts)].filter((c) => c > 0 && c < data.length).sort((a, b) => a - b), data.length]) {
+    const piece = data.subarray(at, c);
+    at = c;
+    // Garbage around the piece (LFs and dots too): nothing outside [start, end) may be read as part of it.
+    const buf = Buffer.alloc(7 + piece.length + slack + 5, '\n.');
+    piece.copy(buf, 7);
+    const end = st.stuffInPlace(buf, 7, 7 + piece.length, 7 + piece.length + slack);
+    out.push(end >= 0 ? Buffer.from(buf.subarray(7, end)) : st.encode(piece));
+  }
+  out.push(st.finish());
+  return Buffer.concat(out);
+}
+
+test('property: stuffing in place (any spare room, falling back to encode) is the same as the reference', () => {
+  const bytes = fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a.map((b) => [10, 13, 46, 65, b][b % 5]!)));
+  fc.assert(
+    fc.property(bytes, fc.array(fc.nat(300), { maxLength: 6 }), fc.nat(40), (data, cuts, slack) => {
+      assert.deepEqual(inPlace(data, cuts, slack).toString('latin1'), reference(data).toString('latin1'));
+    }),
+    { numRuns: 500 },
+  );
+  // No room at all: every piece that needs a byte falls back; one that needs none is left as it is.
+  assert.equal(inPlace(Buffer.from('.a\nb\r\n'), [3], 0).toString(), '..a\r\nb\r\n.\r\n');
 });
 
 test('TOP: headers, the blank line, n body lines', async () => {

@@ -21,6 +21,7 @@ import { Pop3TestClient } from './pop3-client.js';
 const ALICE = 'alice@example.test';
 const BOB = 'bob@example.test';
 const CAROL = 'carol@example.test';
+const DAVE = 'dave@example.test';
 
 describe('pop3d with the real authd and mailboxd', () => {
   const tmp = tempDir('fmail-pop3d-int-');
@@ -53,7 +54,7 @@ describe('pop3d with the real authd and mailboxd', () => {
   };
 
   before(async () => {
-    writeFileSync(path.join(tmp.dir, 'users'), `${ALICE}:{PLAIN}secret::::::\n${BOB}:{PLAIN}bobpw::::::\n${CAROL}:{PLAIN}carolpw::::::\n`);
+    writeFileSync(path.join(tmp.dir, 'users'), `${ALICE}:{PLAIN}secret::::::\n${BOB}:{PLAIN}bobpw::::::\n${CAROL}:{PLAIN}carolpw::::::\n${DAVE}:{PLAIN}davepw::::::\n`);
     config = testConfig(tmp.dir, { pop3d: { failed_login_delay_ms: 20 } });
     system = await startSystem(config, silentLogger(), ['authd', 'mailboxd', 'pop3d']);
     const pop = system.servers.find((s) => s.name === 'pop3d')!;
@@ -154,6 +155,39 @@ describe('pop3d with the real authd and mailboxd', () => {
       assert.ok((await c.body()).subarray(-sent[i]!.length).equals(sent[i]!), `RETR ${i + 1} byte-exact`);
     }
     assert.match(await c.line(), /^\+OK 100 /);
+    await c.cmd('QUIT');
+  });
+
+  test('read directly: bare LFs and more dot lines than stuffing in place has room for; TOP past one buffer', async () => {
+    // Every line a dot line or a bare LF: the stuffed message is a third longer than the file.
+    const dots = Buffer.from('Subject: dots\n\n' + '.\n..\r\n.x\n'.repeat(50_000) + '.last');
+    const line = 'A line of the long message, with . dots ............................\r\n';
+    const long = Buffer.from('Subject: long\r\nX-Two: 2\r\n\r\n' + `.body\r\n${line}`.repeat(8000));
+    await deliver(DAVE, dots);
+    await deliver(DAVE, long);
+    const stuff = (b: Buffer): string => {
+      const lines = b.toString('latin1').replace(/\r?\n/g, '\n').replace(/\n$/, '').split('\n');
+      return lines.map((l) => (l.startsWith('.') ? '.' + l : l) + '\r\n').join('') + '.\r\n';
+    };
+    // As stored (mailboxd adds Delivered-To).
+    const files = maildir(DAVE);
+    const dotsFile = files.find((f) => f.includes('Subject: dots'))!;
+    const longFile = files.find((f) => f.includes('Subject: long'))!;
+    assert.ok(dotsFile.subarray(-dots.length).equals(dots) && longFile.subarray(-long.length).equals(long));
+    const c = await connect();
+    assert.match(await c.login(DAVE, 'davepw'), /^\+OK Logged in, 2 messages/);
+    const raw = async (cmd: string): Promise<string> => {
+      c.write(`${cmd}\r\n`);
+      assert.match(await c.line(), /^\+OK/, cmd);
+      return (await c.rawUntilEnd()).toString('latin1');
+    };
+    // Numbered in arrival order. (assert.ok: a diff of megabytes helps nobody.)
+    assert.ok((await raw('RETR 1')) === stuff(dotsFile), 'RETR 1: every dot line stuffed, every bare LF a CRLF');
+    assert.ok((await raw('RETR 2')) === stuff(longFile), 'RETR 2 stuffed exactly');
+    // TOP 2: the header, the blank line, two body lines; the rest of a 600 KiB file is not sent.
+    const header = longFile.subarray(0, longFile.indexOf('\r\n\r\n') + 4);
+    assert.equal(await raw('TOP 2 2'), stuff(Buffer.concat([header, Buffer.from(`.body\r\n${line}`)])));
+    assert.equal(await raw('TOP 1 0'), stuff(dotsFile.subarray(0, dotsFile.indexOf('\n\n') + 2)));
     await c.cmd('QUIT');
   });
 
