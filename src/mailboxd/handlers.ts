@@ -7,7 +7,7 @@
 // so a pipelined `list` then `retr: U ; 1` sees the numbering that list made.
 
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 
 import type { Logger } from 'pino';
@@ -24,6 +24,8 @@ import { Watchers } from './watchers.js';
 
 const CHAIN = 'mailboxd.chain';
 const SMALL_MESSAGE = 128 * 1024;
+/** A message file is opened without following a symlink or waiting on a FIFO someone planted in the Maildir. */
+const MESSAGE_OPEN = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
 const NUMBERING = 'mailboxd.numbering';
 const CHECKED = 'mailboxd.checked';
 const QID_RE = /^[A-Za-z0-9._-]{1,64}$/;
@@ -269,20 +271,27 @@ function listText(folder: Folder, withPath: boolean): Buffer {
 
 /**
  * readMessage - `ok: SIZE` + bytes of the message, following a rename by another reader; null
- * if it is gone. Small files are read in one synchronous call: from the page cache that costs
- * a few microseconds, far less than four thread-pool round trips.
+ * if it is gone or not a regular file (a symlink or a FIFO planted in the Maildir is never
+ * followed or waited on: it could name a file outside it, or hang the thread). Small files are
+ * read in one synchronous call: from the page cache that costs a few microseconds, far less
+ * than four thread-pool round trips.
  */
 export async function readMessage(folder: Folder, m: Msg, offset = 0, length = -1): Promise<Reply | null> {
   for (let attempt = 0; attempt < 2; attempt++) {
     if (m.gone) return null;
     try {
       if (m.size <= SMALL_MESSAGE) {
-        const buf = readFileSync(folder.pathOf(m));
-        return rawData(slice(buf, offset, length));
+        const buf = readRegular(folder.pathOf(m));
+        return buf && rawData(slice(buf, offset, length));
       }
       const { promises: fsp } = await import('node:fs');
-      const fh = await fsp.open(folder.pathOf(m), 'r');
-      const size = (await fh.stat()).size;
+      const fh = await fsp.open(folder.pathOf(m), MESSAGE_OPEN);
+      const st = await fh.stat();
+      if (!st.isFile()) {
+        await fh.close();
+        return null;
+      }
+      const size = st.size;
       const start = Math.min(offset, size);
       const end = length < 0 ? size : Math.min(size, start + length);
       if (end - start <= SMALL_MESSAGE) {
@@ -297,11 +306,23 @@ export async function readMessage(folder: Folder, m: Msg, offset = 0, length = -
       // Streamed from the file: constant memory whatever the size; the stream closes the handle.
       return rawData(fh.createReadStream({ start, end: end - 1, highWaterMark: 256 * 1024 }), end - start);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP' || code === 'EMLINK') return null; // a symlink (O_NOFOLLOW)
+      if (code !== 'ENOENT') throw err;
       await folder.resync();
     }
   }
   return null;
+}
+
+/** readRegular - the whole file if it is a regular file, else null (see MESSAGE_OPEN). */
+function readRegular(file: string): Buffer | null {
+  const fd = openSync(file, MESSAGE_OPEN);
+  try {
+    return fstatSync(fd).isFile() ? readFileSync(fd) : null;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function slice(buf: Buffer, offset: number, length: number): Buffer {

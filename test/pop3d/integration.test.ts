@@ -3,8 +3,8 @@
 // locking hold with the real servers too; a 20 MiB message streams through.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
@@ -22,6 +22,7 @@ const ALICE = 'alice@example.test';
 const BOB = 'bob@example.test';
 const CAROL = 'carol@example.test';
 const DAVE = 'dave@example.test';
+const ERIN = 'erin@example.test';
 
 describe('pop3d with the real authd and mailboxd', () => {
   const tmp = tempDir('fmail-pop3d-int-');
@@ -54,7 +55,7 @@ describe('pop3d with the real authd and mailboxd', () => {
   };
 
   before(async () => {
-    writeFileSync(path.join(tmp.dir, 'users'), `${ALICE}:{PLAIN}secret::::::\n${BOB}:{PLAIN}bobpw::::::\n${CAROL}:{PLAIN}carolpw::::::\n${DAVE}:{PLAIN}davepw::::::\n`);
+    writeFileSync(path.join(tmp.dir, 'users'), `${ALICE}:{PLAIN}secret::::::\n${BOB}:{PLAIN}bobpw::::::\n${CAROL}:{PLAIN}carolpw::::::\n${DAVE}:{PLAIN}davepw::::::\n${ERIN}:{PLAIN}erinpw::::::\n`);
     config = testConfig(tmp.dir, { pop3d: { failed_login_delay_ms: 20 } });
     system = await startSystem(config, silentLogger(), ['authd', 'mailboxd', 'pop3d']);
     const pop = system.servers.find((s) => s.name === 'pop3d')!;
@@ -189,6 +190,29 @@ describe('pop3d with the real authd and mailboxd', () => {
     assert.equal(await raw('TOP 2 2'), stuff(Buffer.concat([header, Buffer.from(`.body\r\n${line}`)])));
     assert.equal(await raw('TOP 1 0'), stuff(dotsFile.subarray(0, dotsFile.indexOf('\n\n') + 2)));
     await c.cmd('QUIT');
+  });
+
+  test('a symlink or a FIFO planted in the Maildir is never followed or waited on, by pop3d or by mailboxd behind it', async () => {
+    await deliver(ERIN, 'Subject: real\r\n\r\nreal\r\n');
+    const secret = path.join(tmp.dir, 'secret.txt');
+    writeFileSync(secret, 'Subject: secret\r\n\r\nnot in the Maildir\r\n');
+    const cur = path.join(tmp.dir, 'mail', ERIN, 'cur');
+    // Names that sort after the real message, with the size in them (so nobody needs a stat to list them).
+    symlinkSync(secret, path.join(cur, `9999999998.M1P1Q1.elsewhere,S=40:2,S`));
+    const fifo = spawnSync('mkfifo', [path.join(cur, `9999999999.M1P1Q2.elsewhere,S=40:2,S`)]).status === 0;
+    const c = await connect();
+    const hello = await c.login(ERIN, 'erinpw');
+    assert.match(hello, /^\+OK Logged in, \d+ messages/);
+    const n = Number(/(\d+) messages/.exec(hello)![1]);
+    for (let i = 1; i <= n; i++) {
+      const [st, body] = await c.multi(`RETR ${i}`);
+      assert.ok(!body.includes('not in the Maildir'), `RETR ${i} must not return a file outside the Maildir`);
+      if (body.includes('Subject: real')) assert.match(st, /^\+OK/);
+    }
+    // Still serving: neither pop3d's thread nor mailboxd's was left blocked on the FIFO.
+    assert.match(await c.cmd('NOOP'), /^\+OK/);
+    await c.cmd('QUIT');
+    assert.ok(fifo || n >= 1);
   });
 
   test('poplib (STLS) reads the whole mailbox byte-exact', { skip: toolSkip('python3') }, async () => {
