@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import path from 'node:path';
 
-import { type IpcClient, isLoopback } from '../ipc/index.js';
+import { type IpcClient, isLoopback, parseMessage } from '../ipc/index.js';
 
 export interface MessageInfo {
   /** 1-based POP3 message number (= mailboxd's number on this connection). */
@@ -25,8 +25,8 @@ export interface MessageInfo {
   size: number;
   uid: string;
   deleted: boolean;
-  /** The file to read directly, when mailboxd is on this host (see "direct read"). */
-  file?: string;
+  /** The file to read directly (`new/NAME` or `cur/NAME` in the Maildir), when mailboxd is on this host (see "direct read"). */
+  file: string | undefined;
 }
 
 /** A message from mailboxd: streamed. */
@@ -46,29 +46,22 @@ export class Maildrop {
     private readonly mailboxd: IpcClient,
     readonly user: string,
     readonly messages: MessageInfo[],
+    /** The Maildir the files are in (absolute, normalised), when mailboxd named one. */
+    private readonly root: string | null,
   ) {}
 
   /** open - `list: USER` (with paths when mailboxd is local); throws MaildropError when refused. */
   static async open(mailboxd: IpcClient, user: string): Promise<Maildrop> {
     const local = isLoopback(mailboxd.address);
-    let res = await mailboxd.requestList('list', local ? [user, 'path'] : [user]);
+    let res = await mailboxd.requestList('list', local ? [user, 'path'] : [user], infoLine);
     // An older mailboxd that knows only `list: USER`.
-    if (local && !res.reply.ok && /takes 1 parameter|second parameter/.test(res.reply.params[0] ?? '')) res = await mailboxd.requestList('list', [user]);
+    if (local && !res.reply.ok && /takes 1 parameter|second parameter/.test(res.reply.params[0] ?? '')) res = await mailboxd.requestList('list', [user], infoLine);
     if (!res.reply.ok) throw new MaildropError(res.reply.params[0] ?? 'list refused');
     const maildir = res.reply.params[1];
     const root = maildir !== undefined && path.isAbsolute(maildir) && path.normalize(maildir) === maildir ? maildir : null;
-    const messages = res.items.map((m, i): MessageInfo => {
-      const n = Number(m.params[0]);
-      const size = Number(m.params[1]);
-      if (m.name !== 'mailinfo' || !Number.isSafeInteger(n) || !Number.isSafeInteger(size) || size < 0) {
-        throw new MaildropError(`bad mailinfo line ${i + 1}`);
-      }
-      const info: MessageInfo = { n, size, uid: pop3Uid(m.params[2], n, size), deleted: false };
-      const rel = m.params[3];
-      if (root && rel !== undefined && REL_RE.test(rel) && !/\/\.\.?$/.test(rel)) info.file = root + '/' + rel;
-      return info;
-    });
-    return new Maildrop(mailboxd, user, messages);
+    const bad = res.items.findIndex((m) => m.n < 0);
+    if (bad >= 0) throw new MaildropError(`bad mailinfo line ${bad + 1}`);
+    return new Maildrop(mailboxd, user, res.items, root);
   }
 
   /** live - the messages not marked deleted. */
@@ -97,10 +90,10 @@ export class Maildrop {
    * gone, refused): the message is read through mailboxd (body) from then on.
    */
   openFile(m: MessageInfo): { fd: number; size: number } | null {
-    if (!m.file) return null;
+    if (!m.file || !this.root) return null;
     let fd: number;
     try {
-      fd = openSync(m.file, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+      fd = openSync(this.root + '/' + m.file, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
     } catch {
       m.file = undefined;
       return null;
@@ -130,6 +123,55 @@ export class Maildrop {
     const deleted = results.filter((r) => r.status === 'fulfilled' && r.value.ok).length;
     return { deleted, failed: marked.length - deleted };
   }
+}
+
+const MAILINFO = 'mailinfo: ';
+const SEP = ' ; ';
+
+/**
+ * infoLine - one `mailinfo: N ; SIZE ; UID [; REL]` line of the `list` answer, read in place: a
+ * login to 100,000 messages makes no Message object and parameter array each. A line that is
+ * not exactly as mailboxd writes it (encoded parameters, other spacing) takes parseMessage; a
+ * bad one gives n = -1 (open() refuses the list).
+ */
+export function infoLine(line: string): MessageInfo {
+  if (line.startsWith(MAILINFO) && !line.includes('%')) {
+    const a = line.indexOf(SEP, MAILINFO.length);
+    const b = a < 0 ? -1 : line.indexOf(SEP, a + 3);
+    const c = b < 0 ? -1 : line.indexOf(SEP, b + 3);
+    const d = c < 0 ? -1 : line.indexOf(SEP, c + 3);
+    const n = b >= 0 && d < 0 && !line.endsWith(' ') ? digits(line, MAILINFO.length, a) : -1;
+    const size = n > 0 ? digits(line, a + 3, b) : -1;
+    if (size >= 0) return info(n, size, c < 0 ? line.slice(b + 3) : line.slice(b + 3, c), c < 0 ? undefined : line.slice(c + 3));
+  }
+  let m;
+  try {
+    m = parseMessage(line);
+  } catch {
+    return info(-1, -1, undefined, undefined);
+  }
+  if (m.name !== 'mailinfo') return info(-1, -1, undefined, undefined);
+  const p = m.params;
+  return info(digits(p[0] ?? '', 0, p[0]?.length ?? 0), digits(p[1] ?? '', 0, p[1]?.length ?? 0), p[2], p[3]);
+}
+
+/** digits - the decimal number that is exactly line[from, to) (at most 15 digits), or -1. */
+function digits(line: string, from: number, to: number): number {
+  if (from >= to || to - from > 15) return -1;
+  let v = 0;
+  for (let i = from; i < to; i++) {
+    const c = line.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return -1;
+    v = v * 10 + c;
+  }
+  return v;
+}
+
+function info(n: number, size: number, uid: string | undefined, rel: string | undefined): MessageInfo {
+  if (n < 1 || size < 0) return { n: -1, size: 0, uid: '', deleted: false, file: undefined };
+  // Only new/NAME or cur/NAME, NAME without `/` and not `.` or `..`: never a path out of the Maildir.
+  const file = rel !== undefined && REL_RE.test(rel) && !/\/\.\.?$/.test(rel) ? rel : undefined;
+  return { n, size, uid: pop3Uid(uid, n, size), deleted: false, file };
 }
 
 /** pop3Uid - mailboxd's UID when it is a valid POP3 unique-id, else a stable digest of it. */
