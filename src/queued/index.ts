@@ -60,7 +60,7 @@ import { type QueueBackend, QueueError } from './backend.js';
 import { FileBackend } from './file-backend.js';
 import { PgBackend } from './pg-backend.js';
 import type { QueueOptions } from './queue.js';
-import { warmIo } from '../shared/io-pool.js';
+import { runIo, warmIo } from '../shared/io-pool.js';
 
 const MAX_DEFER_S = 10 * 365 * 86400;
 /** Longest lease a `renew` may ask for: a day (a holder that dies is noticed by its connection). */
@@ -224,10 +224,13 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
     },
   });
 
-  // popAndRead - `take` on a backend without its own: pop, then the bytes if small enough.
+  // popAndRead - `take` on a backend without its own: pop, then the bytes if small enough,
+  // from the file pop just made sure of (PostgreSQL: its cache copy; no second query).
   const popAndRead = async (name: string, owner: number, max: number): Promise<{ path: string; data: Buffer | null } | null> => {
     const p = await backend.pop(name, owner);
     if (p === null) return null;
+    const local = await runIo({ op: 'read', path: p, max }).catch(() => null);
+    if (local) return { path: p, data: local.data ? Buffer.from(local.data.buffer, local.data.byteOffset, local.data.byteLength) : null };
     const m = await backend.read(name, p).catch(() => null);
     if (!m || m.size > max) return { path: p, data: null };
     if (Buffer.isBuffer(m.body)) return { path: p, data: m.body };
