@@ -14,13 +14,15 @@ const PAUSE_BYTES = 64 * 1024;
 export type ReadResult = { kind: 'line'; line: string } | { kind: 'too-long' } | { kind: 'absurd' } | null;
 
 export class LineReader {
+  /** buf[pos..] is what has not been taken yet (an offset, not a slice per line). */
   private buf: Buffer = Buffer.alloc(0);
+  private pos = 0;
   /** Bytes dropped so far of an overlong line whose LF has not come yet (0 = none). */
   private dropping = 0;
   private ended = false;
   private wake: (() => void) | null = null;
   private readonly onData = (chunk: Buffer): void => {
-    if (this.dropping > 0 && this.buf.length === 0) {
+    if (this.dropping > 0 && this.pos === this.buf.length) {
       // Keep only what could follow the overlong line's LF.
       const lf = chunk.indexOf(10);
       if (lf < 0) {
@@ -29,10 +31,11 @@ export class LineReader {
         return;
       }
       this.dropping += lf;
-      this.buf = Buffer.concat([this.buf, Buffer.from([10]), chunk.subarray(lf + 1)]);
+      this.buf = Buffer.concat([Buffer.from([10]), chunk.subarray(lf + 1)]);
     } else {
-      this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+      this.buf = this.pos === this.buf.length ? chunk : Buffer.concat([this.buf.subarray(this.pos), chunk]);
     }
+    this.pos = 0;
     if (this.buf.length > PAUSE_BYTES) this.socket.pause();
     this.notify();
   };
@@ -65,6 +68,7 @@ export class LineReader {
     this.socket.off('close', this.onEnd);
     this.socket.off('error', this.onEnd);
     this.buf = Buffer.alloc(0);
+    this.pos = 0;
     this.dropping = 0;
   }
 
@@ -84,7 +88,7 @@ export class LineReader {
   peekLines(max: number): string[] {
     const out: string[] = [];
     if (this.dropping > 0) return out;
-    let at = 0;
+    let at = this.pos;
     while (out.length < max) {
       const lf = this.buf.indexOf(10, at);
       if (lf < 0 || lf + 1 - at > this.maxLine) break;
@@ -97,7 +101,7 @@ export class LineReader {
 
   /** hasLine - a complete line (or the end of an overlong one) is buffered: next() will not wait. */
   hasLine(): boolean {
-    return this.buf.indexOf(10) >= 0;
+    return this.buf.indexOf(10, this.pos) >= 0;
   }
 
   /** next - the next command line (CRLF or LF stripped), a length error, or null at the end. */
@@ -105,24 +109,26 @@ export class LineReader {
     for (;;) {
       if (this.dropping > 0) {
         // The overlong line ends at the LF onData put back at the head of the buffer.
-        if (this.buf.length > 0 && this.buf[0] === 10) {
-          this.buf = this.buf.subarray(1);
+        if (this.pos < this.buf.length && this.buf[this.pos] === 10) {
+          this.pos++;
           this.dropping = 0;
           return { kind: 'too-long' };
         }
         if (this.dropping > this.absurdBytes) return { kind: 'absurd' };
       } else {
-        const lf = this.buf.indexOf(10);
+        const at = this.pos;
+        const lf = this.buf.indexOf(10, at);
         if (lf >= 0) {
-          const tooLong = lf + 1 > this.maxLine;
-          const end = lf > 0 && this.buf[lf - 1] === 13 ? lf - 1 : lf;
-          const line = tooLong ? '' : this.buf.toString('utf8', 0, end);
-          this.buf = this.buf.subarray(lf + 1);
+          const tooLong = lf + 1 - at > this.maxLine;
+          const end = lf > at && this.buf[lf - 1] === 13 ? lf - 1 : lf;
+          const line = tooLong ? '' : this.buf.toString('utf8', at, end);
+          this.pos = lf + 1;
           return tooLong ? { kind: 'too-long' } : { kind: 'line', line };
         }
-        if (this.buf.length >= this.maxLine) {
-          this.dropping = this.buf.length;
+        if (this.buf.length - at >= this.maxLine) {
+          this.dropping = this.buf.length - at;
           this.buf = Buffer.alloc(0);
+          this.pos = 0;
           continue;
         }
       }

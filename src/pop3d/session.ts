@@ -435,7 +435,7 @@ export class Session {
     if (top) return;
     this.retrieved++;
     this.retrievedBytes += size;
-    this.log.debug({ event: 'pop3d.retr', user: this.user, n: m.n, uid: m.uid, size }, 'message retrieved');
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ event: 'pop3d.retr', user: this.user, n: m.n, uid: m.uid, size }, 'message retrieved');
   }
 
   /**
