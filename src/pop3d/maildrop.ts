@@ -61,6 +61,8 @@ export class Maildrop {
     const root = maildir !== undefined && path.isAbsolute(maildir) && path.normalize(maildir) === maildir ? maildir : null;
     const bad = res.items.findIndex((m) => m.n < 0);
     if (bad >= 0) throw new MaildropError(`bad mailinfo line ${bad + 1}`);
+    // No usable Maildir: no message can be read directly (and readAhead must not skip them as if they could).
+    if (!root) for (const m of res.items) m.file = undefined;
     return new Maildrop(mailboxd, user, res.items, root);
   }
 
