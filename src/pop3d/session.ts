@@ -403,6 +403,7 @@ export class Session {
     const top = lines === null ? null : new TopCut(lines);
     const file = m.file ? this.maildrop!.openFile(m) : null;
     if (file) {
+      this.out.text(status(file.size, top));
       await this.sendFile(file.fd, file.size, top);
       return this.countRetr(m, file.size, top);
     }
@@ -425,12 +426,12 @@ export class Session {
       return this.err('[SYS/TEMP] Mailbox unavailable, try again later');
     }
     if (!res.ok) return this.err(`Message ${m.n} is no longer available`);
-    this.out.text(top ? '+OK Top of message follows\r\n' : `+OK ${res.size} octets\r\n`);
+    this.out.text(status(res.size, top));
     await this.sendStream(res.stream, top);
     this.countRetr(m, res.size, top);
   }
 
-  /** retrieved_ - one line per session (at logout, as Dovecot does) counts the RETRs; each one is debug. */
+  /** countRetr - one line per session (at logout, as Dovecot does) counts the RETRs; each one is debug. */
   private countRetr(m: MessageInfo, size: number, top: TopCut | null): void {
     if (top) return;
     this.retrieved++;
@@ -465,14 +466,13 @@ export class Session {
   }
 
   /**
-   * sendFile - a message file read directly (fd of SIZE bytes, closed here): the status line,
-   * then the file read piece by piece straight into the reply buffer and dot-stuffed where it
+   * sendFile - a message file read directly (fd of SIZE bytes, closed here), after the status
+   * line: the file read piece by piece straight into the reply buffer and dot-stuffed where it
    * lies, then the terminator. Memory stays at a buffer or two whatever the size (back-pressure
    * between pieces); a small message is one read and, with its status line, one write.
    */
   private async sendFile(fd: number, size: number, top: TopCut | null): Promise<void> {
     try {
-      this.out.text(top ? '+OK Top of message follows\r\n' : `+OK ${size} octets\r\n`);
       const stuffer = new DotStuffer();
       for (let pos = 0; pos < size && !top?.complete; ) {
         // Room for the rest and what stuffing adds to it (a sixteenth, usually far less), or a whole buffer.
@@ -584,3 +584,7 @@ function drained(sock: Writable): Promise<void> {
   });
 }
 
+/** status - the first line of a RETR (with the size) or TOP reply. */
+function status(size: number, top: TopCut | null): string {
+  return top ? '+OK Top of message follows\r\n' : `+OK ${size} octets\r\n`;
+}
