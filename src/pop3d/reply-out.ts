@@ -84,20 +84,18 @@ export class ReplyOut {
     this.end += b.length;
   }
 
-  /** flush - write what is gathered; false when the socket asks to wait for 'drain'. */
-  flush(): boolean {
+  /** flush - write what is gathered (back-pressure is the session's: pace). */
+  flush(): void {
     if (this.sock.destroyed) {
       this.from = this.end = 0;
-      return false;
+      return;
     }
-    let ok = !this.sock.writableNeedDrain;
     if (this.end > this.from) {
-      ok = this.sock.write(this.buf!.subarray(this.from, this.end));
+      this.sock.write(this.buf!.subarray(this.from, this.end));
       this.from = this.end;
     }
     // Written through (nothing queued): the whole buffer is free again.
     if (this.sock.writableLength === 0) this.from = this.end = 0;
-    return ok;
   }
 
   /** idle - flush, and give the buffer back to the pool when the socket took it whole. */
