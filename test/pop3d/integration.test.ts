@@ -199,20 +199,24 @@ describe('pop3d with the real authd and mailboxd', () => {
     const cur = path.join(tmp.dir, 'mail', ERIN, 'cur');
     // Names that sort after the real message, with the size in them (so nobody needs a stat to list them).
     symlinkSync(secret, path.join(cur, `9999999998.M1P1Q1.elsewhere,S=40:2,S`));
-    const fifo = spawnSync('mkfifo', [path.join(cur, `9999999999.M1P1Q2.elsewhere,S=40:2,S`)]).status === 0;
+    spawnSync('mkfifo', [path.join(cur, `9999999999.M1P1Q2.elsewhere,S=40:2,S`)]);
     const c = await connect();
     const hello = await c.login(ERIN, 'erinpw');
     assert.match(hello, /^\+OK Logged in, \d+ messages/);
     const n = Number(/(\d+) messages/.exec(hello)![1]);
+    let real = 0;
     for (let i = 1; i <= n; i++) {
       const [st, body] = await c.multi(`RETR ${i}`);
       assert.ok(!body.includes('not in the Maildir'), `RETR ${i} must not return a file outside the Maildir`);
-      if (body.includes('Subject: real')) assert.match(st, /^\+OK/);
+      if (body.includes('Subject: real')) {
+        assert.match(st, /^\+OK/);
+        real++;
+      }
     }
     // Still serving: neither pop3d's thread nor mailboxd's was left blocked on the FIFO.
     assert.match(await c.cmd('NOOP'), /^\+OK/);
     await c.cmd('QUIT');
-    assert.ok(fifo || n >= 1);
+    assert.equal(real, 1, 'the real message is served');
   });
 
   test('poplib (STLS) reads the whole mailbox byte-exact', { skip: toolSkip('python3') }, async () => {
