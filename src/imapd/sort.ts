@@ -17,7 +17,18 @@ export interface SortKey {
   reverse: boolean;
 }
 
-const KEYS = new Set<string>(['ARRIVAL', 'CC', 'DATE', 'FROM', 'SIZE', 'SUBJECT', 'TO', 'DISPLAYFROM', 'DISPLAYTO']);
+/** The MessageFacts field each key sorts on. */
+const FIELD = {
+  ARRIVAL: 'internalDate',
+  DATE: 'sentDate',
+  SIZE: 'size',
+  SUBJECT: 'subject',
+  FROM: 'from',
+  TO: 'to',
+  CC: 'cc',
+  DISPLAYFROM: 'displayFrom',
+  DISPLAYTO: 'displayTo',
+} as const satisfies Record<SortKeyName, keyof MessageFacts>;
 
 /** parseSortCriteria - `(REVERSE DATE SUBJECT)` as keys; every REVERSE must precede a key. */
 export function parseSortCriteria(list: Token[]): SortKey[] {
@@ -31,7 +42,7 @@ export function parseSortCriteria(list: Token[]): SortKey[] {
       reverse = true;
       continue;
     }
-    if (!KEYS.has(w)) throw new ParseError(`Unknown sort criterion ${w.slice(0, 40)}`);
+    if (!Object.hasOwn(FIELD, w)) throw new ParseError(`Unknown sort criterion ${w.slice(0, 40)}`);
     keys.push({ key: w as SortKeyName, reverse });
     reverse = false;
   }
@@ -98,31 +109,11 @@ export function compareFacts(keys: SortKey[]): (a: MessageFacts, b: MessageFacts
   };
 }
 
+/** compareKey - one key's order: numbers (dates, size) or upper-cased strings, ascending. */
 function compareKey(key: SortKeyName, a: MessageFacts, b: MessageFacts): number {
-  switch (key) {
-    case 'ARRIVAL':
-      return a.internalDate - b.internalDate;
-    case 'DATE':
-      return a.sentDate - b.sentDate;
-    case 'SIZE':
-      return a.size - b.size;
-    case 'SUBJECT':
-      return cmp(a.subject, b.subject);
-    case 'FROM':
-      return cmp(a.from, b.from);
-    case 'TO':
-      return cmp(a.to, b.to);
-    case 'CC':
-      return cmp(a.cc, b.cc);
-    case 'DISPLAYFROM':
-      return cmp(a.displayFrom, b.displayFrom);
-    case 'DISPLAYTO':
-      return cmp(a.displayTo, b.displayTo);
-  }
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+  const x = a[FIELD[key]];
+  const y = b[FIELD[key]];
+  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 /** casemap - the comparator's case folding (i;unicode-casemap, simply: upper case). */
