@@ -69,11 +69,14 @@ const IPC_SERVERS = [
   ['router', 'router'],
 ] as const;
 
+/** statusClient - a client that gives up quickly: status reports a silent server as down. */
+const statusClient = (address: string, secret: string | undefined): IpcClient => new IpcClient(address, { timeoutMs: 3000, connectTimeoutMs: 2000, secret });
+
 async function printStatus(cfg: Config): Promise<boolean> {
   let allUp = true;
   const secret = ipcSecret(cfg);
   for (const [name, key] of IPC_SERVERS) {
-    const client = new IpcClient(cfg.ipc[key], { timeoutMs: 3000, connectTimeoutMs: 2000, secret });
+    const client = statusClient(cfg.ipc[key], secret);
     try {
       const r = await client.request('status');
       const [, version, uptime, conns] = r.params;
@@ -111,7 +114,7 @@ async function printStatus(cfg: Config): Promise<boolean> {
  * null: no directory to show (queued down, or nothing announced yet).
  */
 async function printEveryHost(cfg: Config, secret: string | undefined): Promise<boolean | null> {
-  const client = new IpcClient(cfg.ipc.queued, { timeoutMs: 3000, connectTimeoutMs: 2000, secret });
+  const client = statusClient(cfg.ipc.queued, secret);
   let items: Array<{ params: string[] }>;
   try {
     const res = await client.requestList('servers');
@@ -145,7 +148,7 @@ async function printEveryHost(cfg: Config, secret: string | undefined): Promise<
 /** probe - an IPC address's `status` version, or a HOST:PORT's banner; null when nothing answers. */
 async function probe(address: string, secret: string | undefined): Promise<string | null> {
   if (/^(socket|unix):\/\//.test(address)) {
-    const c = new IpcClient(address, { timeoutMs: 3000, connectTimeoutMs: 2000, secret });
+    const c = statusClient(address, secret);
     try {
       const r = await c.request('status');
       return r.ok ? `${r.params[3] ?? '?'} IPC connections` : null;

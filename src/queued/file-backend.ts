@@ -60,12 +60,11 @@ export class FileBackend implements QueueBackend {
 
   async copy(queue: string, p: string): Promise<void> {
     const q = this.open(queue, p, 'a leased message');
-    // Exactly the path pop would hand out, of a leased message: nothing else is ever written.
-    const qid = path.basename(p);
-    if (!isQid(qid) || q.msgPath(qid) !== p || q.state(qid) !== 'leased') throw new QueueError(`not a leased message of queue ${queue}: ${p}`);
     try {
-      await q.prepare(p);
+      // Only the exact path pop would hand out, of a leased message, is ever written.
+      await q.copy(p);
     } catch (err) {
+      if (err instanceof QueueError) throw err;
       throw new QueueError(`cannot write ${path.basename(p)}: ${(err as Error).message}`, '4.3.0');
     }
   }

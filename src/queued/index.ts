@@ -60,7 +60,8 @@ import { type QueueBackend, QueueError } from './backend.js';
 import { FileBackend } from './file-backend.js';
 import { PgBackend } from './pg-backend.js';
 import type { QueueOptions } from './queue.js';
-import { runIo, warmIo } from '../shared/io-pool.js';
+import { readFileOnce } from '../shared/durable.js';
+import { warmIo } from '../shared/io-pool.js';
 
 const MAX_DEFER_S = 10 * 365 * 86400;
 /** Longest lease a `renew` may ask for: a day (a holder that dies is noticed by its connection). */
@@ -229,8 +230,11 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
   const popAndRead = async (name: string, owner: number, max: number): Promise<{ path: string; data: Buffer | null } | null> => {
     const p = await backend.pop(name, owner);
     if (p === null) return null;
-    const local = await runIo({ op: 'read', path: p, max }).catch(() => null);
-    if (local) return { path: p, data: local.data ? Buffer.from(local.data.buffer, local.data.byteOffset, local.data.byteLength) : null };
+    const local = await readFileOnce(p, max).then(
+      (data) => ({ data }),
+      () => null,
+    );
+    if (local) return { path: p, data: local.data };
     const m = await backend.read(name, p).catch(() => null);
     if (!m || m.size > max) return { path: p, data: null };
     if (Buffer.isBuffer(m.body)) return { path: p, data: m.body };

@@ -21,8 +21,7 @@ import { existsSync, lstatSync, promises as fsp, readFileSync, readdirSync, unli
 import path from 'node:path';
 
 import { errnoStatus } from '../ipc/index.js';
-import { DirSyncError, DirSyncer, removeFile, writeFileAtomic } from '../shared/durable.js';
-import { runIo } from '../shared/io-pool.js';
+import { DirSyncError, DirSyncer, readFileOnce, removeFile, writeFileAtomic } from '../shared/durable.js';
 import type { Logger } from '../shared/log.js';
 import { newQueueId } from '../mail/queue-id.js';
 import { Deque } from './deque.js';
@@ -131,6 +130,12 @@ export class Queue {
     this.copied.add(qid);
   }
 
+  /** copy - the leased message P (handed out by `take`) gets its file at P, as `pop` would. */
+  async copy(p: string): Promise<void> {
+    this.leasedQid(p);
+    await this.prepare(p);
+  }
+
   /**
    * take - `pop` with the bytes: the oldest ready message leased to OWNER, its PATH (for done,
    * defer, renew) and, when it is at most MAX bytes, its bytes (memory or journal; a msg/ file
@@ -147,8 +152,7 @@ export class Queue {
         await this.prepare(p);
         return { path: p, data: null };
       }
-      const r = await runIo({ op: 'read', path: p, max });
-      return { path: p, data: r.data ? Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength) : null };
+      return { path: p, data: await readFileOnce(p, max) };
     } catch (err) {
       this.abandon(p, owner);
       throw new QueueError(`cannot read ${qid}: ${(err as Error).message}`, '4.3.0');

@@ -94,7 +94,7 @@ CREATE TABLE ${TABLE} (
 /** withPeerHost - ADDRESSES with wildcard listen hosts (0.0.0.0, ::) replaced by PEER, the host the announcement came from. */
 export function withPeerHost(addresses: string, peer: string): string {
   if (!peer || peer === 'unix') return addresses;
-  const host = peer.includes(':') && !/^\d+\.\d+\.\d+\.\d+$/.test(peer) ? `[${peer}]` : peer;
+  const host = peer.includes(':') ? `[${peer}]` : peer; // IPv6 in brackets
   return addresses
     .split(',')
     .map((pair) => pair.replace(/^([^=]+=(?:socket:\/\/)?)(0\.0\.0\.0|\[::\]|::)(:\d+)$/, `$1${host}$3`))

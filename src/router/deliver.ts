@@ -57,18 +57,7 @@ interface Job {
  */
 export async function deliverMessage(config: Config, logger: Logger, clients: Clients, file: string, data: Buffer | null = null): Promise<void> {
   const qid = path.basename(file);
-  if (data) {
-    let parsed;
-    try {
-      parsed = parseEnvelope(data);
-    } catch (err) {
-      logger.error({ event: 'router.bad_file', qid, err: String(err) }, 'unreadable queue file; deferred');
-      await clients.queued.request('defer', ['incoming', file, '3600', `unreadable queue file: ${String(err)}`]).catch(() => undefined);
-      return;
-    }
-    await deliverParsed({ config, logger, clients, file, local: null, qid: parsed.envelope.qid || qid, env: parsed.envelope, bodyOffset: parsed.bodyOffset, size: data.length, data, stored: new Set() });
-    return;
-  }
+  if (data) return deliverLocal(config, logger, clients, file, null, qid, data);
   let local;
   try {
     local = await clients.files.local('incoming', file);
@@ -89,10 +78,11 @@ export async function deliverMessage(config: Config, logger: Logger, clients: Cl
   }
 }
 
-async function deliverLocal(config: Config, logger: Logger, clients: Clients, file: string, localFile: string, qid: string): Promise<void> {
+// deliverLocal - parse the envelope (from DATA when taken with the lease, else from LOCALFILE), then deliver.
+async function deliverLocal(config: Config, logger: Logger, clients: Clients, file: string, localFile: string | null, qid: string, data: Buffer | null = null): Promise<void> {
   let parsed;
   try {
-    parsed = await readQueueFile(localFile);
+    parsed = data ? { ...parseEnvelope(data), size: data.length, data } : await readQueueFile(localFile!);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       logger.warn({ event: 'router.vanished', qid, file }, 'queue file vanished');
