@@ -16,6 +16,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 
 import { IpcClient } from '../src/ipc/index.js';
+import { type DovecotImap, dovecotSkip, startDovecotImap } from '../test/helpers/dovecot.js';
 import { freePort, tempDir } from '../test/helpers/tmp.js';
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 2000);
@@ -320,63 +321,27 @@ async function fill(dir: string): Promise<void> {
   for (let i = 0; i < BIG; i++) writeFileSync(path.join(base, 'cur', `${1700000000 + Math.floor(i / 1000)}.M${i % 1000}P1Q${i}.bench,S=${small.length}:2,${i % 3 === 0 ? 'S' : ''}`), small);
 }
 
-async function runDovecot(dir: string, maildirs: string): Promise<Figures | null> {
-  if (process.getuid?.() !== 0 || spawnSync('sh', ['-c', 'command -v dovecot && test -e /usr/lib/dovecot/imap'], { stdio: 'ignore' }).status !== 0) {
-    console.log('  Dovecot: skipped (needs root and the dovecot-imapd package)');
+async function runDovecot(maildirs: string): Promise<Figures | null> {
+  const skip = dovecotSkip();
+  if (skip) {
+    console.log(`  Dovecot: skipped (${skip})`);
     return null;
   }
-  const port = await freePort();
-  for (const d of ['run', 'state', 'home']) mkdirSync(path.join(dir, d), { recursive: true });
-  writeFileSync(path.join(dir, 'passwd'), [USER, BIG_USER, IDLE_USER].map((u) => `${u}:{PLAIN}${PASSWORD}\n`).join(''));
-  spawnSync('chown', ['-R', '65534:65534', maildirs]);
-  const conf = path.join(dir, 'dovecot.conf');
-  writeFileSync(
-    conf,
-    [
-      `base_dir = ${dir}/run`,
-      `state_dir = ${dir}/state`,
-      'protocols = imap',
-      'listen = 127.0.0.1',
-      'ssl = no',
-      'disable_plaintext_auth = no',
-      'auth_mechanisms = plain',
-      'default_internal_user = root',
-      'default_internal_group = root',
-      'default_login_user = dovenull',
-      `mail_location = maildir:${maildirs}/%u`,
-      `log_path = ${dir}/dovecot.log`,
-      `mail_max_userip_connections = ${IDLERS + 100}`,
-      `default_client_limit = ${IDLERS + 200}`,
-      `default_process_limit = ${IDLERS + 200}`,
-      `passdb {\n  driver = passwd-file\n  args = ${dir}/passwd\n}`,
-      `userdb {\n  driver = static\n  args = uid=65534 gid=65534 home=${dir}/home/%u\n}`,
-      `service imap-login {\n  inet_listener imap {\n    port = ${port}\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}`,
-      `service imap {\n  process_limit = ${IDLERS + 200}\n}`,
-      'service pop3-login {\n  inet_listener pop3 {\n    port = 0\n  }\n  inet_listener pop3s {\n    port = 0\n  }\n}',
-      '',
-    ].join('\n'),
-  );
-  const start = spawnSync('dovecot', ['-c', conf], { stdio: 'ignore', timeout: 30_000 });
-  if (start.status !== 0) {
-    console.log(`  Dovecot: did not start (exit ${start.status}); see ${dir}/dovecot.log`);
+  let dv: DovecotImap;
+  try {
+    dv = await startDovecotImap(Object.fromEntries([USER, BIG_USER, IDLE_USER].map((u) => [u, PASSWORD])), { mailDir: maildirs, connections: IDLERS + 100 });
+  } catch (err) {
+    console.log(`  Dovecot: did not start: ${(err as Error).message.slice(0, 500)}`);
     return null;
   }
   try {
-    for (let i = 0; i < 100; i++) {
-      const ok = await new Promise<boolean>((resolve) => {
-        const s = net.connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
-        s.on('error', () => resolve(false));
-      });
-      if (ok) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    return await measure(port, () => memOf(dovecotPids()), () => cpuOf(dovecotPids()));
+    return await measure(dv.port, () => memOf(dovecotPids()), () => cpuOf(dovecotPids()));
   } catch (err) {
     console.log(`  Dovecot failed: ${(err as Error).message}`);
-    console.log(readFileSync(path.join(dir, 'dovecot.log'), 'utf8').split('\n').filter((l) => /Error|Panic|Fatal/.test(l)).slice(-5).join('\n'));
+    console.log(dv.log().split('\n').filter((l) => /Error|Panic|Fatal/.test(l)).slice(-5).join('\n'));
     return null;
   } finally {
-    spawnSync('dovecot', ['-c', conf, 'stop'], { stdio: 'ignore', timeout: 30_000 });
+    dv.stop();
   }
 }
 
@@ -408,7 +373,7 @@ try {
   }
   // fmail start made its data folder private; Dovecot's mail processes (nobody) must get in.
   chmodSync(fmDir, 0o755);
-  const dv = await runDovecot(path.join(tmp.dir, 'dovecot'), path.join(fmDir, 'mail'));
+  const dv = await runDovecot(path.join(fmDir, 'mail'));
   report('FancyMail', fmFig);
   report('Dovecot', dv);
   if (fmFig && dv) {

@@ -37,18 +37,27 @@ export interface DovecotImap {
   stop(): void;
 }
 
+export interface DovecotOptions {
+  /** Maildirs (one folder per user) to serve instead of empty ones; chowned to nobody. */
+  mailDir?: string;
+  /** Connections per user and IP (and, above 50, process and client limits to match). */
+  connections?: number;
+}
+
 /**
  * startDovecotImap - Dovecot with plaintext LOGIN on loopback for USERS (name -> password),
  * Maildir++ with `.` as separator, and the special-use folders FancyMail creates (and, with INBOX,
  * subscribes) for everyone.
  */
-export async function startDovecotImap(users: Record<string, string>): Promise<DovecotImap> {
+export async function startDovecotImap(users: Record<string, string>, opts: DovecotOptions = {}): Promise<DovecotImap> {
   const tmp = tempDir('fmail-dovecot-');
   const dir = tmp.dir;
+  const mail = opts.mailDir ?? path.join(dir, 'mail');
+  const connections = opts.connections ?? 50;
   // Dovecot's processes (nobody, dovenull) must reach their files under the temp folder.
   chmodSync(dir, 0o755);
   for (const d of ['run', 'state', 'home', 'mail']) mkdirSync(path.join(dir, d));
-  spawnSync('chown', ['-R', `${NOBODY}:${NOBODY}`, path.join(dir, 'home'), path.join(dir, 'mail')]);
+  spawnSync('chown', ['-R', `${NOBODY}:${NOBODY}`, path.join(dir, 'home'), mail]);
   writeFileSync(path.join(dir, 'passwd'), Object.entries(users).map(([u, p]) => `${u}:{PLAIN}${p}\n`).join(''));
   const port = await freePort();
   const conf = path.join(dir, 'dovecot.conf');
@@ -75,9 +84,10 @@ export async function startDovecotImap(users: Record<string, string>): Promise<D
       'default_internal_user = root',
       'default_internal_group = root',
       'default_login_user = dovenull',
-      `mail_location = maildir:${dir}/mail/%u`,
+      `mail_location = maildir:${mail}/%u`,
       `log_path = ${dir}/dovecot.log`,
-      'mail_max_userip_connections = 50',
+      `mail_max_userip_connections = ${connections}`,
+      ...(connections > 50 ? [`default_client_limit = ${connections + 100}`, `default_process_limit = ${connections + 100}`, `service imap {\n  process_limit = ${connections + 100}\n}`] : []),
       `passdb {\n  driver = passwd-file\n  args = ${dir}/passwd\n}`,
       `userdb {\n  driver = static\n  args = uid=${NOBODY} gid=${NOBODY} home=${dir}/home/%u\n}`,
       'namespace inbox {',
