@@ -1080,8 +1080,7 @@ export class Session {
       if (!seq || (req.needsRaw && !raw)) return;
       const meta = { ...m, flags: view.flagsOf(m) };
       const opts = { uid: true, modseq: this.condstore };
-      if (req.needsStructure && raw) return this.structureOf(m.uid, raw).then((structure) => this.sendAll(renderFetch(req, { seq, meta, raw, structure }, opts)));
-      return this.sendAll(renderFetch(req, { seq, meta, raw, structure: null }, opts));
+      return this.sendFetch(req, seq, meta, raw, opts);
     });
   }
 
@@ -1326,13 +1325,16 @@ export class Session {
       const meta = flags === stored.flags ? stored : { ...stored, flags };
       const announce = wantsFlags ? view.announce(stored.flags) : '';
       if (announce) this.send(announce);
-      if (req.needsStructure && raw) {
-        return this.structureOf(meta.uid, raw).then((structure) => this.sendAll(renderFetch(req, { seq, meta, raw, structure }, opts)));
-      }
-      return this.sendAll(renderFetch(req, { seq, meta, raw, structure: null }, opts));
+      return this.sendFetch(req, seq, meta, raw, opts);
     });
     if (missing) return this.no(tag, 'EXPUNGEISSUED', 'Some of the requested messages no longer exist');
     await this.done(tag, 'FETCH completed', { allowExpunge: uid });
+  }
+
+  /** sendFetch - one FETCH response; a promise only when the structure is parsed or the socket is full. */
+  private sendFetch(req: FetchRequest, seq: number, meta: MessageMeta, raw: Buffer | null, opts: { uid: boolean; modseq: boolean }): Promise<void> | undefined {
+    if (req.needsStructure && raw) return this.structureOf(meta.uid, raw).then((structure) => this.sendAll(renderFetch(req, { seq, meta, raw, structure }, opts)));
+    return this.sendAll(renderFetch(req, { seq, meta, raw, structure: null }, opts));
   }
 
   private async structureOf(uid: number, raw: Buffer): Promise<Part> {
