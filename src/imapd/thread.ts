@@ -38,9 +38,7 @@ function byOrderedSubject(msgs: MessageFacts[]): Node[] {
   let cur: Node | null = null;
   for (const m of sorted) {
     if (cur && cur.msg!.subject === m.subject) {
-      const c = node(m);
-      c.parent = cur;
-      cur.children.push(c);
+      link(cur, node(m));
     } else {
       cur = node(m);
       roots.push(cur);
