@@ -10,11 +10,13 @@
 // mailboxd over the authenticated IPC, for the user who just logged in; each one must be that
 // Maildir + `new/` or `cur/` + one name without `/` (never `.`/`..`), the Maildir absolute and
 // normalised; files are opened read-only with O_NOFOLLOW (a symlink planted in the Maildir is
-// refused) and O_NONBLOCK (a FIFO cannot hang the thread) and must be regular files. Any doubt (a path refused, the file moved by a flag
-// change or gone) falls back to mailboxd's `retr`, which follows moves.
+// refused) and O_NONBLOCK (a FIFO cannot hang the thread) and read with pread, which only a
+// regular file serves (a FIFO or a directory fails the first read, before anything is sent).
+// Any doubt (a path refused, the file moved by a flag change or gone, not a regular file) falls
+// back to mailboxd's `retr`, which follows moves and refuses what is not a regular file.
 
 import { createHash } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync } from 'node:fs';
+import { constants, openSync } from 'node:fs';
 import path from 'node:path';
 
 import { type IpcClient, isLoopback, parseMessage } from '../ipc/index.js';
@@ -87,28 +89,21 @@ export class Maildrop {
   }
 
   /**
-   * openFile - the message's file opened for a direct read (read-only, O_NOFOLLOW, a regular
-   * file): fd and size, the caller closes it. null when it cannot be (moved by a flag change,
-   * gone, refused): the message is read through mailboxd (body) from then on.
+   * openFile - the message's file opened for a direct read (read-only, O_NOFOLLOW, O_NONBLOCK):
+   * the fd, which the caller reads with pread and closes. No fstat: a symlink fails here, and
+   * what else could stand under a message's name fails the first pread (a directory EISDIR, a
+   * FIFO ESPIPE), before anything is sent (Session.sendFile). null when it cannot be opened
+   * (moved by a flag change, gone, refused): the message is read through mailboxd (body) from
+   * then on.
    */
-  openFile(m: MessageInfo): { fd: number; size: number } | null {
+  openFile(m: MessageInfo): number | null {
     if (!m.file || !this.root) return null;
-    let fd: number;
     try {
-      fd = openSync(this.root + '/' + m.file, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+      return openSync(this.root + '/' + m.file, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
     } catch {
       m.file = undefined;
       return null;
     }
-    try {
-      const st = fstatSync(fd);
-      if (st.isFile()) return { fd, size: st.size };
-    } catch {
-      // treated as refused below
-    }
-    closeSync(fd);
-    m.file = undefined;
-    return null;
   }
 
   /** body - the message from mailboxd's `retr`: a stream to read to its end. */

@@ -60,6 +60,12 @@ export class ReplyOut {
     this.end += n;
   }
 
+  /** truncate - drop what was gathered from MARK (an earlier `at`, nothing flushed since) on. */
+  truncate(mark: number): void {
+    if (mark < this.from || mark > this.end) throw new Error('truncate past a flush');
+    this.end = mark;
+  }
+
   /** text - a reply line or lines (ASCII/UTF-8). */
   text(s: string): void {
     if (s.length > OUT_BYTES / 4) {

@@ -56,6 +56,9 @@ const READ_AHEAD = 8;
 /** Written but not yet taken by the client: past this much a session waits before it goes on. */
 const QUEUED_BYTES = 256 * 1024;
 
+/** Reply buffer room kept for the status line before a file's first piece (ample: the longest is 30 bytes). */
+const FIRST_PIECE_SLACK = 128;
+
 /** An overlong line that never ends is dropped this far, then the connection is closed. */
 const ABSURD_LINE_BYTES = 64 * 1024;
 
@@ -401,11 +404,11 @@ export class Session {
     const m = this.message(arg);
     if (!m) return;
     const top = lines === null ? null : new TopCut(lines);
-    const file = m.file ? this.maildrop!.openFile(m) : null;
-    if (file) {
-      this.out.text(status(file.size, top));
-      await this.sendFile(file.fd, file.size, top);
-      return this.countRetr(m, file.size, top);
+    const fd = m.file ? this.maildrop!.openFile(m) : null;
+    if (fd !== null) {
+      const read = await this.sendFile(fd, m.size, top);
+      if (read >= 0) return this.countRetr(m, read, top);
+      m.file = undefined; // not a regular file: mailboxd's answer from now on
     }
     let res: Body;
     try {
@@ -466,37 +469,56 @@ export class Session {
   }
 
   /**
-   * sendFile - a message file read directly (fd of SIZE bytes, closed here), after the status
+   * sendFile - a message file read directly (fd, closed here; SIZE as listed) with its status
    * line: the file read piece by piece straight into the reply buffer and dot-stuffed where it
-   * lies, then the terminator. Memory stays at a buffer or two whatever the size (back-pressure
-   * between pieces); a small message is one read and, with its status line, one write.
+   * lies, then the terminator. Read to its end, whatever SIZE said (a short read is the end of
+   * a regular file). Memory stays at a buffer or two whatever the size (back-pressure between
+   * pieces); a small message is one read and, with its status line, one write. Returns the
+   * bytes read, or -1 with nothing sent when the first read fails (not a regular file): the
+   * status line and the first piece are gathered together, so that read can still be undone.
    */
-  private async sendFile(fd: number, size: number, top: TopCut | null): Promise<void> {
+  private async sendFile(fd: number, size: number, top: TopCut | null): Promise<number> {
     try {
+      const head = status(size, top);
+      this.out.reserve(Math.min(size + (size >> 4) + FIRST_PIECE_SLACK, OUT_BYTES));
+      const mark = this.out.at;
+      this.out.text(head);
       const stuffer = new DotStuffer();
-      for (let pos = 0; pos < size && !top?.complete; ) {
-        // Room for the rest and what stuffing adds to it (a sixteenth, usually far less), or a whole buffer.
-        const left = size - pos;
-        const buf = this.out.reserve(Math.min(left + (left >> 4) + 64, OUT_BYTES));
+      let pos = 0;
+      for (;;) {
+        // Room for the rest and what stuffing adds to it (a sixteenth, usually far less), or
+        // nearly a whole buffer (never a flush before the first read: see above).
+        const left = Math.max(size - pos, 0);
+        const buf = this.out.reserve(Math.min(left + (left >> 4) + 64, OUT_BYTES - FIRST_PIECE_SLACK));
         const at = this.out.at;
         const room = buf.length - at;
-        const n = readSync(fd, buf, at, Math.min(left, room - (room >> 4)), pos);
-        if (n === 0) break; // cut short under us: what was there is sent
-        pos += n;
-        const end = top ? at + top.cut(buf.subarray(at, at + n)).length : at + n;
-        const stuffed = stuffer.stuffInPlace(buf, at, end, buf.length);
-        if (stuffed >= 0) this.out.commit(stuffed - at);
-        else this.out.bytes(stuffer.encode(buf.subarray(at, end))); // unusually many dots or bare LFs
-        if (pos < size) {
-          await this.pace();
-          if (this.sock.destroyed) throw new Error('client went away during RETR');
+        // One byte more than expected: a read that comes back short is the end of the file.
+        const want = Math.min(left + 1, room - (room >> 4));
+        let n: number;
+        try {
+          n = readSync(fd, buf, at, want, pos);
+        } catch (err) {
+          if (pos > 0) throw err;
+          this.out.truncate(mark);
+          return -1;
         }
+        pos += n;
+        if (n > 0) {
+          const end = top ? at + top.cut(buf.subarray(at, at + n)).length : at + n;
+          const stuffed = stuffer.stuffInPlace(buf, at, end, buf.length);
+          if (stuffed >= 0) this.out.commit(stuffed - at);
+          else this.out.bytes(stuffer.encode(buf.subarray(at, end))); // unusually many dots or bare LFs
+        }
+        if (n < want || top?.complete) break;
+        await this.pace();
+        if (this.sock.destroyed) throw new Error('client went away during RETR');
       }
       this.out.bytes(stuffer.finish());
+      await this.pace();
+      return pos;
     } finally {
       closeSync(fd);
     }
-    await this.pace();
   }
 
   /** sendStream - a message from mailboxd's `retr`, dot-stuffed chunk by chunk, read to its end even after a TOP cut (the connection stays in step). */

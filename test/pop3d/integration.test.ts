@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
@@ -192,7 +192,7 @@ describe('pop3d with the real authd and mailboxd', () => {
     await c.cmd('QUIT');
   });
 
-  test('a symlink or a FIFO planted in the Maildir is never followed or waited on, by pop3d or by mailboxd behind it', async () => {
+  test('a symlink, a FIFO or a directory planted in the Maildir is never followed, waited on or served, by pop3d or by mailboxd behind it', async () => {
     await deliver(ERIN, 'Subject: real\r\n\r\nreal\r\n');
     const secret = path.join(tmp.dir, 'secret.txt');
     writeFileSync(secret, 'Subject: secret\r\n\r\nnot in the Maildir\r\n');
@@ -200,6 +200,7 @@ describe('pop3d with the real authd and mailboxd', () => {
     // Names that sort after the real message, with the size in them (so nobody needs a stat to list them).
     symlinkSync(secret, path.join(cur, `9999999998.M1P1Q1.elsewhere,S=40:2,S`));
     spawnSync('mkfifo', [path.join(cur, `9999999999.M1P1Q2.elsewhere,S=40:2,S`)]);
+    mkdirSync(path.join(cur, `9999999999.M1P1Q3.elsewhere,S=40:2,S`));
     const c = await connect();
     const hello = await c.login(ERIN, 'erinpw');
     assert.match(hello, /^\+OK Logged in, \d+ messages/);
@@ -211,6 +212,8 @@ describe('pop3d with the real authd and mailboxd', () => {
       if (body.includes('Subject: real')) {
         assert.match(st, /^\+OK/);
         real++;
+      } else if (i > n - 3) {
+        assert.match(st, /^-ERR/, `RETR ${i}: the planted entry is refused, with nothing of it sent`);
       }
     }
     // Still serving: neither pop3d's thread nor mailboxd's was left blocked on the FIFO.
