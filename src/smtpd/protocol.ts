@@ -172,6 +172,9 @@ class FancyConnection extends SMTPConnection {
 
   override init(): void {
     this._setListeners(() => {
+      // No pause: setImmediate, not setTimeout(0), which Node stretches to 1 ms (measured: the
+      // greeting took 1.5 ms after connect, a third of a whole one-message session's time).
+      if (this.limits.greetPauseMs === 0) return void setImmediate(() => this.connectionReady());
       const t = setTimeout(() => this.connectionReady(), this.limits.greetPauseMs);
       t.unref();
     });
