@@ -6,7 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { IpcClient, IpcServer, error, multiLine, ok, rawData } from '../src/ipc/index.js';
+import { IpcClient, IpcServer, type Reply, type RequestContext, error, multiLine, ok, rawData } from '../src/ipc/index.js';
 import { silentLogger } from '../src/shared/log.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -30,21 +30,20 @@ function makeServer(opts: { secret?: string; maxConnections?: number; idleTimeou
         Array.from({ length: Number(ctx.params[0]) }, (_, i) => ({ name: 'mailinfo', params: [String(i + 1), String(100 * (i + 1))] })),
       ),
   });
-  // store-style: go-ahead, then LENGTH raw bytes; keeps the bytes for retr.
-  server.on('store', {
-    params: 2,
-    rawInput: true,
-    handle: async (ctx) => {
-      const length = Number(ctx.params[1]);
-      if (!Number.isSafeInteger(length) || length < 0) return error('bad length');
-      if (length > 20 * 1024 * 1024) return error('too big');
-      ctx.send('ok');
-      const chunks: Buffer[] = [];
-      for await (const c of ctx.receiveRaw(length)) chunks.push(c as Buffer);
-      ctx.conn.data.set(ctx.params[0]!, Buffer.concat(chunks));
-      return ok(String(length));
-    },
-  });
+  // store-style: go-ahead, then LENGTH raw bytes; keeps the bytes for retr. `store` also takes
+  // the one-round-trip form (`; now`), `oldstore` (the same handler) does not.
+  const storeHandler = async (ctx: RequestContext): Promise<Reply> => {
+    const length = Number(ctx.params[1]);
+    if (!Number.isSafeInteger(length) || length < 0) return error('bad length');
+    if (length > 20 * 1024 * 1024) return error('too big');
+    ctx.send('ok');
+    const chunks: Buffer[] = [];
+    for await (const c of ctx.receiveRaw(length)) chunks.push(c as Buffer);
+    ctx.conn.data.set(ctx.params[0]!, Buffer.concat(chunks));
+    return ok(String(length));
+  };
+  server.on('store', { params: 2, rawInput: true, nowLength: (p) => (/^\d{1,12}$/.test(p[1]!) ? Number(p[1]) : null), handle: storeHandler });
+  server.on('oldstore', { params: 2, rawInput: true, handle: storeHandler });
   server.on('retr', {
     params: 1,
     handle: (ctx) => {
@@ -147,6 +146,28 @@ for (const kind of ['tcp', 'unix'] as const) {
       const refused = await client.store('store', ['big', String(30 * 1024 * 1024)], Buffer.alloc(0), 0).catch((e: Error) => e);
       assert.ok(!(refused instanceof Error) && !refused.ok, 'refused header sends no data');
       assert.equal((await client.request('ping')).ok, true);
+    });
+
+    test('the one-round-trip form: header and bytes together, one reply, no go-ahead; refused bytes are skipped', async () => {
+      // On the wire: no `ok` go-ahead before the reply, and the request after the bytes is read as one.
+      const wire = await rawExchange(address, 'store: k ; 3 ; now\r\nabcretr: k\r\nquit\r\n', 5000);
+      assert.equal(wire, 'ok: 3\r\nok: 3\r\nabcok\r\n');
+      // Refused after its bytes were sent (too big for the handler): they are read and dropped.
+      const refused = await rawExchange(address, 'store: big ; 25000000 ; now\r\n' + 'x'.repeat(25_000_000) + 'ping\r\nquit\r\n', 10_000);
+      assert.equal(refused, 'error: too big\r\nok: testd 0.1.0\r\nok\r\n');
+      // A length that is not one: the bytes cannot be framed, so the connection is closed.
+      const bad = await rawExchange(address, 'store: k ; 3x ; now\r\nabcping\r\n', 5000);
+      assert.match(bad, /^error: store: bad length in the one-round-trip form, closing/);
+      assert.ok(!bad.includes('ok: testd'), 'nothing after the bytes is served');
+      // The client: 200 stores at once in one round trip each, then read back; a server without the form gets store().
+      const bodies = Array.from({ length: 200 }, (_, i) => randomBytes(i * 37));
+      const replies = await Promise.all(bodies.map((b, i) => client.storeNow('store', [`now${i}`, String(b.length)], b)));
+      replies.forEach((r, i) => assert.deepEqual(r, { ok: true, params: [String(bodies[i]!.length)] }));
+      for (const i of [0, 1, 199]) assert.ok((await client.requestRaw('retr', [`now${i}`])).data!.equals(bodies[i]!));
+      const old = await client.storeNow('oldstore', ['o', '5'], Buffer.from('hello'));
+      assert.deepEqual(old, { ok: true, params: ['5'] });
+      assert.ok((await client.requestRaw('retr', ['o'])).data!.equals(Buffer.from('hello')));
+      assert.equal((await client.request('now', ['oldstore'])).ok, false);
     });
 
     test('1,000 pipelined requests are answered in order', async () => {

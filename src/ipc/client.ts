@@ -56,6 +56,8 @@ class Conn {
   private lastActivity = Date.now();
   private corked = false;
   private readonly watchdog: NodeJS.Timeout;
+  /** Per message name: does the server at the other end take the one-round-trip form (`now: NAME`)? */
+  readonly nowForms = new Map<string, Promise<boolean>>();
 
   constructor(
     readonly socket: Socket,
@@ -238,6 +240,33 @@ export class IpcClient {
       release();
     }
     return final;
+  }
+
+  /**
+   * storeNow - store() in one round trip where the server takes it: `NAME: PARAMS ; now` and
+   * the bytes in one write, then the one reply (no go-ahead to wait for). Whether it does is
+   * asked once per connection (`now: NAME`); a server that does not know the form gets store().
+   */
+  async storeNow(name: string, params: string[], body: Buffer): Promise<IpcReply> {
+    const probed = await this.connection();
+    let takesNow = probed.nowForms.get(name);
+    if (!takesNow) {
+      takesNow = this.request('now', [name]).then(
+        (r) => r.ok,
+        () => false,
+      );
+      probed.nowForms.set(name, takesNow);
+    }
+    if (!(await takesNow)) return this.store(name, params, body);
+    while (this.writeGate) await this.writeGate;
+    const conn = await this.connection();
+    // A new connection since the question (the old one died): ask again there.
+    if (conn !== probed) return this.storeNow(name, params, body);
+    // Header and bytes leave in one writev (Conn corks the writes of one tick).
+    conn.write(formatMessage(name, [...params, 'now']));
+    const reply = conn.expect(readReply);
+    await writeBody(conn, body, body.length);
+    return reply;
   }
 
   /** close - end the connection (outstanding requests fail). */

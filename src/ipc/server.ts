@@ -4,7 +4,14 @@
 // concurrency, e.g. group commit in queued) but replies are written strictly in request order.
 // A handler that reads raw data (`store` style) runs alone: the connection reads nothing else
 // until its bytes are consumed. Built in: `ping`, `quit`, `status` (name, version, uptime,
-// connections) and `hello` (the shared-secret handshake, required first when a secret is set).
+// connections), `hello` (the shared-secret handshake, required first when a secret is set) and
+// `now: NAME` (does NAME take the one-round-trip form, below).
+//
+// The one-round-trip form of a raw-input message (extension): `NAME: PARAMS ; now`, its bytes
+// right behind the line, no go-ahead, one reply. The server opens the raw stream before the
+// handler runs; the handler's go-ahead is not sent, and whatever it refuses, the bytes are read
+// and dropped, so framing holds. A LENGTH that cannot be read loses the framing: `error`, then
+// the connection is closed.
 //
 // Limits: 64 KiB lines (longer: `error: line too long`, connection closed), idle timeout, a
 // cap on connections and on replies pending per connection. With a secret, a connection must
@@ -47,6 +54,11 @@ export interface HandlerSpec {
   params: number | [number, number];
   /** True when the handler reads raw bytes after its go-ahead (`store`). */
   rawInput?: boolean;
+  /**
+   * Raw-input handlers that also take the one-round-trip form (`; now` after PARAMS): the
+   * length of the bytes from PARAMS (without `now`), or null when it is not a length.
+   */
+  nowLength?(params: string[]): number | null;
   handle(ctx: RequestContext): Reply | Promise<Reply>;
 }
 
@@ -86,6 +98,8 @@ export class IpcServer {
     const startedAt = Date.now();
     this.on('ping', { params: 0, handle: () => ok(`${opts.serverName} ${opts.version}`) });
     // Extension for `fmail status`: name ; version ; uptime seconds ; open connections.
+    // Extension: does NAME take the one-round-trip form (`; now`)? Asked once per connection.
+    this.on('now', { params: 1, handle: (c) => (this.handlers.get(c.params[0]!)?.nowLength ? ok() : error(`${c.params[0]!.slice(0, 40)} has no one-round-trip form`)) });
     this.on('status', {
       params: 0,
       handle: () => ok(opts.serverName, opts.version, String(Math.floor((Date.now() - startedAt) / 1000)), String(this.conns.size)),
@@ -234,13 +248,30 @@ export class IpcServer {
         continue;
       }
       const [min, max] = typeof spec.params === 'number' ? [spec.params, spec.params] : spec.params;
+      // The one-round-trip form: `now` after the parameters (counted without it).
+      const now = spec.rawInput === true && spec.nowLength !== undefined && msg.params.length > min && msg.params[msg.params.length - 1] === 'now';
+      if (now) msg.params.pop();
       if (msg.params.length < min || msg.params.length > max) {
         const want = min === max ? `${min}` : `${min} to ${max}`;
         writer.push(error(`${msg.name} takes ${want} parameter${max === 1 ? '' : 's'}, got ${msg.params.length}`));
-        continue;
+        if (!now) continue;
+        // Bytes follow that cannot be told from requests.
+        await writer.idle();
+        closeGracefully(socket);
+        return;
       }
 
-      if (spec.rawInput) {
+      if (now) {
+        await writer.idle();
+        const length = spec.nowLength!(msg.params);
+        if (length === null || !Number.isSafeInteger(length) || length < 0) {
+          writer.push(error(`${msg.name}: bad length in the one-round-trip form, closing (its bytes cannot be told from requests)`));
+          await writer.idle();
+          closeGracefully(socket);
+          return;
+        }
+        await this.runRawHandler(conn, spec, msg, reader, writer, length);
+      } else if (spec.rawInput) {
         await writer.idle();
         await this.runRawHandler(conn, spec, msg, reader, writer);
       } else {
@@ -260,13 +291,26 @@ export class IpcServer {
     msg: Message,
     reader: FrameReader,
     writer: OrderedWriter,
+    nowLength?: number,
   ): Promise<void> {
     let rawLength = 0;
     let rawStream: Readable | null = null;
-    const ctx = this.context(conn, msg, reader, (len, stream) => {
+    let ctx = this.context(conn, msg, reader, (len, stream) => {
       rawLength = len;
       rawStream = stream;
     });
+    if (nowLength !== undefined) {
+      // The bytes are already on their way: the stream opens now, the go-ahead is not sent.
+      const stream = ctx.receiveRaw(nowLength);
+      ctx = {
+        ...ctx,
+        send: () => {},
+        receiveRaw: (length) => {
+          if (length !== nowLength) throw new Error(`receiveRaw(${length}) after ${nowLength} bytes were announced`);
+          return stream;
+        },
+      };
+    }
     conn.busy++;
     try {
       const reply = await runHandler(spec, ctx, this.opts);

@@ -84,7 +84,7 @@ export class Slot {
   /** push - hand the message to queued; throws SpoolError when queued refused it. */
   async push(): Promise<void> {
     if (this.mem) {
-      const r = await this.putVia.store('put', [this.queue, this.path, String(this.memBytes)], Buffer.concat(this.mem, this.memBytes));
+      const r = await this.putVia.storeNow('put', [this.queue, this.path, String(this.memBytes)], Buffer.concat(this.mem, this.memBytes));
       if (r.ok) return;
       // A queued without `put` (older, or another implementation): the seed's way.
       if (!/unknown message/.test(r.params[0] ?? '') || this.limit !== PUT_LIMIT) throw new SpoolError(`put ${this.queue}: ${r.params[0] ?? 'refused'}`, r.params[0] ?? '');

@@ -73,7 +73,7 @@ export class MailboxService {
   /** handlers - the message table. */
   handlers(): Record<string, HandlerSpec> {
     return {
-      store: { params: [3, 4], rawInput: true, handle: (ctx) => this.store(ctx.params, ctx.send, ctx.receiveRaw) },
+      store: { params: [3, 4], rawInput: true, nowLength: (p) => (/^\d{1,15}$/.test(p[2]!) ? Number(p[2]) : null), handle: (ctx) => this.store(ctx.params, ctx.send, ctx.receiveRaw) },
       list: { params: [1, 2], handle: (ctx) => inOrder(ctx.conn, () => this.list(ctx.conn, ctx.params[0]!, ctx.params[1])) },
       retr: { params: 2, handle: (ctx) => inOrder(ctx.conn, () => this.retr(ctx.conn, ctx.params[0]!, ctx.params[1]!)) },
       dele: { params: 2, handle: (ctx) => inOrder(ctx.conn, () => this.dele(ctx.conn, ctx.params[0]!, ctx.params[1]!)) },

@@ -137,6 +137,7 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
   server.on('put', {
     params: 3,
     rawInput: true,
+    nowLength: (p) => (/^\d{1,10}$/.test(p[2]!) ? Number(p[2]) : null),
     handle: async (c) => {
       const [name, p, lengthText] = c.params as [string, string, string];
       if (!isQueueName(name)) return badName(name);

@@ -221,7 +221,10 @@ async function storeLocal(job: Job, user: string, rcpt: string): Promise<Outcome
   try {
     // The qid makes the store idempotent: after a crash before `done`, mailboxd recognises the
     // (qid, recipient) it already stored and answers `ok` without a second copy.
-    const r = await (await job.clients.mailboxdFor(user)).store('store', [user, rcpt, String(length), job.qid], body, length);
+    const mailboxd = await job.clients.mailboxdFor(user);
+    const params = [user, rcpt, String(length), job.qid];
+    // A message taken whole from queued goes in one round trip; one streamed from a file, as before.
+    const r = Buffer.isBuffer(body) ? await mailboxd.storeNow('store', params, body) : await mailboxd.store('store', params, body, length);
     if (r.ok) return { rcpt, kind: 'ok' };
     return classifyError(rcpt, 'mailboxd', r.params[0] ?? '');
   } catch (err) {
