@@ -246,17 +246,28 @@ function cpuOf(pids: number[]): number {
   return ticks * TICK_MS;
 }
 
-/** dovecotPids - every process of the Dovecot instance whose base_dir is `dir`. */
-function dovecotPids(): number[] {
-  const out: number[] = [];
+/**
+ * dovecotPids - the processes of the Dovecot instance whose base_dir is RUN: its master (from
+ * master.pid) and every process below it; not another Dovecot that may run on the machine.
+ */
+function dovecotPids(run: string): number[] {
+  const master = Number(readFileSync(path.join(run, 'master.pid'), 'utf8').trim());
+  const children = new Map<number, number[]>();
   for (const p of readdirSync('/proc')) {
     if (!/^[0-9]+$/.test(p)) continue;
     try {
-      const comm = readFileSync(`/proc/${p}/comm`, 'utf8').trim();
-      if (/^(dovecot|imap|imap-login|auth|config|log|anvil|stats)$/.test(comm)) out.push(Number(p));
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(p)]);
     } catch {
       // gone
     }
+  }
+  const out: number[] = [];
+  for (const todo = [master]; todo.length > 0 && out.length < 100_000; ) {
+    const pid = todo.pop()!;
+    out.push(pid);
+    todo.push(...(children.get(pid) ?? []));
   }
   return out;
 }
@@ -335,7 +346,7 @@ async function runDovecot(maildirs: string): Promise<Figures | null> {
     return null;
   }
   try {
-    return await measure(dv.port, () => memOf(dovecotPids()), () => cpuOf(dovecotPids()));
+    return await measure(dv.port, () => memOf(dovecotPids(path.join(dv.dir, 'run'))), () => cpuOf(dovecotPids(path.join(dv.dir, 'run'))));
   } catch (err) {
     console.log(`  Dovecot failed: ${(err as Error).message}`);
     console.log(dv.log().split('\n').filter((l) => /Error|Panic|Fatal/.test(l)).slice(-5).join('\n'));
