@@ -97,9 +97,9 @@ export class IpcServer {
   constructor(private readonly opts: IpcServerOptions) {
     const startedAt = Date.now();
     this.on('ping', { params: 0, handle: () => ok(`${opts.serverName} ${opts.version}`) });
-    // Extension for `fmail status`: name ; version ; uptime seconds ; open connections.
     // Extension: does NAME take the one-round-trip form (`; now`)? Asked once per connection.
     this.on('now', { params: 1, handle: (c) => (this.handlers.get(c.params[0]!)?.nowLength ? ok() : error(`${c.params[0]!.slice(0, 40)} has no one-round-trip form`)) });
+    // Extension for `fmail status`: name ; version ; uptime seconds ; open connections.
     this.on('status', {
       params: 0,
       handle: () => ok(opts.serverName, opts.version, String(Math.floor((Date.now() - startedAt) / 1000)), String(this.conns.size)),
