@@ -59,6 +59,9 @@ const QUEUED_BYTES = 256 * 1024;
 /** Reply buffer room kept for the status line before a file's first piece (ample: the longest is 30 bytes). */
 const FIRST_PIECE_SLACK = 128;
 
+/** The piece read at a time once a file has run past its listed size. */
+const PAST_LISTED_PIECE = 64 * 1024;
+
 /** An overlong line that never ends is dropped this far, then the connection is closed. */
 const ABSURD_LINE_BYTES = 64 * 1024;
 
@@ -488,12 +491,13 @@ export class Session {
       for (;;) {
         // Room for the rest and what stuffing adds to it (a sixteenth, usually far less), or
         // nearly a whole buffer (never a flush before the first read: see above).
-        const left = Math.max(size - pos, 0);
+        // Past the listed size (a file longer than its name says): big pieces until the end.
+        const left = size > pos ? size - pos : PAST_LISTED_PIECE;
         const buf = this.out.reserve(Math.min(left + (left >> 4) + 64, OUT_BYTES - FIRST_PIECE_SLACK));
         const at = this.out.at;
         const room = buf.length - at;
         // One byte more than expected: a read that comes back short is the end of the file.
-        const want = Math.min(left + 1, room - (room >> 4));
+        const want = Math.min(size > pos ? left + 1 : left, room - (room >> 4));
         let n: number;
         try {
           n = readSync(fd, buf, at, want, pos);

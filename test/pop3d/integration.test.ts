@@ -23,6 +23,7 @@ const BOB = 'bob@example.test';
 const CAROL = 'carol@example.test';
 const DAVE = 'dave@example.test';
 const ERIN = 'erin@example.test';
+const FRANK = 'frank@example.test';
 
 describe('pop3d with the real authd and mailboxd', () => {
   const tmp = tempDir('fmail-pop3d-int-');
@@ -55,7 +56,7 @@ describe('pop3d with the real authd and mailboxd', () => {
   };
 
   before(async () => {
-    writeFileSync(path.join(tmp.dir, 'users'), `${ALICE}:{PLAIN}secret::::::\n${BOB}:{PLAIN}bobpw::::::\n${CAROL}:{PLAIN}carolpw::::::\n${DAVE}:{PLAIN}davepw::::::\n${ERIN}:{PLAIN}erinpw::::::\n`);
+    writeFileSync(path.join(tmp.dir, 'users'), `${ALICE}:{PLAIN}secret::::::\n${BOB}:{PLAIN}bobpw::::::\n${CAROL}:{PLAIN}carolpw::::::\n${DAVE}:{PLAIN}davepw::::::\n${ERIN}:{PLAIN}erinpw::::::\n${FRANK}:{PLAIN}frankpw::::::\n`);
     config = testConfig(tmp.dir, { pop3d: { failed_login_delay_ms: 20 } });
     system = await startSystem(config, silentLogger(), ['authd', 'mailboxd', 'pop3d']);
     const pop = system.servers.find((s) => s.name === 'pop3d')!;
@@ -189,6 +190,27 @@ describe('pop3d with the real authd and mailboxd', () => {
     const header = longFile.subarray(0, longFile.indexOf('\r\n\r\n') + 4);
     assert.equal(await raw('TOP 2 2'), stuff(Buffer.concat([header, Buffer.from(`.body\r\n${line}`)])));
     assert.equal(await raw('TOP 1 0'), stuff(dotsFile.subarray(0, dotsFile.indexOf('\n\n') + 2)));
+    await c.cmd('QUIT');
+  });
+
+  test('a file whose name gives the wrong size is served whole, as it is on disk', async () => {
+    // As another MDA might leave them: S= far below the file's size, and far above it.
+    const line = 'a line of a message that is much longer than its name says .........\r\n';
+    const longer = Buffer.from('Subject: longer\r\n\r\n' + line.repeat(3000));
+    const shorter = Buffer.from('Subject: shorter\r\n\r\nshort\r\n');
+    const maildir = path.join(tmp.dir, 'mail', FRANK);
+    for (const sub of ['tmp', 'new', 'cur']) mkdirSync(path.join(maildir, sub), { recursive: true });
+    writeFileSync(path.join(maildir, 'cur', '1700000001.M1P1Q1.other,S=10:2,S'), longer);
+    writeFileSync(path.join(maildir, 'cur', '1700000002.M1P1Q2.other,S=999999:2,S'), shorter);
+    const c = await connect();
+    assert.match(await c.login(FRANK, 'frankpw'), /^\+OK Logged in, 2 messages/);
+    const [st1, body1] = await c.multi('RETR 1');
+    assert.match(st1, /^\+OK/);
+    assert.ok(body1.equals(longer), `the longer file whole: ${body1.length} of ${longer.length} bytes`);
+    const [st2, body2] = await c.multi('RETR 2');
+    assert.match(st2, /^\+OK/);
+    assert.ok(body2.equals(shorter), 'the shorter file as it is');
+    assert.match(await c.cmd('NOOP'), /^\+OK/);
     await c.cmd('QUIT');
   });
 
