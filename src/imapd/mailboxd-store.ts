@@ -7,7 +7,7 @@
 // "Special folders": at a user's first login in this process, Sent, Drafts, Trash, Junk and
 // Archive are created and subscribed when missing (RFC 6154 needs them to exist).
 
-import { type IpcClient, type IpcReply, type Message, errorStatus, parseMessage, replyText } from '../ipc/index.js';
+import { type IpcClient, type IpcReply, type Message, decimalIn, errorStatus, parseMessage, replyText } from '../ipc/index.js';
 import { SPECIAL_USE } from './names.js';
 import {
   type CopyResult,
@@ -213,14 +213,7 @@ export function uidinfoLine(line: string): MessageMeta {
 function digits(line: string, from: number, to: number): number {
   while (from < to && line.charCodeAt(from) === 32) from++;
   while (to > from && line.charCodeAt(to - 1) === 32) to--;
-  if (from === to || to - from > 15) return -1;
-  let n = 0;
-  for (let i = from; i < to; i++) {
-    const c = line.charCodeAt(i) - 48;
-    if (c < 0 || c > 9) return -1;
-    n = n * 10 + c;
-  }
-  return n;
+  return decimalIn(line, from, to);
 }
 
 /**

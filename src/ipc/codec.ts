@@ -109,3 +109,18 @@ export function parseMessage(line: string): Message {
   }
   return { name: rawName, params };
 }
+
+/**
+ * decimalIn - the decimal number that is exactly line[from, to) (1 to 15 digits), or -1: for
+ * clients that read a long answer's lines in place instead of through parseMessage.
+ */
+export function decimalIn(line: string, from: number, to: number): number {
+  if (from >= to || to - from > 15) return -1;
+  let v = 0;
+  for (let i = from; i < to; i++) {
+    const c = line.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return -1;
+    v = v * 10 + c;
+  }
+  return v;
+}

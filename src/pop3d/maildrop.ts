@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import { constants, openSync } from 'node:fs';
 import path from 'node:path';
 
-import { type IpcClient, isLoopback, parseMessage } from '../ipc/index.js';
+import { type IpcClient, decimalIn, isLoopback, parseMessage } from '../ipc/index.js';
 
 export interface MessageInfo {
   /** 1-based POP3 message number (= mailboxd's number on this connection). */
@@ -137,8 +137,8 @@ export function infoLine(line: string): MessageInfo {
     const b = a < 0 ? -1 : line.indexOf(SEP, a + 3);
     const c = b < 0 ? -1 : line.indexOf(SEP, b + 3);
     const d = c < 0 ? -1 : line.indexOf(SEP, c + 3);
-    const n = b >= 0 && d < 0 && !line.endsWith(' ') ? digits(line, MAILINFO.length, a) : -1;
-    const size = n > 0 ? digits(line, a + 3, b) : -1;
+    const n = b >= 0 && d < 0 && !line.endsWith(' ') ? decimalIn(line, MAILINFO.length, a) : -1;
+    const size = n > 0 ? decimalIn(line, a + 3, b) : -1;
     if (size >= 0) return info(n, size, c < 0 ? line.slice(b + 3) : line.slice(b + 3, c), c < 0 ? undefined : line.slice(c + 3));
   }
   let m;
@@ -149,19 +149,7 @@ export function infoLine(line: string): MessageInfo {
   }
   if (m.name !== 'mailinfo') return info(-1, -1, undefined, undefined);
   const p = m.params;
-  return info(digits(p[0] ?? '', 0, p[0]?.length ?? 0), digits(p[1] ?? '', 0, p[1]?.length ?? 0), p[2], p[3]);
-}
-
-/** digits - the decimal number that is exactly line[from, to) (at most 15 digits), or -1. */
-function digits(line: string, from: number, to: number): number {
-  if (from >= to || to - from > 15) return -1;
-  let v = 0;
-  for (let i = from; i < to; i++) {
-    const c = line.charCodeAt(i) - 48;
-    if (c < 0 || c > 9) return -1;
-    v = v * 10 + c;
-  }
-  return v;
+  return info(decimalIn(p[0] ?? '', 0, p[0]?.length ?? 0), decimalIn(p[1] ?? '', 0, p[1]?.length ?? 0), p[2], p[3]);
 }
 
 function info(n: number, size: number, uid: string | undefined, rel: string | undefined): MessageInfo {
