@@ -167,6 +167,11 @@ for (const kind of ['tcp', 'unix'] as const) {
       const old = await client.storeNow('oldstore', ['o', '5'], Buffer.from('hello'));
       assert.deepEqual(old, { ok: true, params: ['5'] });
       assert.ok((await client.requestRaw('retr', ['o'])).data!.equals(Buffer.from('hello')));
+      // A body in pieces, either form.
+      for (const name of ['store', 'oldstore']) {
+        assert.deepEqual(await client.storeNow(name, [`p-${name}`, '10'], [Buffer.from('hello'), Buffer.alloc(0), Buffer.from('world')]), { ok: true, params: ['10'] });
+        assert.equal((await client.requestRaw('retr', [`p-${name}`])).data!.toString(), 'helloworld');
+      }
       assert.equal((await client.request('now', ['oldstore'])).ok, false);
     });
 

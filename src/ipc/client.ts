@@ -246,8 +246,9 @@ export class IpcClient {
    * storeNow - store() in one round trip where the server takes it: `NAME: PARAMS ; now` and
    * the bytes in one write, then the one reply (no go-ahead to wait for). Whether it does is
    * asked once per connection (`now: NAME`); a server that does not know the form gets store().
+   * BODY may be given in pieces (written as they are, no concatenation).
    */
-  async storeNow(name: string, params: string[], body: Buffer): Promise<IpcReply> {
+  async storeNow(name: string, params: string[], body: Buffer | readonly Buffer[]): Promise<IpcReply> {
     const probed = await this.connection();
     let takesNow = probed.nowForms.get(name);
     if (!takesNow) {
@@ -257,7 +258,7 @@ export class IpcClient {
       );
       probed.nowForms.set(name, takesNow);
     }
-    if (!(await takesNow)) return this.store(name, params, body);
+    if (!(await takesNow)) return this.store(name, params, Buffer.isBuffer(body) ? body : Buffer.concat(body));
     while (this.writeGate) await this.writeGate;
     const conn = await this.connection();
     // A new connection since the question (the old one died): ask again there.
@@ -265,7 +266,10 @@ export class IpcClient {
     // Header and bytes leave in one writev (Conn corks the writes of one tick).
     conn.write(formatMessage(name, [...params, 'now']));
     const reply = conn.expect(readReply);
-    await writeBody(conn, body, body.length);
+    // Every piece queued before any wait: no other request's line may come between them.
+    let full = false;
+    for (const piece of Buffer.isBuffer(body) ? [body] : body) if (piece.length > 0 && !conn.write(piece)) full = true;
+    if (full) await drained(conn.socket);
     return reply;
   }
 

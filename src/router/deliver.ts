@@ -208,10 +208,10 @@ async function storeLocal(job: Job, user: string, rcpt: string): Promise<Outcome
   // Return-Path, then smtpd's check results (Authentication-Results) recorded in the envelope.
   const head = Buffer.concat([Buffer.from(`Return-Path: <${job.env.from}>\r\n`, 'utf8'), prependOf(job.env)]);
   const length = head.length + job.size - job.bodyOffset;
-  const offset = job.bodyOffset;
   const data = job.data;
+  // Taken whole from queued: the pieces as they are, in one round trip; else streamed from the file.
   const body = data
-    ? Buffer.concat([head, data.subarray(offset)])
+    ? [head, data.subarray(job.bodyOffset)]
     : Readable.from(
         (async function* () {
           yield head;
@@ -223,12 +223,11 @@ async function storeLocal(job: Job, user: string, rcpt: string): Promise<Outcome
     // (qid, recipient) it already stored and answers `ok` without a second copy.
     const mailboxd = await job.clients.mailboxdFor(user);
     const params = [user, rcpt, String(length), job.qid];
-    // A message taken whole from queued goes in one round trip; one streamed from a file, as before.
-    const r = Buffer.isBuffer(body) ? await mailboxd.storeNow('store', params, body) : await mailboxd.store('store', params, body, length);
+    const r = Array.isArray(body) ? await mailboxd.storeNow('store', params, body) : await mailboxd.store('store', params, body, length);
     if (r.ok) return { rcpt, kind: 'ok' };
     return classifyError(rcpt, 'mailboxd', r.params[0] ?? '');
   } catch (err) {
-    if (!Buffer.isBuffer(body)) body.destroy();
+    if (!Array.isArray(body)) body.destroy();
     return { rcpt, kind: 'temp', status: '4.4.3', diagnostic: `mailboxd unavailable: ${(err as Error).message}` };
   }
 }
