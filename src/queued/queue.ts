@@ -246,15 +246,21 @@ export class Queue {
     this.owners.delete(qid);
     // Only a deferred message has a meta file; unlink, not rm, saves rimraf's extra lstat.
     if (this.meta.delete(qid)) await removeFile(path.join(this.metaDir, qid));
-    const file = this.msgPath(qid);
-    const journaled = this.journal.has(qid);
-    // A journaled message has a file only if a pop wrote one (or an earlier run did).
-    const hasFile = !journaled || this.copied.delete(qid) || this.journal.recovered(qid);
-    this.journal.done(qid);
-    if (hasFile) await removeFile(file);
+    const file = this.msgPath(qid); // before endJournaled: the path depends on the journal
+    if (!this.journal.has(qid) || this.endJournaled(qid)) await removeFile(file);
     // No directory fsync: if a crash forgets this unlink the message is delivered again
     // (at-least-once, like Postfix), and `done` stays off the group-commit path of `push`.
     return qid;
+  }
+
+  /**
+   * endJournaled - a journaled QID is finished (its D record); true when it may have a cache
+   * file to unlink: one a pop wrote in this run, or one an earlier run left.
+   */
+  private endJournaled(qid: string): boolean {
+    const hasFile = this.copied.delete(qid) || this.journal.recovered(qid);
+    this.journal.done(qid);
+    return hasFile;
   }
 
   /** defer - back to the queue after SECONDS, keeping REASON and counting the attempt. */
@@ -348,9 +354,7 @@ export class Queue {
     await fsp.rm(path.join(this.metaDir, qid), { force: true });
     const file = this.msgPath(qid);
     if (this.journal.has(qid)) {
-      this.copied.delete(qid);
-      this.journal.done(qid);
-      await removeFile(file);
+      if (this.endJournaled(qid)) await removeFile(file);
       return true;
     }
     await fsp.rm(file, { force: true });
