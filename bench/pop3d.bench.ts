@@ -85,40 +85,21 @@ class PopClient {
     }
   }
 
-  /**
-   * take - consume through `marker`, scanning each byte once (linear for any size); `carry`
-   * is what logically precedes the first byte (so "\r\n" makes a leading "." CRLF match).
-   */
-  private async take(marker: string, keep: boolean, carry = ''): Promise<{ len: number; data: Buffer }> {
-    const m = Buffer.from(marker);
-    let tail: Buffer = Buffer.from(carry);
-    let len = 0;
+  /** line - the next CRLF-ended line (a command's one-line answer), without its CRLF. */
+  async line(): Promise<string> {
     const kept: Buffer[] = [];
+    let last = -1; // the byte before the current piece (a CR there and an LF first make the end)
     for (;;) {
       const piece = await this.next();
-      const hay: Buffer = tail.length ? Buffer.concat([tail, piece]) : piece;
-      const i = hay.indexOf(m);
-      if (i >= 0) {
-        const end = i + m.length - tail.length;
-        this.buf = piece.subarray(end);
-        if (keep) kept.push(piece.subarray(0, end));
-        return { len: len + end, data: Buffer.concat(kept) };
+      for (let lf = piece.indexOf(10); lf >= 0; lf = piece.indexOf(10, lf + 1)) {
+        if (lf > 0 ? piece[lf - 1] !== 13 : last !== 13) continue;
+        this.buf = piece.subarray(lf + 1);
+        kept.push(piece.subarray(0, lf + 1));
+        return Buffer.concat(kept).toString('latin1').slice(0, -2);
       }
-      len += piece.length;
-      if (keep) kept.push(piece);
-      tail = hay.subarray(Math.max(0, hay.length - (m.length - 1)));
+      kept.push(piece);
+      last = piece[piece.length - 1] ?? last;
     }
-  }
-
-  async line(): Promise<string> {
-    return (await this.take('\r\n', true)).data.toString();
-  }
-
-  /** retrReply - one RETR answer; returns the body size on the wire (stuffed, with `.`). */
-  async retrReply(): Promise<number> {
-    const status = await this.line();
-    if (!status.startsWith('+OK')) throw new Error(`RETR: ${status}`);
-    return (await this.take('\r\n.\r\n', false, '\r\n')).len;
   }
 
   /**
@@ -500,8 +481,7 @@ async function bigRetrMemory(dir: string, fm: { child: ChildProcess; pop3: numbe
   await c.cmd(`USER ${BIG_USER}`);
   await c.cmd(`PASS ${PASSWORD}`);
   const t0 = Date.now();
-  c.write('RETR 1\r\n');
-  const size = await c.retrReply();
+  const size = await c.retrRun(1, 1);
   const s = (Date.now() - t0) / 1000;
   await c.cmd('QUIT');
   c.close();
