@@ -177,7 +177,7 @@ const LEADER = new RegExp(String.raw`^(?:(?:${BLOB})*${REFWD}| )`, 'i');
 const TRAILER = /(?:\(fwd\)| )$/i;
 
 /** baseSubject - the subject with reply/forward markers and list tags taken off. */
-export function baseSubject(raw: string): { base: string; replyOrForward: boolean } {
+function baseSubject(raw: string): { base: string; replyOrForward: boolean } {
   // (1) decoded, tabs and folds as spaces, runs of spaces as one.
   let s = decodeWords(raw.replace(/\r?\n(?=[ \t])/g, ''))
     .replace(/[\t\r\n]/g, ' ')
@@ -221,7 +221,7 @@ const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', '
 const ZONES: Record<string, number> = { UT: 0, GMT: 0, Z: 0, EST: -5, EDT: -4, CST: -6, CDT: -5, MST: -7, MDT: -6, PST: -8, PDT: -7 };
 
 /** parseMailDate - an RFC 5322 date-time (obsolete forms too) in ms UTC, or null. */
-export function parseMailDate(value: string): number | null {
+function parseMailDate(value: string): number | null {
   const m = /^\s*(?:[A-Za-z]{3},?\s*)?([0-9]{1,2})\s+([A-Za-z]{3})[A-Za-z]*\s+([0-9]{2,4})\s+([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?\s*([+-][0-9]{4}|[A-Za-z]{1,5})?/.exec(value.replace(/\([^()]*\)/g, ' '));
   if (!m) return null;
   const month = MONTHS.indexOf(m[2]!.toLowerCase());
