@@ -92,9 +92,14 @@ describe('several hosts under SIGKILL', { skip: NO_POSTGRES }, () => {
       const have = new Set(got.map(subject));
       return [...acked].filter((tok) => !have.has(tok));
     };
+    // The last POP3 failure, for the diagnostics: a run once ended with nothing read in 120 s.
+    let pop3Error = 'none';
     await waitFor(
       async () => {
-        got = await pop3All(mx[0]!, 1110, 'alice@example.test', PASSWORD).catch(() => got);
+        got = await pop3All(mx[0]!, 1110, 'alice@example.test', PASSWORD).catch((err: unknown) => {
+          pop3Error = `${new Date().toISOString()} ${String(err)}`;
+          return got;
+        });
         return missing().length === 0 || null;
       },
       120_000,
@@ -103,7 +108,8 @@ describe('several hosts under SIGKILL', { skip: NO_POSTGRES }, () => {
     const counts = new Map<string, number>();
     for (const m of got) counts.set(subject(m), (counts.get(subject(m)) ?? 0) + 1);
     const dups = [...counts.values()].filter((c) => c > 1).length;
-    t.diagnostic(`${got.length} in the mailbox, ${dups} delivered more than once`);
+    t.diagnostic(`${got.length} in the mailbox, ${dups} delivered more than once; last POP3 error: ${pop3Error}`);
+    if (missing().length > 0) for (const [name, h] of netw.hosts) t.diagnostic(`${name} log tail: ${h.output.flatMap((o) => o.split('\n')).filter((l) => /"level":(4|5|6)0/.test(l)).slice(-5).join(' | ').slice(0, 2000)}`);
     assert.deepEqual(missing(), [], 'acknowledged messages lost');
   });
 });
