@@ -532,9 +532,9 @@ export class Folder {
     for (const [sub, names] of [['new', newNames], ['cur', curNames]] as const) {
       for (const name of names) {
         if (name.charCodeAt(0) === 0x2e) continue;
-        const key = uidKey(name);
-        if (this.pendingKeys.has(key)) continue;
-        seen.set(key, { sub, name });
+        // A pending file (being stored) is still seen: once numbered it is in the index
+        // before its store is acknowledged, and a reconcile then must not drop it.
+        seen.set(uidKey(name), { sub, name });
       }
     }
     const loadModseq = first ? this.highestModseq : 0;
@@ -562,6 +562,8 @@ export class Folder {
     const known: Msg[] = [];
     const fresh: Msg[] = [];
     for (const [key, s] of seen) {
+      // Being stored and not numbered yet: its store numbers it.
+      if (this.pendingKeys.has(key)) continue;
       const m = this.makeMsg(s.sub, s.name);
       if (m.size < 0) {
         try {
