@@ -5,6 +5,10 @@
 // request in flight when that happens fails, the next one reconnects. `store`-style requests
 // hold the write side until the server's go-ahead and the raw bytes are through.
 //
+// In-thread: a client made with `inThread` whose address is a server of this same thread
+// (server.ts, "In-thread calls") calls its handlers directly, every request of it (its
+// connection state lives on one side only), until that server is gone from the thread.
+//
 // Timeout: a connection with requests outstanding that receives nothing for `timeoutMs` is
 // closed and every outstanding request fails with IpcTimeoutError.
 
@@ -14,7 +18,8 @@ import { Readable } from 'node:stream';
 import { type IpcAddress, connectTo, formatAddress, parseAddress } from './address.js';
 import { CodecError, type Message, formatMessage, parseMessage } from './codec.js';
 import { FrameReader } from './frame-reader.js';
-import type { IpcReply } from './reply.js';
+import type { IpcReply, Reply } from './reply.js';
+import { type IpcServer, type LocalConnection, inThreadServer } from './server.js';
 
 export interface IpcClientOptions {
   /** Silence allowed while requests are outstanding (default 30 s). */
@@ -22,6 +27,8 @@ export interface IpcClientOptions {
   connectTimeoutMs?: number;
   /** Shared secret sent as `hello: SECRET` on every new connection. */
   secret?: string;
+  /** Call a server of this thread at the address directly (server.ts, "In-thread calls"). */
+  inThread?: boolean;
 }
 
 export class IpcTimeoutError extends Error {}
@@ -137,17 +144,23 @@ export class IpcClient {
   private writeGate: Promise<void> | null = null;
   private closed = false;
   private readonly timeoutMs: number;
+  private readonly addressText: string;
+  private localServer: IpcServer | null = null;
+  private localConn: LocalConnection | null = null;
 
   constructor(
     address: string | IpcAddress,
     private readonly opts: IpcClientOptions = {},
   ) {
     this.address = typeof address === 'string' ? parseAddress(address) : address;
+    this.addressText = formatAddress(this.address);
     this.timeoutMs = opts.timeoutMs ?? 30_000;
   }
 
   /** request - one message, one `ok`/`error` reply. */
   request(name: string, params: string[] = []): Promise<IpcReply> {
+    const local = this.local();
+    if (local) return this.timed(local.call(name, params)).then(toIpcReply);
     return this.exchange(name, params, readReply);
   }
 
@@ -160,6 +173,8 @@ export class IpcClient {
   requestList<T>(name: string, params: string[], parseItem: (line: string) => T): Promise<{ reply: IpcReply; items: T[] }>;
   requestList<T>(name: string, params: string[] = [], parseItem?: (line: string) => T): Promise<{ reply: IpcReply; items: Array<T | Message> }> {
     const parse: (line: string) => T | Message = parseItem ?? parseMessage;
+    const local = this.local();
+    if (local) return this.timed(local.call(name, params)).then((r) => listOf(r, parse));
     return this.exchange(name, params, async (reader) => {
       const reply = await readReply(reader);
       if (!reply.ok) return { reply, items: [] };
@@ -180,6 +195,8 @@ export class IpcClient {
 
   /** requestRaw - a `retr`-style exchange, the bytes gathered in memory. */
   requestRaw(name: string, params: string[] = []): Promise<{ reply: IpcReply; data?: Buffer }> {
+    const local = this.local();
+    if (local) return this.timed(local.call(name, params).then(rawOf));
     return this.exchange(name, params, async (reader) => {
       const reply = await readReply(reader);
       if (!reply.ok) return { reply };
@@ -191,6 +208,8 @@ export class IpcClient {
 
   /** requestStream - a `retr`-style exchange; the bytes arrive as a stream (constant memory). */
   requestStream(name: string, params: string[] = []): Promise<StreamResult> {
+    const local = this.local();
+    if (local) return this.timed(local.call(name, params)).then(streamOf);
     return new Promise<StreamResult>((resolve, reject) => {
       this.exchange(name, params, async (reader) => {
         const reply = await readReply(reader);
@@ -219,6 +238,8 @@ export class IpcClient {
   async store(name: string, params: string[], body: Buffer | Readable, length?: number): Promise<IpcReply> {
     const size = Buffer.isBuffer(body) ? body.length : length;
     if (size === undefined) throw new Error('store: a stream body needs its length');
+    const local = this.local();
+    if (local) return this.timed(local.call(name, params, Buffer.isBuffer(body) ? [body] : { stream: body, length: size })).then(toIpcReply);
     while (this.writeGate) await this.writeGate;
     let release!: () => void;
     this.writeGate = new Promise<void>((r) => (release = r));
@@ -249,6 +270,8 @@ export class IpcClient {
    * BODY may be given in pieces (written as they are, no concatenation).
    */
   async storeNow(name: string, params: string[], body: Buffer | readonly Buffer[]): Promise<IpcReply> {
+    const local = this.local();
+    if (local) return toIpcReply(await this.timed(local.call(name, params, Buffer.isBuffer(body) ? [body] : body)));
     const probed = await this.connection();
     let takesNow = probed.nowForms.get(name);
     if (!takesNow) {
@@ -276,9 +299,42 @@ export class IpcClient {
   /** close - end the connection (outstanding requests fail). */
   close(): void {
     this.closed = true;
+    this.localConn?.close();
+    this.localConn = null;
+    this.localServer = null;
     this.conn?.socket.end();
     this.conn?.fail(new IpcConnectionError('client closed'));
     this.conn = null;
+  }
+
+  /** local - the in-thread connection, when allowed and a server of this thread is at our address now. */
+  private local(): LocalConnection | null {
+    if (!this.opts.inThread || this.closed) return null;
+    const server = inThreadServer(this.addressText) ?? null;
+    if (server !== this.localServer) {
+      this.localConn?.close();
+      this.localServer = server;
+      this.localConn = server?.localConnection() ?? null;
+    }
+    return this.localConn;
+  }
+
+  /** timed - P, or IpcTimeoutError after timeoutMs (the socket's watchdog, for a call). */
+  private timed<T>(p: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new IpcTimeoutError(`no reply from ${this.addressText} within ${this.timeoutMs} ms`)), this.timeoutMs);
+      timer.unref();
+      p.then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
+    });
   }
 
   private async exchange<T>(name: string, params: string[], receive: Receive<T>): Promise<T> {
@@ -321,6 +377,75 @@ export class IpcClient {
     }
     return this.connecting;
   }
+}
+
+/** toIpcReply - a handler's reply as a client reads its first line. */
+function toIpcReply(r: Reply): IpcReply {
+  switch (r.kind) {
+    case 'ok':
+      return { ok: true, params: r.values };
+    case 'error':
+      return { ok: false, params: r.message === undefined ? [] : [r.message] };
+    case 'raw':
+      return { ok: true, params: r.extra ? [String(r.size), ...r.extra] : [String(r.size)] };
+    case 'lines': {
+      const first = r.lines[0];
+      if (first?.name === 'ok') return { ok: true, params: first.params };
+      if (first?.name === 'error') return { ok: false, params: first.params };
+      return { ok: false, params: [`unexpected reply: ${first?.name ?? 'nothing'}`] };
+    }
+    case 'text':
+      return readReplyText(r.text);
+  }
+}
+
+function readReplyText(text: string | Buffer): IpcReply {
+  const s = typeof text === 'string' ? text : text.toString('utf8');
+  const end = s.indexOf('\n');
+  const line = (end < 0 ? s : s.slice(0, end)).replace(/\r$/, '');
+  try {
+    const msg = parseMessage(line);
+    if (msg.name === 'ok' || msg.name === 'error') return { ok: msg.name === 'ok', params: msg.params };
+  } catch {
+    // below
+  }
+  return { ok: false, params: [`unexpected reply: ${line.slice(0, 200)}`] };
+}
+
+/** listOf - a `list`-style reply of a direct call: the first line's answer and the item lines. */
+function listOf<T>(r: Reply, parse: (line: string) => T): { reply: IpcReply; items: T[] } {
+  const reply = toIpcReply(r);
+  if (!reply.ok) return { reply, items: [] };
+  let lines: string[];
+  if (r.kind === 'lines') lines = r.lines.map((l) => formatMessage(l.name, l.params).slice(0, -2));
+  else if (r.kind === 'text') lines = (typeof r.text === 'string' ? r.text : r.text.toString('utf8')).split('\n').map((l) => l.replace(/\r$/, ''));
+  else throw new CodecError('not a list reply');
+  const count = Number(reply.params[0]);
+  if (!Number.isSafeInteger(count) || count < 0 || lines.length < count + 2) throw new CodecError(`bad list count ${reply.params[0]}`);
+  return { reply, items: lines.slice(1, count + 1).map(parse) };
+}
+
+/** streamOf - a `retr`-style reply of a direct call, its bytes as a stream. */
+function streamOf(r: Reply): StreamResult {
+  const reply = toIpcReply(r);
+  if (r.kind !== 'raw') return { reply, size: 0 };
+  return { reply, size: r.size, stream: Buffer.isBuffer(r.body) ? Readable.from([r.body], { objectMode: false }) : r.body };
+}
+
+/** rawOf - a `retr`-style reply of a direct call: the bytes gathered (a stream read to its end). */
+async function rawOf(r: Reply): Promise<{ reply: IpcReply; data?: Buffer }> {
+  if (r.kind !== 'raw') return { reply: toIpcReply(r) };
+  if (Buffer.isBuffer(r.body)) return { reply: toIpcReply(r), data: r.body };
+  const pieces: Buffer[] = [];
+  let got = 0;
+  for await (const chunk of r.body) {
+    const b = chunk as Buffer;
+    got += b.length;
+    if (got > r.size) throw new CodecError('raw body longer than announced');
+    pieces.push(b);
+  }
+  if (got !== r.size) throw new CodecError('raw body shorter than announced');
+  return { reply: toIpcReply(r), data: Buffer.concat(pieces, got) };
 }
 
 async function readLine(reader: FrameReader): Promise<string> {

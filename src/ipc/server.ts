@@ -13,6 +13,15 @@
 // and dropped, so framing holds. A LENGTH that cannot be read loses the framing: `error`, then
 // the connection is closed.
 //
+// In-thread calls (extension, no wire): a server made with `inThread` is listed under its
+// addresses for clients of the same JavaScript thread made with `inThread` (fmail start runs
+// authd, queued, router and mailboxd in one thread). Such a client calls the handler directly:
+// the same messages, parameter checks, handlers and replies, with no socket, no encoding and no
+// event-loop turn in between. It gets a connection state of its own (id, data, close handlers,
+// as a socket would), is trusted like code of this process (no hello), sends every request
+// this way (one connection state, never split between two), and takes the socket again only
+// once the server is gone from the thread.
+//
 // Limits: 64 KiB lines (longer: `error: line too long`, connection closed), idle timeout, a
 // cap on connections and on replies pending per connection. With a secret, a connection must
 // say hello within helloTimeoutMs, so connections of someone without the secret do not pile
@@ -21,7 +30,7 @@
 
 import { timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 
 import type { Logger } from 'pino';
 
@@ -77,6 +86,30 @@ export interface IpcServerOptions {
   helloTimeoutMs?: number;
   /** Called after each handled request with its handling time (for metrics). */
   onRequest?(name: string, seconds: number): void;
+  /** Take in-thread calls from clients of this thread (see "In-thread calls"). */
+  inThread?: boolean;
+}
+
+/** An in-thread client's connection: requests are calls. */
+export interface LocalConnection {
+  /** call - run NAME's handler; BODY (raw-input handlers) is its bytes: pieces, or a stream of LENGTH bytes. */
+  call(name: string, params: readonly string[], body?: LocalBody): Promise<Reply>;
+  /** close - as a socket closing: the connection's close handlers run. */
+  close(): void;
+}
+
+export type LocalBody = readonly Buffer[] | { stream: Readable; length: number };
+
+interface LocalState extends IpcConnection {
+  closeHandlers: Array<() => void>;
+}
+
+// Module state is per thread (a worker thread loads its own copy): only same-thread servers.
+const inThreadServers = new Map<string, IpcServer>();
+
+/** inThreadServer - the server of this thread taking in-thread calls at ADDRESS, if any. */
+export function inThreadServer(address: string): IpcServer | undefined {
+  return inThreadServers.get(address);
 }
 
 interface ConnState extends IpcConnection {
@@ -92,6 +125,8 @@ export class IpcServer {
   private readonly conns = new Set<ConnState>();
   private nextConnId = 1;
   private closing = false;
+  private readonly localConns = new Set<LocalState>();
+  private localBusy = 0;
   readonly bound: IpcAddress[] = [];
 
   constructor(private readonly opts: IpcServerOptions) {
@@ -119,6 +154,10 @@ export class IpcServer {
     const bound = await listenOn(server, addr);
     this.servers.push(server);
     this.bound.push(bound);
+    if (this.opts.inThread) {
+      inThreadServers.set(formatAddress(bound), this);
+      inThreadServers.set(formatAddress(addr), this);
+    }
     this.opts.logger.info({ event: 'ipc.listen', address: formatAddress(bound) }, 'listening');
     return formatAddress(bound);
   }
@@ -130,15 +169,65 @@ export class IpcServer {
   /** close - stop listening, let requests in progress finish (bounded), then drop connections. */
   async close(graceMs = 5000): Promise<void> {
     this.closing = true;
+    for (const [address, server] of inThreadServers) if (server === this) inThreadServers.delete(address);
     // net.Server.close() only calls back once every connection is gone, so ask first, wait after.
     const closed = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     const deadline = Date.now() + graceMs;
-    while ([...this.conns].some((c) => c.busy > 0) && Date.now() < deadline) {
+    while (([...this.conns].some((c) => c.busy > 0) || this.localBusy > 0) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 10));
     }
     for (const c of this.conns) c.socket.destroy();
     this.conns.clear();
+    for (const c of [...this.localConns]) closeLocal(this.localConns, c, this.opts.logger);
     await closed;
+  }
+
+  /** localConnection - a connection for a client of this thread (see "In-thread calls"). */
+  localConnection(): LocalConnection {
+    const conn: LocalState = {
+      id: this.nextConnId++,
+      remote: 'local',
+      data: new Map(),
+      closeHandlers: [],
+      onClose(fn) {
+        this.closeHandlers.push(fn);
+      },
+    };
+    this.localConns.add(conn);
+    return {
+      call: (name, params, body) => this.callLocal(conn, name, params, body),
+      close: () => closeLocal(this.localConns, conn, this.opts.logger),
+    };
+  }
+
+  private async callLocal(conn: LocalState, name: string, params: readonly string[], body?: LocalBody): Promise<Reply> {
+    if (this.closing || !this.localConns.has(conn)) return error('server shutting down');
+    const spec = this.handlers.get(name);
+    if (!spec) return error(`unknown message ${name}`);
+    const [min, max] = typeof spec.params === 'number' ? [spec.params, spec.params] : spec.params;
+    if (params.length < min || params.length > max) {
+      const want = min === max ? `${min}` : `${min} to ${max}`;
+      return error(`${name} takes ${want} parameter${max === 1 ? '' : 's'}, got ${params.length}`);
+    }
+    if ((body !== undefined) !== (spec.rawInput === true)) return error(`${name}: ${body ? 'takes no bytes' : 'needs its bytes'}`);
+    const ctx: RequestContext = {
+      name,
+      params: [...params],
+      conn,
+      // No go-ahead to send: the bytes are here already.
+      send: () => {},
+      receiveRaw: (length) => {
+        const total = !body ? 0 : 'stream' in body ? body.length : body.reduce((n, p) => n + p.length, 0);
+        if (length !== total) throw new Error(`receiveRaw(${length}) for ${total} bytes`);
+        return body && 'stream' in body ? body.stream : Readable.from(body ?? [], { objectMode: false });
+      },
+    };
+    this.localBusy++;
+    try {
+      return await runHandler(spec, ctx, this.opts);
+    } finally {
+      this.localBusy--;
+    }
   }
 
   private accept(socket: net.Socket): void {
@@ -369,6 +458,18 @@ export class IpcServer {
       return ok();
     }
     return error('bad secret');
+  }
+}
+
+// closeLocal - an in-thread connection ends: its close handlers run, as for a socket.
+function closeLocal(conns: Set<LocalState>, conn: LocalState, logger: Logger): void {
+  if (!conns.delete(conn)) return;
+  for (const fn of conn.closeHandlers.splice(0)) {
+    try {
+      fn();
+    } catch (err) {
+      logger.error({ event: 'ipc.close_handler_error', err: String(err) }, 'close handler failed');
+    }
   }
 }
 

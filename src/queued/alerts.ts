@@ -33,7 +33,7 @@ class Target {
     readonly callback: string,
     secret: string | undefined,
   ) {
-    this.client = new IpcClient(callback, { timeoutMs: 10_000, connectTimeoutMs: 5000, secret });
+    this.client = new IpcClient(callback, { timeoutMs: 10_000, connectTimeoutMs: 5000, secret, inThread: true });
   }
 
   close(): void {

@@ -21,6 +21,8 @@ export function createIpcServer(config: Config, serverName: string, logger: Logg
     maxConnections: config.ipc.max_connections,
     secret: ipcSecret(config, { create: true }),
     onRequest: (message, seconds) => ipcLatency.observe({ server: serverName, message }, seconds),
+    // fmail start runs several servers in one thread: their clients there call them directly.
+    inThread: true,
   });
 }
 
@@ -31,5 +33,5 @@ export function ipcClient(config: Config, peer: IpcPeer, timeoutMs = config.ipc.
 
 /** ipcClientAt - a client of the server at ADDRESS (one named by authd, e.g. a user's mailbox host). */
 export function ipcClientAt(config: Config, address: string, timeoutMs = config.ipc.timeout_ms): IpcClient {
-  return new IpcClient(address, { timeoutMs, secret: ipcSecret(config, { create: true }) });
+  return new IpcClient(address, { timeoutMs, secret: ipcSecret(config, { create: true }), inThread: true });
 }
