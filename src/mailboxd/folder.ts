@@ -22,7 +22,7 @@ import { Keywords } from './flags.js';
 import { DirSyncer } from '../shared/durable.js';
 import { runIo } from '../shared/io-pool.js';
 import { dirStamp } from '../shared/stamp.js';
-import { writeMessage } from './maildir.js';
+import { SMALL_MESSAGE, gatherBody, writeMessage, writeSmallMessage } from './maildir.js';
 import { newBaseName, parseName } from './maildir-name.js';
 import { Mutex, nextModseq } from './modseq.js';
 import { UIDLIST, type UidlistFile, appendLines, headerLine, lockOwner, newGuid, readUidlist, rewrite, sweepRewrites, uidKey, uidlistStamp, withLock } from './uidlist.js';
@@ -209,9 +209,17 @@ export class Folder {
     const m = this.makeMsg(sub, name, size);
     this.pendingKeys.add(key);
     try {
-      await writeMessage(this.dir, base, body, size, path.join(this.dir, sub, name), opts.mtime);
-      m.mtime = opts.mtime ?? Math.floor(Date.now() / 1000);
-      await Promise.all([this.syncer.sync(path.join(this.dir, sub)), this.commit(m)]);
+      const finalPath = path.join(this.dir, sub, name);
+      if (size <= SMALL_MESSAGE) {
+        // File and folder fsync in one job shared with concurrent stores, then the UID.
+        await writeSmallMessage(this.syncer, this.dir, base, await gatherBody(body, size), finalPath, opts.mtime);
+        m.mtime = opts.mtime ?? Math.floor(Date.now() / 1000);
+        await this.commit(m);
+      } else {
+        await writeMessage(this.dir, base, body, size, finalPath, opts.mtime);
+        m.mtime = opts.mtime ?? Math.floor(Date.now() / 1000);
+        await Promise.all([this.syncer.sync(path.join(this.dir, sub)), this.commit(m)]);
+      }
     } finally {
       this.pendingKeys.delete(key);
     }

@@ -1,11 +1,12 @@
-// Writing one message into a Maildir: tmp/ -> fdatasync -> rename into place, one hop to the
-// I/O pool for a small message (DurableFile, shared/durable.ts). The folder fsync that makes
-// the rename durable is the caller's (DirSyncer: concurrent deliveries share it).
+// Writing one message into a Maildir: tmp/ -> fdatasync -> rename into place. A big message
+// streams through a DurableFile (shared/durable.ts), then the caller's folder fsync makes the
+// rename durable (DirSyncer: concurrent deliveries share it). A small one is gathered first and
+// its whole create-write-sync-rename rides in that folder commit job (writeSmallMessage).
 
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 
-import { DurableFile, FLUSH_BYTES } from '../shared/durable.js';
+import { type DirSyncer, DurableFile, FLUSH_BYTES } from '../shared/durable.js';
 
 /**
  * writeMessage - exactly `size` bytes from `body` into tmp/BASE, fdatasynced, then renamed to
@@ -39,5 +40,38 @@ export async function writeMessage(dir: string, base: string, body: AsyncIterabl
   } catch (err) {
     await out.abort();
     throw err;
+  }
+}
+
+/** Messages up to this size are gathered in memory and written inside the folder's commit. */
+export const SMALL_MESSAGE = FLUSH_BYTES;
+
+/** gatherBody - exactly SIZE bytes of BODY, in the pieces they came in. */
+export async function gatherBody(body: AsyncIterable<Buffer>, size: number): Promise<Buffer[]> {
+  const pieces: Buffer[] = [];
+  let written = 0;
+  for await (const chunk of body) {
+    written += chunk.length;
+    if (written > size) throw new Error('message longer than announced');
+    pieces.push(chunk);
+  }
+  if (written !== size) throw new Error(`message is ${written} bytes, announced ${size}`);
+  return pieces;
+}
+
+/**
+ * writeSmallMessage - DATA as tmp/BASE, fdatasynced, renamed to `finalPath` (mtime set first
+ * when given) and the folder holding it fsynced: one job, shared with concurrent deliveries to
+ * that folder. On failure nothing shows at `finalPath` and no tmp/ file is left.
+ */
+export async function writeSmallMessage(syncer: DirSyncer, dir: string, base: string, data: Buffer[], finalPath: string, mtime?: number): Promise<void> {
+  const step = { from: path.join(dir, 'tmp', base), to: finalPath, data, mtime };
+  try {
+    await syncer.sync(path.dirname(finalPath), step);
+  } catch (err) {
+    // The Maildir was removed under us (e.g. by an administrator): make it again, once.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    for (const sub of ['tmp', 'new', 'cur']) await fsp.mkdir(path.join(dir, sub), { recursive: true, mode: 0o700 });
+    await syncer.sync(path.dirname(finalPath), step);
   }
 }

@@ -59,11 +59,18 @@ export type IoJob =
       syncFds: number[];
     };
 
-/** One caller's part of a folder commit: check FROM is a regular file, fsync it if asked, rename. */
+/**
+ * One caller's part of a folder commit: check FROM is a regular file, fsync it if asked, rename.
+ * With DATA, FROM is first created (exclusive, 0600) with those bytes, fdatasynced, closed and
+ * given MTIME (seconds) if set: a small file's whole create-write-sync-rename rides in the
+ * folder's commit job, no hop of its own (removed again when a step of it fails).
+ */
 export interface CommitStep {
   from?: string;
   to?: string;
   syncFile?: boolean;
+  data?: Uint8Array[];
+  mtime?: number;
 }
 
 export interface IoResult {
@@ -203,6 +210,8 @@ function withCompactData(job: IoJob, compact: (u: Uint8Array) => Uint8Array): Io
         writes: job.writes.map((w) => ({ fd: w.fd, off: w.off, data: w.data.map(compact) })),
         files: job.files.map((f) => ({ path: f.path, data: f.data.map(compact) })),
       };
+    case 'commit':
+      return job.steps.some((st) => st.data) ? { ...job, steps: job.steps.map((st) => (st.data ? { ...st, data: st.data.map(compact) } : st)) } : job;
     default:
       return job;
   }

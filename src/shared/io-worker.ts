@@ -112,7 +112,15 @@ function run(job: IoJob): IoResult {
       const errors: Array<{ code?: string; message: string } | null> = [];
       for (const step of job.steps) {
         try {
-          if (step.from) {
+          if (step.from && step.data) {
+            createSynced(step.from, step.data, step.mtime);
+            try {
+              renameSync(step.from, step.to!);
+            } catch (err) {
+              unlinkQuietly(step.from);
+              throw err;
+            }
+          } else if (step.from) {
             const st = lstatSync(step.from);
             if (!st.isFile()) throw Object.assign(new Error(`not a regular file: ${step.from}`), { code: 'EINVAL' });
             if (step.syncFile) {
@@ -138,6 +146,32 @@ function run(job: IoJob): IoResult {
       }
       return { errors };
     }
+  }
+}
+
+// createSynced - PATH made exclusively (0600, no symlink followed) with DATA, fdatasynced,
+// closed, its times set to MTIME when given; removed again if any of that fails.
+function createSynced(file: string, data: Uint8Array[], mtime?: number): void {
+  const fd = openSync(file, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);
+  try {
+    try {
+      for (const d of data) writeFully(fd, d);
+      fdatasyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    if (mtime !== undefined) utimesSync(file, mtime, mtime);
+  } catch (err) {
+    unlinkQuietly(file);
+    throw err;
+  }
+}
+
+function unlinkQuietly(file: string): void {
+  try {
+    unlinkSync(file);
+  } catch {
+    // gone already
   }
 }
 
