@@ -1,5 +1,6 @@
 // IPC round trips: `ping` requests/s over TCP and a Unix socket, 1 and 16 concurrent clients,
-// pipelined (many in flight per connection) and strictly sequential (one at a time).
+// pipelined (many in flight per connection) and strictly sequential (one at a time); then
+// server and clients in one thread, over a Unix socket and as in-thread calls.
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -31,8 +32,8 @@ async function pipelined(client: IpcClient, until: number, depth = 64): Promise<
   return n;
 }
 
-async function run(address: string, clients: number, mode: 'sequential' | 'pipelined'): Promise<number> {
-  const cs = Array.from({ length: clients }, () => new IpcClient(address));
+async function run(address: string, clients: number, mode: 'sequential' | 'pipelined', inThread = false): Promise<number> {
+  const cs = Array.from({ length: clients }, () => new IpcClient(address, { inThread }));
   await Promise.all(cs.map((c) => c.request('ping')));
   const start = Date.now();
   const until = start + DURATION_MS;
@@ -65,5 +66,21 @@ if (process.argv[2] === '--serve') {
     }
   }
   child.kill();
+  // fmail start's main thread: authd, queued, router and mailboxd are clients of each other in
+  // one thread. Over the socket both ends share that thread's CPU; in-thread calls skip it.
+  const local = new IpcServer({ serverName: 'bench', version: '0', logger: silentLogger(), maxConnections: 100, inThread: true });
+  const localAddr = await local.listen(`unix://${path.join(tmp.dir, 'local.sock')}`);
+  console.log('ping round trips, server and clients in this one thread (CPU of this process per request)');
+  for (const inThread of [false, true]) {
+    for (const mode of ['sequential', 'pipelined'] as const) {
+      const cpu = process.cpuUsage();
+      const start = Date.now();
+      const rate = await run(localAddr, 16, mode, inThread);
+      const used = process.cpuUsage(cpu);
+      const requests = (rate * (Date.now() - start)) / 1000;
+      console.log(`  ${inThread ? 'in-thread' : 'unix     '} clients=16 ${mode.padEnd(10)} ${Math.round(rate).toLocaleString('en-US').padStart(9)} req/s  ${((used.user + used.system) / requests).toFixed(1)} us CPU/request`);
+    }
+  }
+  await local.close();
   tmp.cleanup();
 }

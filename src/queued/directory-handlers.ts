@@ -19,7 +19,7 @@ export function registerDirectory(server: IpcServer, directory: ServerDirectory,
       if (!HOST_RE.test(host) || !SERVER_RE.test(name)) return failure('5.5.4', 'bad HOST or SERVER');
       if (addresses.length > 1000 || version.length > 40 || !/^\d{1,15}$/.test(started)) return failure('5.5.4', 'bad ADDRESSES, VERSION or STARTED_MS');
       if (flag !== undefined && flag !== 'stopped') return failure('5.5.4', `bad announce option: ${flag.slice(0, 40)} (only "stopped")`);
-      const peer = c.conn.remote === 'unix' ? 'unix' : c.conn.remote.replace(/:\d+$/, '').replace(/^::ffff:/, '');
+      const peer = c.conn.remote === 'unix' || c.conn.remote === 'local' ? 'unix' : c.conn.remote.replace(/:\d+$/, '').replace(/^::ffff:/, '');
       try {
         if (flag === 'stopped') await directory.withdraw(host, name);
         else await directory.announce({ host, server: name, addresses: withPeerHost(addresses, peer), version, startedAt: Number(started), seenAt: Date.now() });
