@@ -21,6 +21,11 @@
 // once and each run gets a fresh migrated database (its CPU, postmaster and backends, counted in
 // FancyMail's); the e2e part then shows one FancyMail line per backend.
 //
+// BENCH_WARMUP (default 0): messages sent (and, end to end, delivered) into each server after
+// it starts and before the timed part, same sessions, untimed; then the timed messages and the
+// CPU count start. A mail server runs for days: this measures it warm (JIT-compiled code, grown
+// heap) rather than in its first seconds; Postfix and Haraka get the same warm-up.
+//
 // BENCH_MESSAGES (10,000) per run; at 1 session BENCH_MESSAGES_ONE (2,000: one session is
 // latency-bound, 10,000 would take many minutes per run). Needs root and the Debian postfix
 // package (smtp-source).
@@ -49,6 +54,7 @@ const HARAKA = process.env.HARAKA ?? '/tmp/haraka/node_modules/Haraka/bin/haraka
 /** How long a run waits for the last message in the Maildir. */
 const WAIT_MS = Number(process.env.BENCH_WAIT_S ?? 900) * 1000;
 const QUEUES = (process.env.BENCH_QUEUE ?? 'file').split(',') as Array<'file' | 'postgres'>;
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 0);
 const SIZE = 4096;
 const USER = 'u1@bench.test';
 
@@ -91,6 +97,15 @@ async function smtpSource(port: number, sessions: number, messages: number): Pro
   clearTimeout(timer);
   if (code !== 0) console.log(`  smtp-source: ${err.trim().slice(0, 300)}`);
   return code === 0;
+}
+
+// warmUp - BENCH_WARMUP messages into the server at PORT, untimed; end to end, until they are
+// all in BOXES. False (and said) when that fails.
+async function warmUp(port: number, sessions: number, mode: Mode, boxes: string[]): Promise<boolean> {
+  if (WARMUP <= 0) return true;
+  const ok = (await smtpSource(port, sessions, WARMUP)) && (mode === 'accept' || (await waitForCount(boxes, WARMUP, WAIT_MS)));
+  if (!ok) console.log(`  warm-up of ${WARMUP} messages did not complete`);
+  return ok;
 }
 
 // CPU seconds (user + system) of PID; with REAPED, also of its children it has waited for.
@@ -176,19 +191,21 @@ async function runFancyMail(dir: string, sessions: number, mode: Mode, messages:
   const fmail = await startFmail(setup, mode === 'accept' ? ['authd', 'queued', 'smtpd'] : []);
   const pid = fmail.child.pid!;
   const maildir = path.join(dir, 'mail', USER);
+  const boxes = [path.join(maildir, 'new'), path.join(maildir, 'cur')];
   try {
+    if (!(await warmUp(setup.ports.smtp, sessions, mode, boxes))) return null;
     const st = straceFile ? await startStrace([pid], straceFile) : null;
     // With the postgres queue, PostgreSQL's CPU counts too (the postmaster and its backends).
     const pgCpu = backend === 'postgres' && pgCluster ? treeCpu(pgCluster.pid()) : () => 0;
     const cpu0 = cpuOf(pid) + pgCpu();
     const started = Date.now();
     const ok = await smtpSource(setup.ports.smtp, sessions, messages);
-    const done = mode === 'accept' ? ok : await waitForCount([path.join(maildir, 'new'), path.join(maildir, 'cur')], messages, WAIT_MS);
+    const done = mode === 'accept' ? ok : await waitForCount(boxes, WARMUP + messages, WAIT_MS);
     const seconds = (Date.now() - started) / 1000;
     const cpu = cpuOf(pid) + pgCpu() - cpu0;
     const strace = st ? await stopStrace(st, straceFile!, messages) : undefined;
     if (!done) {
-      console.log(`  FancyMail (${backend}): only ${countFiles([path.join(maildir, 'new'), path.join(maildir, 'cur')])} of ${messages} delivered; its warnings and errors:`);
+      console.log(`  FancyMail (${backend}): only ${countFiles(boxes)} of ${WARMUP + messages} delivered; its warnings and errors:`);
       // What went wrong, from the log (level 40 = warn and up).
       const log = existsSync(path.join(dir, 'fmail.log')) ? readFileSync(path.join(dir, 'fmail.log'), 'utf8').split('\n') : [];
       for (const l of log.filter((x) => /"level":(4|5|6)0/.test(x)).slice(0, 8)) console.log(`    ${l.slice(0, 400)}`);
@@ -211,18 +228,19 @@ async function runPostfix(dir: string, sessions: number, mode: Mode, messages: n
   try {
     await waitForCount([path.join(dir, 'spool/pid')], 1, 10_000);
     await new Promise((r) => setTimeout(r, 1000));
+    if (!(await warmUp(port, sessions, mode, [path.join(pf.maildir(USER), 'new')]))) return null;
     const master = pf.masterPid();
     const cpuNow = treeCpu(master);
     const st = straceFile ? await startStrace([master, ...childrenOf(master)], straceFile) : null;
     const cpu0 = cpuNow();
     const started = Date.now();
     const ok = await smtpSource(port, sessions, messages);
-    const done = mode === 'accept' ? ok : await waitForCount([path.join(pf.maildir(USER), 'new')], messages, 900_000);
+    const done = mode === 'accept' ? ok : await waitForCount([path.join(pf.maildir(USER), 'new')], WARMUP + messages, 900_000);
     const seconds = (Date.now() - started) / 1000;
     const cpu = cpuNow() - cpu0;
     const strace = st ? await stopStrace(st, straceFile!, messages) : undefined;
     if (!done) {
-      console.log(`  Postfix: only ${pf.maildirFiles(USER).length} of ${messages} delivered`);
+      console.log(`  Postfix: only ${pf.maildirFiles(USER).length} of ${WARMUP + messages} delivered`);
       return null;
     }
     return { rate: messages / seconds, cpu: (cpu / messages) * 1000, strace };
@@ -258,6 +276,7 @@ async function runHaraka(dir: string, sessions: number, messages: number): Promi
       }
       await new Promise((r) => setTimeout(r, 200));
     }
+    if (!(await warmUp(port, sessions, 'accept', []))) return null;
     const cpuNow = treeCpu(child.pid!);
     const cpu0 = cpuNow();
     const started = Date.now();
@@ -288,6 +307,8 @@ function summary(label: string, fm: Result[], pf: Result[], extra?: { name: stri
   if (fm.length && extra?.results.length) console.log(`  ratio FancyMail/${extra.name} (medians) = ${(median(fm.map((r) => r.rate)) / median(extra.results.map((r) => r.rate))).toFixed(2)}`);
 }
 
+const warmNote = (): string => (WARMUP > 0 ? `, after ${fmt(WARMUP)} untimed warm-up messages` : '');
+
 const need = (r: Result | null, into: Result[]) => {
   if (r) into.push(r);
 };
@@ -316,7 +337,7 @@ if (QUEUES.includes('postgres') && NO_POSTGRES) {
         }
         const [first, ...others] = QUEUES;
         const label = (q: string) => (QUEUES.length > 1 || q !== 'file' ? `FancyMail/${q === 'postgres' ? 'pg' : q}` : 'FancyMail');
-        summary(`end to end: smtp-source -s ${sessions} -m ${messages} -l ${SIZE}, until the last message is in the Maildir (runs alternate)`, byQueue.get(first!)!, pf, others[0] ? { name: label(others[0]), results: byQueue.get(others[0])! } : undefined);
+        summary(`end to end: smtp-source -s ${sessions} -m ${messages} -l ${SIZE}, until the last message is in the Maildir (runs alternate)${warmNote()}`, byQueue.get(first!)!, pf, others[0] ? { name: label(others[0]), results: byQueue.get(others[0])! } : undefined);
         if (QUEUES.length > 1) console.log(`  (the FancyMail line is queued backend ${first})`);
       }
     }
@@ -330,13 +351,13 @@ if (QUEUES.includes('postgres') && NO_POSTGRES) {
         need(await runPostfix(fresh(), 20, 'accept', MESSAGES), pf);
         if (haraka) need(await runHaraka(fresh(), 20, MESSAGES), hk);
       }
-      summary(`accept only: smtp-source -s 20 -m ${MESSAGES} -l ${SIZE}, until the last 250 (FancyMail without router, Postfix holding, Haraka queue/discard)`, fm, pf, { name: 'Haraka', results: hk });
+      summary(`accept only: smtp-source -s 20 -m ${MESSAGES} -l ${SIZE}, until the last 250 (FancyMail without router, Postfix holding, Haraka queue/discard)${warmNote()}`, fm, pf, { name: 'Haraka', results: hk });
       if (!haraka) console.log(`  Haraka: not found at ${HARAKA} (npm install Haraka@3 in /tmp/haraka, or set HARAKA)`);
     }
     if (PARTS.includes('strace')) {
       const fm = await runFancyMail(fresh(), 20, 'e2e', STRACE_MESSAGES, path.join(tmp.dir, 'fm.strace'));
       const pf = await runPostfix(fresh(), 20, 'e2e', STRACE_MESSAGES, path.join(tmp.dir, 'pf.strace'));
-      console.log(`strace -f -c, ${STRACE_MESSAGES} messages end to end, 20 sessions: syscalls per message`);
+      console.log(`strace -f -c, ${STRACE_MESSAGES} messages end to end, 20 sessions: syscalls per message${warmNote()}`);
       for (const [name, r] of [['FancyMail', fm], ['Postfix', pf]] as const) {
         if (r?.strace) console.log(`  ${name.padEnd(10)} fsync+fdatasync ${r.strace.fsync!.toFixed(2)}  futex ${r.strace.futex!.toFixed(1)}  all ${r.strace.total!.toFixed(1)}`);
       }
