@@ -41,10 +41,11 @@ function ip(args: string[]): { ok: boolean; err: string } {
 
 /** makeNet - hosts NAMES (in this order: .1, .2, ...) under ROOT, each with its own data folder. */
 export function makeNet(root: string, names: string[]): Net {
-  // A subnet per test run, so two runs at once do not collide.
-  const n = 1 + (process.pid % 250);
+  // A subnet per test run, so two runs at once do not collide: with namespaces, the bridge is
+  // named after the subnet and `ip link add` claims it atomically (a taken one: the next).
+  let n = 1 + (process.pid % 250);
   const tag = `fm${process.pid % 100000}`;
-  const bridge = `${tag}br`;
+  let bridge = `fmnet${n}`;
   const hosts = new Map<string, Host>();
   const made: string[] = [];
   let kind = 'loopback';
@@ -53,12 +54,18 @@ export function makeNet(root: string, names: string[]): Net {
   if (canNetns) {
     ip(['netns', 'del', `${tag}probe`]);
     kind = 'netns';
-    gateway = `10.213.${n}.254`;
     const must = (args: string[]): void => {
       const r = ip(args);
       if (!r.ok) throw new Error(`ip ${args.join(' ')}: ${r.err}`);
     };
-    must(['link', 'add', bridge, 'type', 'bridge']);
+    for (let tries = 0; ; tries++) {
+      bridge = `fmnet${n}`;
+      const r = ip(['link', 'add', bridge, 'type', 'bridge']);
+      if (r.ok) break;
+      if (!/exists/i.test(r.err) || tries >= 250) throw new Error(`ip link add ${bridge}: ${r.err}`);
+      n = 1 + (n % 250);
+    }
+    gateway = `10.213.${n}.254`;
     must(['addr', 'add', `${gateway}/24`, 'dev', bridge]);
     must(['link', 'set', bridge, 'up']);
     names.forEach((name, i) => {
