@@ -205,10 +205,7 @@ export class IpcServer {
     const spec = this.handlers.get(name);
     if (!spec) return error(`unknown message ${name}`);
     const [min, max] = typeof spec.params === 'number' ? [spec.params, spec.params] : spec.params;
-    if (params.length < min || params.length > max) {
-      const want = min === max ? `${min}` : `${min} to ${max}`;
-      return error(`${name} takes ${want} parameter${max === 1 ? '' : 's'}, got ${params.length}`);
-    }
+    if (params.length < min || params.length > max) return paramCountError(name, min, max, params.length);
     if ((body !== undefined) !== (spec.rawInput === true)) return error(`${name}: ${body ? 'takes no bytes' : 'needs its bytes'}`);
     const ctx: RequestContext = {
       name,
@@ -341,8 +338,7 @@ export class IpcServer {
       const now = spec.rawInput === true && spec.nowLength !== undefined && msg.params.length > min && msg.params[msg.params.length - 1] === 'now';
       if (now) msg.params.pop();
       if (msg.params.length < min || msg.params.length > max) {
-        const want = min === max ? `${min}` : `${min} to ${max}`;
-        writer.push(error(`${msg.name} takes ${want} parameter${max === 1 ? '' : 's'}, got ${msg.params.length}`));
+        writer.push(paramCountError(msg.name, min, max, msg.params.length));
         if (!now) continue;
         // Bytes follow that cannot be told from requests.
         await writer.idle();
@@ -459,6 +455,12 @@ export class IpcServer {
     }
     return error('bad secret');
   }
+}
+
+/** paramCountError - the answer to NAME with GOT parameters where MIN to MAX are allowed. */
+function paramCountError(name: string, min: number, max: number, got: number): Reply {
+  const want = min === max ? `${min}` : `${min} to ${max}`;
+  return error(`${name} takes ${want} parameter${max === 1 ? '' : 's'}, got ${got}`);
 }
 
 // closeLocal - an in-thread connection ends: its close handlers run, as for a socket.
