@@ -210,16 +210,13 @@ export class Folder {
     this.pendingKeys.add(key);
     try {
       const finalPath = path.join(this.dir, sub, name);
-      if (size <= SMALL_MESSAGE) {
-        // File and folder fsync in one job shared with concurrent stores, then the UID.
-        await writeSmallMessage(this.syncer, this.dir, base, await gatherBody(body, size), finalPath, opts.mtime);
-        m.mtime = opts.mtime ?? Math.floor(Date.now() / 1000);
-        await this.commit(m);
-      } else {
-        await writeMessage(this.dir, base, body, size, finalPath, opts.mtime);
-        m.mtime = opts.mtime ?? Math.floor(Date.now() / 1000);
-        await Promise.all([this.syncer.sync(path.join(this.dir, sub)), this.commit(m)]);
-      }
+      const small = size <= SMALL_MESSAGE;
+      // Small: file and folder fsync in one job shared with concurrent stores, then the UID.
+      // Big: streamed to its place, then the UID while the folder is fsynced.
+      if (small) await writeSmallMessage(this.syncer, this.dir, base, await gatherBody(body, size), finalPath, opts.mtime);
+      else await writeMessage(this.dir, base, body, size, finalPath, opts.mtime);
+      m.mtime = opts.mtime ?? Math.floor(Date.now() / 1000);
+      await (small ? this.commit(m) : Promise.all([this.syncer.sync(path.join(this.dir, sub)), this.commit(m)]));
     } finally {
       this.pendingKeys.delete(key);
     }

@@ -10,33 +10,18 @@ import { type DirSyncer, DurableFile, FLUSH_BYTES } from '../shared/durable.js';
 
 /**
  * writeMessage - exactly `size` bytes from `body` into tmp/BASE, fdatasynced, then renamed to
- * `finalPath` (mtime set first when given). On any failure (short body, disk error) the tmp/
- * file is removed and nothing shows at `finalPath`.
+ * `finalPath` (mtime set first when given), streamed in FLUSH_BYTES pieces (a message bigger
+ * than SMALL_MESSAGE). On any failure (short body, disk error) the tmp/ file is removed and
+ * nothing shows at `finalPath`.
  */
 export async function writeMessage(dir: string, base: string, body: AsyncIterable<Buffer>, size: number, finalPath: string, mtime?: number): Promise<void> {
-  const tmpPath = path.join(dir, 'tmp', base);
-  let out = new DurableFile(tmpPath, { exclusive: true });
-  // A small message is kept until it is committed, to write it again if the Maildir vanished.
-  const kept: Buffer[] | null = size <= FLUSH_BYTES ? [] : null;
-  let written = 0;
+  // A streamed body cannot be written a second time: folders removed under us (e.g. by an
+  // administrator) are made again first, three mkdirs per big message.
+  await remakeMaildir(dir);
+  const out = new DurableFile(path.join(dir, 'tmp', base), { exclusive: true });
   try {
-    for await (const chunk of body) {
-      written += chunk.length;
-      if (written > size) throw new Error('message longer than announced');
-      kept?.push(chunk);
-      await out.write(chunk);
-    }
-    if (written !== size) throw new Error(`message is ${written} bytes, announced ${size}`);
-    try {
-      await out.commit(finalPath, mtime);
-    } catch (err) {
-      // The Maildir was removed under us (e.g. by an administrator): make it again, once.
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !kept) throw err;
-      for (const sub of ['tmp', 'new', 'cur']) await fsp.mkdir(path.join(dir, sub), { recursive: true, mode: 0o700 });
-      out = new DurableFile(tmpPath, { exclusive: true });
-      for (const chunk of kept) await out.write(chunk);
-      await out.commit(finalPath, mtime);
-    }
+    for await (const chunk of exactly(body, size)) await out.write(chunk);
+    await out.commit(finalPath, mtime);
   } catch (err) {
     await out.abort();
     throw err;
@@ -49,14 +34,19 @@ export const SMALL_MESSAGE = FLUSH_BYTES;
 /** gatherBody - exactly SIZE bytes of BODY, in the pieces they came in. */
 export async function gatherBody(body: AsyncIterable<Buffer>, size: number): Promise<Buffer[]> {
   const pieces: Buffer[] = [];
-  let written = 0;
-  for await (const chunk of body) {
-    written += chunk.length;
-    if (written > size) throw new Error('message longer than announced');
-    pieces.push(chunk);
-  }
-  if (written !== size) throw new Error(`message is ${written} bytes, announced ${size}`);
+  for await (const chunk of exactly(body, size)) pieces.push(chunk);
   return pieces;
+}
+
+/** exactly - BODY's chunks, failing when they add up to more or less than SIZE bytes. */
+async function* exactly(body: AsyncIterable<Buffer>, size: number): AsyncIterable<Buffer> {
+  let seen = 0;
+  for await (const chunk of body) {
+    seen += chunk.length;
+    if (seen > size) throw new Error('message longer than announced');
+    yield chunk;
+  }
+  if (seen !== size) throw new Error(`message is ${seen} bytes, announced ${size}`);
 }
 
 /**
@@ -69,9 +59,17 @@ export async function writeSmallMessage(syncer: DirSyncer, dir: string, base: st
   try {
     await syncer.sync(path.dirname(finalPath), step);
   } catch (err) {
-    // The Maildir was removed under us (e.g. by an administrator): make it again, once.
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    for (const sub of ['tmp', 'new', 'cur']) await fsp.mkdir(path.join(dir, sub), { recursive: true, mode: 0o700 });
+    // The Maildir was removed under us (e.g. by an administrator): make it again, once. Missing
+    // tmp/ fails the step (ENOENT); a missing folder fails the whole job (DirSyncError, ENOENT
+    // as its cause).
+    const code = (err as NodeJS.ErrnoException).code ?? ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+    if (code !== 'ENOENT') throw err;
+    await remakeMaildir(dir);
     await syncer.sync(path.dirname(finalPath), step);
   }
+}
+
+/** remakeMaildir - tmp/, new/ and cur/ of DIR, made where missing (0700). */
+async function remakeMaildir(dir: string): Promise<void> {
+  await Promise.all(['tmp', 'new', 'cur'].map((sub) => fsp.mkdir(path.join(dir, sub), { recursive: true, mode: 0o700 })));
 }

@@ -113,11 +113,12 @@ function run(job: IoJob): IoResult {
       for (const step of job.steps) {
         try {
           if (step.from && step.data) {
-            createSynced(step.from, step.data, step.mtime);
+            // The `write` job's own sequence: exclusive create, write, fdatasync, close, mtime, rename.
             try {
-              renameSync(step.from, step.to!);
+              run({ op: 'write', path: step.from, flags: 'wx', data: step.data, sync: true, close: true, mtime: step.mtime, renameTo: step.to });
             } catch (err) {
-              unlinkQuietly(step.from);
+              // Ours to remove unless the exclusive create itself found someone else's file.
+              if ((err as NodeJS.ErrnoException).code !== 'EEXIST') unlinkQuietly(step.from);
               throw err;
             }
           } else if (step.from) {
@@ -146,24 +147,6 @@ function run(job: IoJob): IoResult {
       }
       return { errors };
     }
-  }
-}
-
-// createSynced - PATH made exclusively (0600, no symlink followed) with DATA, fdatasynced,
-// closed, its times set to MTIME when given; removed again if any of that fails.
-function createSynced(file: string, data: Uint8Array[], mtime?: number): void {
-  const fd = openSync(file, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);
-  try {
-    try {
-      for (const d of data) writeFully(fd, d);
-      fdatasyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    if (mtime !== undefined) utimesSync(file, mtime, mtime);
-  } catch (err) {
-    unlinkQuietly(file);
-    throw err;
   }
 }
 

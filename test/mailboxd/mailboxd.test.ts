@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -200,6 +200,20 @@ describe('mailboxd', () => {
       assert.equal([results[2 * i]!.ok, results[2 * i + 1]!.ok].filter(Boolean).length, 1, `message ${i + 1}`);
     }
     assert.equal((await a.requestList('list', [user])).items.length, 0);
+  });
+
+  test('a Maildir removed under mailboxd is made again by the next store, small or big', async () => {
+    const user = 'dave@example.com';
+    const c = h.client();
+    const store = async (body: Buffer): Promise<boolean> => (await c.store('store', [user, user, String(body.length)], body)).ok;
+    assert.ok(await store(Buffer.from('Subject: before\r\n\r\nx\r\n')));
+    for (const body of [Buffer.from('Subject: small\r\n\r\nx\r\n'), Buffer.from(`Subject: big\r\n\r\n${'y'.repeat(78)}\r\n`.repeat(1000))]) {
+      rmSync(path.join(h.dir, 'mail', user), { recursive: true, force: true });
+      assert.ok(await store(body), `store of ${body.length} bytes after the Maildir was removed`);
+      const news = files(h, user, 'new');
+      assert.equal(news.length, 1, news.join(' '));
+      assert.ok(readFileSync(path.join(h.dir, 'mail', user, 'new', news[0]!)).subarray(-body.length).equals(body));
+    }
   });
 
   test('concurrent stores and lists of one mailbox', async () => {
