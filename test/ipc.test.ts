@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { IpcClient, IpcServer, type Reply, type RequestContext, error, multiLine, ok, rawData } from '../src/ipc/index.js';
 import { silentLogger } from '../src/shared/log.js';
-import { tempDir } from './helpers/tmp.js';
+import { tempDir, waitFor } from './helpers/tmp.js';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());
@@ -173,6 +173,40 @@ for (const kind of ['tcp', 'unix'] as const) {
         assert.equal((await client.requestRaw('retr', [`p-${name}`])).data!.toString(), 'helloworld');
       }
       assert.equal((await client.request('now', ['oldstore'])).ok, false);
+    });
+
+    test('the one-round-trip form: a server gone while the bytes are still going out fails the store, and nothing is left unhandled', async () => {
+      // A server that takes the form but never reads the bytes: the client's socket fills up.
+      const stuck = new IpcServer({ serverName: 'stuck', version: '0', logger: silentLogger() });
+      let called = false;
+      stuck.on('store', {
+        params: 2,
+        rawInput: true,
+        nowLength: (p) => Number(p[1]),
+        handle: () => {
+          called = true;
+          return new Promise(() => {});
+        },
+      });
+      const at = await stuck.listen(listenOn('stuck.sock'));
+      const c = new IpcClient(at, { timeoutMs: 5000 });
+      const unhandled: unknown[] = [];
+      const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+      process.on('unhandledRejection', onUnhandled);
+      try {
+        const storing = c.storeNow('store', ['k', String(64 * 1024 * 1024)], Buffer.alloc(64 * 1024 * 1024));
+        // Once the header is in (the body, far bigger than any socket buffer, is still going
+        // out), the server goes away.
+        await waitFor(() => called, 5000);
+        await stuck.close(0);
+        await assert.rejects(storing);
+        // An unhandled rejection surfaces after the promise jobs of this turn: give it a few turns.
+        for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+        assert.deepEqual(unhandled, []);
+      } finally {
+        process.off('unhandledRejection', onUnhandled);
+        c.close();
+      }
     });
 
     test('1,000 pipelined requests are answered in order', async () => {

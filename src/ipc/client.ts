@@ -289,6 +289,9 @@ export class IpcClient {
     // Header and bytes leave in one writev (Conn corks the writes of one tick).
     conn.write(formatMessage(name, [...params, 'now']));
     const reply = conn.expect(readReply);
+    // Marked handled: if the bytes cannot all go out (the server went away), the drain below
+    // throws and nobody awaits REPLY, whose rejection would otherwise end the process.
+    reply.catch(() => {});
     // Every piece queued before any wait: no other request's line may come between them.
     let full = false;
     for (const piece of Buffer.isBuffer(body) ? [body] : body) if (piece.length > 0 && !conn.write(piece)) full = true;
