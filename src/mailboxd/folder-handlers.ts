@@ -280,7 +280,7 @@ async function append(
   try {
     send('ok');
     const source = receiveRaw(length).iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
-    const m = await folder.deliver(source, length, { letters: sortLetters(letters), mtime: date === '' ? undefined : Number(date) });
+    const m = await folder.deliver(source, length, { letters: sortLetters(letters), mtime: date === '' ? undefined : Number(date), numbered: true });
     svc.logger.info({ event: 'mailboxd.appended', user: r.user, folder: r.key, uid: m.uid, size: length }, 'appended');
     return ok(String(m.uid), String(folder.uidvalidity));
   } catch (err) {

@@ -7,10 +7,14 @@
 //   a user's mutt) runs a "reconcile": readdir both, drop what is gone, adopt renames (flags),
 //   number what is new. Our own changes re-read the stamps right after they are made.
 //   `fetch` skips it (its UID came from an earlier answer; readMessage follows a rename).
-// - "group commit": new messages of concurrent stores are numbered and appended to the uidlist
-//   in one locked write + fdatasync, in parallel with the directory fsync of new/; a store is
-//   acknowledged after both. UIDs are handed out only under the uidlist lock, so Dovecot
-//   writing the same file never makes two messages share one.
+// - "deferred numbering" (what Dovecot does for mail another MDA delivers): a store is
+//   acknowledged once its file and directory entry are durable; its UID comes a little later
+//   (NUMBER_DELAY_MS, or at once when a reader asks: sync() and ready() number first), when
+//   all the stores of that moment are appended to the uidlist in one locked write + fdatasync.
+//   A UID is seen by nobody before its line is on disk, so a crash can never hand it out twice;
+//   a crash before the line is written leaves a file in new/ that the next load numbers.
+//   IMAP APPEND (it answers with the UID) and copies number at once. UIDs are handed out only
+//   under the uidlist lock, so Dovecot writing the same file never makes two messages share one.
 // - "batched expunge": concurrent `dele`s share one directory fsync.
 // A mutex orders reconciles and every change of the folder's files, so a reconcile never sees
 // a rename half done.
@@ -19,7 +23,7 @@ import { promises as fsp, statSync } from 'node:fs';
 import path from 'node:path';
 
 import { Keywords } from './flags.js';
-import { DirSyncer } from '../shared/durable.js';
+import type { DirCommit, DirSyncer } from '../shared/durable.js';
 import { runIo } from '../shared/io-pool.js';
 import { dirStamp } from '../shared/stamp.js';
 import { SMALL_MESSAGE, gatherBody, writeMessage, writeSmallMessage } from './maildir.js';
@@ -58,6 +62,10 @@ export interface Expunged {
 }
 
 const MAX_EXPUNGE_LOG = 100_000;
+/** How long a stored message may wait for its UID when no reader asks (IDLE hears of it then). */
+const NUMBER_DELAY_MS = 20;
+/** Numbered at once when this many wait. */
+const NUMBER_BATCH = 512;
 let lastUidValidity = 0;
 
 /** newUidValidity - unix time, strictly increasing within this process. */
@@ -102,10 +110,15 @@ export class Folder {
   private readonly expungeLog: Expunged[] = [];
   /** Expunges with a MODSEQ above this are all in expungeLog. */
   expungeFloor = 0;
-  private commitQueue: Array<{ m: Msg; resolve(): void; reject(err: Error): void }> = [];
+  private commitQueue: Array<{ m: Msg; deferred: boolean; resolve(): void; reject(err: Error): void }> = [];
   private commitScheduled = false;
   private deleteQueue: Array<{ m: Msg; resolve(ok: boolean): void; reject(err: Error): void }> = [];
   private deleteScheduled = false;
+  /** Stored (durable) and acknowledged, waiting for their UID (deferred numbering). */
+  private unnumbered: Msg[] = [];
+  private numberTimer: NodeJS.Timeout | null = null;
+  /** Numberings under way: a reader waits for them too. */
+  private readonly numbering = new Set<Promise<void>>();
 
   constructor(
     readonly name: string,
@@ -117,8 +130,15 @@ export class Folder {
     this.keywords = new Keywords(dir);
   }
 
-  /** ready - load the index once (creating tmp/ new/ cur/ if missing). */
+  /** ready - the index loaded, every acknowledged store numbered. */
   ready(): Promise<void> {
+    const loaded = this.load();
+    if (this.unnumbered.length === 0 && this.numbering.size === 0) return loaded;
+    return loaded.then(() => this.settle());
+  }
+
+  /** load - load the index once (creating tmp/ new/ cur/ if missing). */
+  load(): Promise<void> {
     if (!this.loaded) {
       this.loaded = this.lock.run(async () => {
         for (const sub of ['tmp', 'new', 'cur']) await fsp.mkdir(path.join(this.dir, sub), { recursive: true, mode: 0o700 });
@@ -192,15 +212,17 @@ export class Folder {
   usage(): number {
     let total = 0;
     for (const m of this.msgs) total += m.size;
+    for (const m of this.unnumbered) total += m.size;
     return total;
   }
 
   /**
-   * deliver - write exactly `size` bytes from `body` as a new message; numbered and durable
-   * (file, directory entry, uidlist line) when it resolves.
+   * deliver - write exactly `size` bytes from `body` as a new message; durable (file and
+   * directory entry) when it resolves, and numbered then only if `numbered` is asked (else
+   * soon after: deferred numbering).
    */
-  async deliver(body: AsyncIterable<Buffer>, size: number, opts: { dkey?: string; letters?: string; mtime?: number } = {}): Promise<Msg> {
-    await this.ready();
+  async deliver(body: AsyncIterable<Buffer>, size: number, opts: { dkey?: string; letters?: string; mtime?: number; numbered?: boolean } = {}): Promise<Msg> {
+    await this.load();
     const base = newBaseName(this.host);
     const letters = opts.letters ?? '';
     const key = `${base},S=${size}${opts.dkey ? `,D=${opts.dkey}` : ''}`;
@@ -208,24 +230,79 @@ export class Folder {
     const name = letters ? `${key}:2,${letters}` : key;
     const m = this.makeMsg(sub, name, size);
     this.pendingKeys.add(key);
+    let deferred = false;
     try {
       const finalPath = path.join(this.dir, sub, name);
-      const small = size <= SMALL_MESSAGE;
-      // Small: file and folder fsync in one job shared with concurrent stores, then the UID.
-      // Big: streamed to its place, then the UID while the folder is fsynced.
-      if (small) await writeSmallMessage(this.syncer, this.dir, base, await gatherBody(body, size), finalPath, opts.mtime);
-      else await writeMessage(this.dir, base, body, size, finalPath, opts.mtime);
+      // Small: file and folder fsync in one job shared with concurrent stores. Big: streamed
+      // to its place, then the folder fsync.
+      let done: DirCommit;
+      if (size <= SMALL_MESSAGE) done = await writeSmallMessage(this.syncer, this.dir, base, await gatherBody(body, size), finalPath, opts.mtime);
+      else {
+        await writeMessage(this.dir, base, body, size, finalPath, opts.mtime);
+        done = await this.syncer.sync(path.join(this.dir, sub));
+      }
+      this.ownChange(sub, done);
       m.mtime = opts.mtime ?? Math.floor(Date.now() / 1000);
-      await (small ? this.commit(m) : Promise.all([this.syncer.sync(path.join(this.dir, sub)), this.commit(m)]));
+      if (opts.numbered) await this.commit(m);
+      else {
+        this.defer(m);
+        deferred = true;
+      }
     } finally {
-      this.pendingKeys.delete(key);
+      // A deferred message stays pending (a reconcile leaves it to its numbering).
+      if (!deferred) this.pendingKeys.delete(key);
     }
     return m;
   }
 
+  /**
+   * ownChange - a commit job of ours changed folder SUB: its stamp after the job is ours to
+   * take only if the one before it was what we last knew (else someone else changed the
+   * folder meanwhile, and the next stat check must see a difference and reconcile).
+   */
+  private ownChange(sub: Sub, c: DirCommit): void {
+    if (c.before !== '' && c.before === this.stamps[sub]) this.stamps[sub] = c.after;
+  }
+
+  /** settle - number every acknowledged store now, and wait for numberings under way. */
+  async settle(): Promise<void> {
+    if (this.unnumbered.length > 0) this.numberDeferred();
+    while (this.numbering.size > 0) await Promise.all(this.numbering);
+  }
+
+  /** defer - a durable message to number soon (a duplicate store finds it by its key meanwhile). */
+  private defer(m: Msg): void {
+    this.unnumbered.push(m);
+    if (m.dkey) this.byDkey.set(m.dkey, m);
+    if (this.unnumbered.length >= NUMBER_BATCH) this.numberDeferred();
+    else this.numberTimer ??= setTimeout(() => this.numberDeferred(), NUMBER_DELAY_MS).unref();
+  }
+
+  /** numberDeferred - number the waiting messages in one uidlist append; on failure they wait for the next try. */
+  private numberDeferred(): void {
+    if (this.numberTimer) clearTimeout(this.numberTimer);
+    this.numberTimer = null;
+    const batch = this.unnumbered.splice(0);
+    if (batch.length === 0) return;
+    const p = Promise.all(batch.map((m) => this.commit(m, true))).then(
+      () => {
+        for (const m of batch) this.pendingKeys.delete(m.key);
+      },
+      () => {
+        // The files are durable and acknowledged: numbered by the next try (or the next load).
+        const left = batch.filter((m) => !this.byKey.has(m.key));
+        this.unnumbered.unshift(...left);
+        for (const m of batch) if (this.byKey.has(m.key)) this.pendingKeys.delete(m.key);
+        this.numberTimer ??= setTimeout(() => this.numberDeferred(), 1000).unref();
+      },
+    );
+    this.numbering.add(p);
+    void p.finally(() => this.numbering.delete(p));
+  }
+
   /** adopt - number files already linked or renamed into this folder by copy/move. */
   async adopt(files: Array<{ sub: Sub; name: string; size: number; mtime: number }>): Promise<Msg[]> {
-    await this.ready();
+    await this.load();
     const msgs = files.map((f) => {
       const m = this.makeMsg(f.sub, f.name, f.size);
       m.mtime = f.mtime;
@@ -316,9 +393,9 @@ export class Folder {
     };
   }
 
-  private commit(m: Msg): Promise<void> {
+  private commit(m: Msg, deferred = false): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.commitQueue.push({ m, resolve, reject });
+      this.commitQueue.push({ m, deferred, resolve, reject });
       if (!this.commitScheduled) {
         this.commitScheduled = true;
         void this.lock.run(() => this.flushCommits());
@@ -331,7 +408,11 @@ export class Folder {
     const batch = this.commitQueue.splice(0);
     if (batch.length === 0) return;
     try {
-      await this.number(batch.map((b) => b.m));
+      // A deferred store's rename is long past: the folders' stamps now may hold others' changes too.
+      await this.number(
+        batch.map((b) => b.m),
+        !batch.some((b) => b.deferred),
+      );
       for (const b of batch) b.resolve();
     } catch (err) {
       for (const b of batch) b.reject(err as Error);
@@ -339,13 +420,19 @@ export class Folder {
     this.onChange(this);
   }
 
-  /** number - give new messages their UIDs and persist them (under the folder mutex). */
-  private async number(fresh: Msg[]): Promise<void> {
-    if (await this.appendFast(fresh)) {
+  /**
+   * number - give new messages their UIDs and persist them (under the folder mutex). With
+   * `takeDirStamps`, new/'s and cur/'s stamps afterwards are taken as our own change (the
+   * caller's renames were just made).
+   */
+  private async number(fresh: Msg[], takeDirStamps = true): Promise<void> {
+    if (await this.appendFast(fresh, takeDirStamps)) {
       for (const m of fresh) this.insert(m);
       return;
     }
     let foreign = false;
+    /** Already in the file: another writer numbered them (never a second line for one file). */
+    const listed = new Set<Msg>();
     await withLock(this.dir, async (lockPath) => {
       const stamp = await uidlistStamp(this.dir);
       if (stamp !== this.stamps.uidlist) {
@@ -356,7 +443,10 @@ export class Folder {
           this.uidnext = Math.max(this.uidnext, f.nextUid);
           for (const m of fresh) {
             const u = f.uids.get(m.key);
-            if (u && !this.get(u)) m.uid = u;
+            if (u && !this.get(u)) {
+              m.uid = u;
+              listed.add(m);
+            }
           }
           this.fileLines = f.lines;
         } else {
@@ -378,9 +468,9 @@ export class Folder {
         this.needRewrite = false;
       } else {
         let text = '';
-        for (const m of fresh) text += `${m.uid} :${m.key}\n`;
-        await appendLines(this.dir, text);
-        this.fileLines += fresh.length;
+        for (const m of fresh) if (!listed.has(m)) text += `${m.uid} :${m.key}\n`;
+        if (text !== '') await appendLines(this.dir, text);
+        this.fileLines += fresh.length - listed.size;
       }
       this.stamps.uidlist = await uidlistStamp(this.dir);
     });
@@ -388,7 +478,7 @@ export class Folder {
     // Another writer's lines (and the files they name) are not in the index yet: stamps that
     // match nothing make the next sync() reconcile, instead of taking them for our own change.
     if (foreign) this.stamps = { new: '', cur: '', uidlist: '' };
-    else await this.restamp();
+    else if (takeDirStamps) await this.restamp();
   }
 
   /**
@@ -397,7 +487,7 @@ export class Folder {
    * one job; false (nothing changed) when the lock is taken or the file changed: number() then
    * goes the careful way.
    */
-  private async appendFast(fresh: Msg[]): Promise<boolean> {
+  private async appendFast(fresh: Msg[], takeDirStamps: boolean): Promise<boolean> {
     const obsolete = this.fileLines - this.msgs.length;
     const known = this.stamps.uidlist;
     if (this.needRewrite || known === '' || known === 'none' || (obsolete > 1000 && obsolete > this.msgs.length)) return false;
@@ -425,7 +515,8 @@ export class Folder {
     }
     for (const m of fresh) m.modseq = this.bump();
     this.fileLines += fresh.length;
-    this.stamps = { uidlist: r.stamp!, new: r.dirStamps![0]!, cur: r.dirStamps![1]! };
+    if (takeDirStamps) this.stamps = { uidlist: r.stamp!, new: r.dirStamps![0]!, cur: r.dirStamps![1]! };
+    else this.stamps.uidlist = r.stamp!;
     return true;
   }
 

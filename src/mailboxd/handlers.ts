@@ -122,7 +122,7 @@ export class MailboxService {
     return () => this.inFlight.set(user, (this.inFlight.get(user) ?? 0) - size);
   }
 
-  /** store - every check before the go-ahead; then tmp/, fsync, new/, fsync + uidlist, `ok`. */
+  /** store - every check before the go-ahead; then tmp/, fsync, new/, fsync, `ok` (the uidlist line follows: deferred numbering). */
   private async store(
     params: string[],
     send: (name: string, params?: string[]) => void,
@@ -152,15 +152,16 @@ export class MailboxService {
     if (dkey) this.storing.set(dkey, new Promise<void>((r) => (finish = r)));
     try {
       if (dkey) {
-        // ready(), not sync(): a delivery key is only ever written by us, so the index in memory
-        // (loaded once, then kept by our own stores) knows every earlier store. A stat check here
-        // would see concurrent stores' renames into new/ and readdir the whole folder per message.
-        await inbox.ready();
+        // load(), not sync(): a delivery key is only ever written by us, so the index in memory
+        // (loaded once, then kept by our own stores, numbered or not yet) knows every earlier
+        // store. A stat check here would see concurrent stores' renames into new/ and readdir the
+        // whole folder per message; numbering here would undo deferred numbering.
+        await inbox.load();
         const dup = inbox.byDkey.get(dkey);
         if (dup && !dup.gone) {
           send('ok');
           receiveRaw(length); // not read: the IPC server skips it, keeping the framing
-          this.logger.info({ event: 'mailboxd.duplicate', user, recipient, qid, uid: dup.uid }, 'already stored: not stored again');
+          this.logger.info({ event: 'mailboxd.duplicate', user, recipient, qid, pop3: dup.pop3 }, 'already stored: not stored again');
           return ok('duplicate');
         }
       }
@@ -173,7 +174,7 @@ export class MailboxService {
         const source = raw.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
         try {
           const m = await inbox.deliver(withDeliveredTo(source, header), size, { dkey });
-          this.logger.info({ event: 'mailboxd.stored', user, recipient, qid, size, uid: m.uid, pop3: m.pop3 }, 'stored');
+          this.logger.info({ event: 'mailboxd.stored', user, recipient, qid, size, pop3: m.pop3 }, 'stored');
           return ok();
         } catch (err) {
           // A full disk (4.3.1) or any other write failure: the router defers and tries again.

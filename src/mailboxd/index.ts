@@ -17,12 +17,14 @@
 // `<secs>.M<usecs>P<pid>Q<n>.<host>,S=<size>[,D=<key>][:2,<flags>]` as Dovecot writes them, and
 // per folder `dovecot-uidlist` and `dovecot-keywords` in Dovecot's formats, so Dovecot, mutt
 // and other Maildir tools share our mailboxes (and Dovecot shows our UIDs).
-// Delivery: tmp/, fsync, rename into new/, "group fsync" of new/, and "group commit" of the
-// uidlist (UIDs handed out under its lock, one append + fdatasync for all concurrent stores),
-// then `ok`. A message up to 64 KiB is gathered first and its create-write-fsync-rename runs
-// inside new/'s group fsync job (one I/O hop for all concurrent stores, numbered after it); a
-// bigger one streams to tmp/ and is numbered while new/ is fsynced. The index lives in memory (folder.ts): a "stat check" of
-// new/, cur/ and the uidlist before answering picks up changes made behind our back.
+// Delivery: tmp/, fsync, rename into new/, "group fsync" of new/, then `ok`. A message up to
+// 64 KiB is gathered first and its create-write-fsync-rename runs inside new/'s group fsync job
+// (one I/O hop for all concurrent stores); a bigger one streams to tmp/. "Deferred numbering":
+// the UIDs of what was stored follow within 20 ms (at once when a reader asks), for all those
+// stores in one uidlist append + fdatasync under its lock; no UID is shown before its line is
+// on disk. IMAP `append` numbers before answering. The index lives in memory (folder.ts): a
+// "stat check" of new/, cur/ and the uidlist before answering picks up changes made behind
+// our back.
 // Reads: small files in one synchronous read from the page cache; big ones streamed.
 //
 // CONFIG [mailboxd]: maildirs, max_message_size, quota_bytes (reloadable: the last two).

@@ -6,7 +6,7 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 
-import { type DirSyncer, DurableFile, FLUSH_BYTES } from '../shared/durable.js';
+import { type DirCommit, type DirSyncer, DurableFile, FLUSH_BYTES } from '../shared/durable.js';
 
 /**
  * writeMessage - exactly `size` bytes from `body` into tmp/BASE, fdatasynced, then renamed to
@@ -52,12 +52,13 @@ async function* exactly(body: AsyncIterable<Buffer>, size: number): AsyncIterabl
 /**
  * writeSmallMessage - DATA as tmp/BASE, fdatasynced, renamed to `finalPath` (mtime set first
  * when given) and the folder holding it fsynced: one job, shared with concurrent deliveries to
- * that folder. On failure nothing shows at `finalPath` and no tmp/ file is left.
+ * that folder; the folder's stamps around that job. On failure nothing shows at `finalPath`
+ * and no tmp/ file is left.
  */
-export async function writeSmallMessage(syncer: DirSyncer, dir: string, base: string, data: Buffer[], finalPath: string, mtime?: number): Promise<void> {
+export async function writeSmallMessage(syncer: DirSyncer, dir: string, base: string, data: Buffer[], finalPath: string, mtime?: number): Promise<DirCommit> {
   const step = { from: path.join(dir, 'tmp', base), to: finalPath, data, mtime };
   try {
-    await syncer.sync(path.dirname(finalPath), step);
+    return await syncer.sync(path.dirname(finalPath), step);
   } catch (err) {
     // The Maildir was removed under us (e.g. by an administrator): make it again, once. Missing
     // tmp/ fails the step (ENOENT); a missing folder fails the whole job (DirSyncError, ENOENT
@@ -65,7 +66,7 @@ export async function writeSmallMessage(syncer: DirSyncer, dir: string, base: st
     const code = (err as NodeJS.ErrnoException).code ?? ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
     if (code !== 'ENOENT') throw err;
     await remakeMaildir(dir);
-    await syncer.sync(path.dirname(finalPath), step);
+    return await syncer.sync(path.dirname(finalPath), step);
   }
 }
 

@@ -33,9 +33,15 @@ export class DirSyncError extends Error {
   readonly afterRename = true;
 }
 
+/** A folder's stamps (shared/stamp.ts) before a commit job's steps and after its fsync. */
+export interface DirCommit {
+  before: string;
+  after: string;
+}
+
 interface Waiter {
   step: CommitStep;
-  resolve(): void;
+  resolve(c: DirCommit): void;
   reject(err: Error): void;
 }
 
@@ -47,14 +53,14 @@ export class DirSyncer {
    * rename, optionally with a check and fsync of the file first) runs in the same job just
    * before that fsync; its own failure rejects only this caller, with the fs error code.
    */
-  sync(dir: string, step: CommitStep = {}): Promise<void> {
+  sync(dir: string, step: CommitStep = {}): Promise<DirCommit> {
     let d = this.dirs.get(dir);
     if (!d) {
       d = { running: false, waiting: [] };
       this.dirs.set(dir, d);
     }
     const state = d;
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<DirCommit>((resolve, reject) => {
       state.waiting.push({ step, resolve, reject });
       if (!state.running) void this.run(dir, state);
     });
@@ -70,7 +76,7 @@ export class DirSyncer {
         batch.forEach((w, i) => {
           const e = r.errors?.[i];
           if (e) w.reject(ioError(e));
-          else w.resolve();
+          else w.resolve({ before: r.dirBefore ?? '', after: r.dirAfter ?? '' });
         });
       } catch (err) {
         for (const w of batch) w.reject(new DirSyncError(`fsync ${dir}: ${(err as Error).message}`, { cause: err }));
@@ -85,8 +91,8 @@ export class DirSyncer {
 const shared = new DirSyncer();
 
 /** fsyncDir - flush a folder's entries (a rename or create is durable only after this). */
-export function fsyncDir(dir: string): Promise<void> {
-  return shared.sync(dir);
+export async function fsyncDir(dir: string): Promise<void> {
+  await shared.sync(dir);
 }
 
 export interface DurableFileOptions {

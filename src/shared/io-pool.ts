@@ -85,6 +85,9 @@ export interface IoResult {
   /** lockedAppend: FILE's stamp after the append (inode:size:mtimeNs) and the stamps of stampDirs. */
   stamp?: string;
   dirStamps?: string[];
+  /** commit: the folder's stamp before the steps and after the fsync. */
+  dirBefore?: string;
+  dirAfter?: string;
 }
 
 interface Pending {

@@ -108,8 +108,10 @@ function run(job: IoJob): IoResult {
     case 'lockedAppend':
       return lockedAppend(job);
     case 'commit': {
-      // Each caller's moves, then one fsync of the folder for all of them (group commit).
+      // Each caller's moves, then one fsync of the folder for all of them (group commit). The
+      // folder's stamps before and after tell the caller whether only these moves changed it.
       const errors: Array<{ code?: string; message: string } | null> = [];
+      const before = dirStamp(statOrNull(job.dir));
       for (const step of job.steps) {
         try {
           if (step.from && step.data) {
@@ -140,12 +142,14 @@ function run(job: IoJob): IoResult {
         }
       }
       const dfd = openSync(job.dir, constants.O_RDONLY);
+      let after: string;
       try {
         fsyncSync(dfd);
+        after = dirStamp(fstatSync(dfd, { bigint: true }));
       } finally {
         closeSync(dfd);
       }
-      return { errors };
+      return { errors, dirBefore: before, dirAfter: after };
     }
   }
 }

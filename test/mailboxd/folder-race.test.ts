@@ -1,21 +1,23 @@
-// Folder's index against a reconcile that runs while a store is between "numbered" and
-// "acknowledged" (its folder fsync still running): the new message must stay in the index.
-// Found as a flaky `concurrent stores and lists` (80 stores acknowledged, 74 listed).
+// Folder's index while stores are between "renamed into new/" and "numbered": a reconcile in
+// that window must neither drop nor double-number them (found as a flaky `concurrent stores and
+// lists`: 80 stores acknowledged, 74 listed), and deferred numbering must give every
+// acknowledged store its UID, on disk before anyone sees it.
 
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 
 import { Folder } from '../../src/mailboxd/folder.js';
-import { DirSyncer } from '../../src/shared/durable.js';
+import { type DirCommit, DirSyncer } from '../../src/shared/durable.js';
+import type { CommitStep } from '../../src/shared/io-pool.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
-/** A DirSyncer whose folder fsyncs finish only when the test says so. */
+/** A DirSyncer whose folder commits (done on disk) are reported only when the test says so. */
 class HeldSyncer extends DirSyncer {
   private readonly held: Array<() => void> = [];
-  override sync(dir: string): Promise<void> {
-    return super.sync(dir).then(() => new Promise<void>((resolve) => this.held.push(resolve)));
+  override sync(dir: string, step?: CommitStep): Promise<DirCommit> {
+    return super.sync(dir, step).then((c) => new Promise<DirCommit>((resolve) => this.held.push(() => resolve(c))));
   }
   get waiting(): number {
     return this.held.length;
@@ -29,33 +31,76 @@ async function* once(b: Buffer): AsyncIterable<Buffer> {
   yield b;
 }
 
-describe('Folder under a concurrent reconcile', () => {
+const uidlistText = (maildir: string): string => readFileSync(path.join(maildir, 'dovecot-uidlist'), 'utf8');
+
+describe('Folder: stores in flight and deferred numbering', () => {
   const tmp = tempDir('fmail-folder-race-');
   after(() => tmp.cleanup());
 
-  test('a message numbered but not yet acknowledged survives a reconcile; a file added behind our back is adopted', async () => {
-    const syncer = new HeldSyncer();
-    const folder = new Folder('INBOX', path.join(tmp.dir, 'Maildir'), 'test.host', syncer, () => undefined);
+  for (const [label, body] of [
+    ['small', Buffer.from('Subject: ours\r\n\r\nhello\r\n')],
+    ['big', Buffer.from(`Subject: ours\r\n\r\n${'x'.repeat(78)}\r\n`.repeat(1000))],
+  ] as const) {
+    test(`a ${label} store in flight survives a reconcile and is numbered after the file another MDA added meanwhile`, async () => {
+      const syncer = new HeldSyncer();
+      const maildir = path.join(tmp.dir, `race-${label}`);
+      const folder = new Folder('INBOX', maildir, 'test.host', syncer, () => undefined);
+      await folder.ready();
+      const delivered = folder.deliver(once(body), body.length);
+      // Renamed into new/ and fsynced, not yet reported to the store.
+      await waitFor(() => syncer.waiting === 1, 10_000);
+      // Another MDA drops a file into new/: the stat check sees new/ changed and reconciles.
+      writeFileSync(path.join(maildir, 'new', '1700000000.M1P1.other.host,S=5'), 'hello');
+      await folder.sync();
+      const listed = (): string[] => folder.messages().map((m) => m.name);
+      assert.deepEqual(listed(), ['1700000000.M1P1.other.host,S=5'], 'ours is left to its own numbering');
+      syncer.releaseAll();
+      const m = await delivered;
+      await folder.sync();
+      assert.deepEqual(
+        folder.messages().map((x) => x.uid),
+        [1, 2],
+      );
+      assert.equal(m.uid, 2);
+      assert.ok(listed().includes(m.name), listed().join(' '));
+      assert.match(uidlistText(maildir), new RegExp(`^2 :${m.key.replace(/[.]/g, '\\.')}$`, 'm'));
+    });
+  }
+
+  test('an acknowledged store is numbered as soon as a reader asks, or by itself shortly after, its line on disk first', async () => {
+    const maildir = path.join(tmp.dir, 'deferred');
+    const folder = new Folder('INBOX', maildir, 'test.host', new DirSyncer(), () => undefined);
     await folder.ready();
-    // Over SMALL_MESSAGE: written first, then numbered while its folder fsync runs (a small
-    // one is numbered only after its commit job, so the window does not exist for it).
-    const body = Buffer.from(`Subject: ours\r\n\r\n${'x'.repeat(78)}\r\n`.repeat(1000));
-    const delivered = folder.deliver(once(body), body.length);
-    // Numbered (in the index, uidlist line written) while its new/ fsync is held back.
-    await waitFor(() => folder.messages().length === 1 && syncer.waiting === 1, 10_000);
-    // Another MDA drops a file into new/: the stat check sees new/ changed and reconciles.
-    writeFileSync(path.join(tmp.dir, 'Maildir', 'new', '1700000000.M1P1.other.host,S=5'), 'hello');
-    await folder.sync();
-    const listed = (): string[] => folder.messages().map((m) => m.name);
-    assert.equal(folder.messages().length, 2, `after the reconcile: ${listed().join(' ')}`);
-    syncer.releaseAll();
-    const m = await delivered;
-    assert.equal(m.gone, false);
-    await folder.sync();
+    const a = await folder.deliver(once(Buffer.from('Subject: a\r\n\r\na\r\n')), 17);
+    // A reader: ready() numbers what was acknowledged before it answers.
+    await folder.ready();
     assert.deepEqual(
-      folder.messages().map((x) => x.uid),
-      [1, 2],
+      folder.messages().map((m) => m.key),
+      [a.key],
     );
-    assert.ok(listed().includes(m.name), listed().join(' '));
+    assert.ok(uidlistText(maildir).includes(`1 :${a.key}\n`));
+    // No reader: the delay numbers it.
+    const b = await folder.deliver(once(Buffer.from('Subject: b\r\n\r\nb\r\n')), 17);
+    await waitFor(() => uidlistText(maildir).includes(`2 :${b.key}\n`), 10_000);
+    assert.equal(b.uid, 2);
+  });
+
+  test('a store acknowledged and not yet numbered when its mailboxd stops is numbered by the next one, once', async () => {
+    const maildir = path.join(tmp.dir, 'restart');
+    const first = new Folder('INBOX', maildir, 'test.host', new DirSyncer(), () => undefined);
+    await first.ready();
+    const m = await first.deliver(once(Buffer.from('Subject: a\r\n\r\na\r\n')), 17);
+    // As after a crash: a second index of the same Maildir loads it before the first numbers.
+    const second = new Folder('INBOX', maildir, 'test.host', new DirSyncer(), () => undefined);
+    await second.ready();
+    assert.deepEqual(
+      second.messages().map((x) => [x.uid, x.key]),
+      [[1, m.key]],
+    );
+    // The first one's numbering then finds that line and takes its UID: one line, one UID.
+    await first.ready();
+    assert.equal(m.uid, 1);
+    const lines = uidlistText(maildir).trim().split('\n').slice(1);
+    assert.deepEqual(lines, [`1 :${m.key}`]);
   });
 });

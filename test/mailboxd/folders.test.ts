@@ -178,6 +178,8 @@ describe('mailboxd index and folders', () => {
   test('a UID another writer (Dovecot) appended to dovecot-uidlist between our stores is never handed out again', async () => {
     const c = h.client();
     await store(c, Z, 'Subject: a\r\n\r\na\r\n');
+    // Read: numbered now (else deferred numbering could give it a UID after Dovecot's).
+    assert.equal((await index(c, Z, 'INBOX')).msgs.length, 1);
     const box = path.join(h.dir, 'mail', Z);
     // Dovecot delivers one message and numbers it 7, under its own lock, between two of ours.
     writeFileSync(path.join(box, 'cur', '1700000001.M2P2.dovecot,S=18:2,'), 'Subject: d\r\n\r\nd\r\n');
