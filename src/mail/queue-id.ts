@@ -1,7 +1,7 @@
 // Queue ids: short, unique, roughly time-ordered (like Postfix's long queue ids), safe in file
 // names and log lines. 8 base-32 characters of milliseconds + 6 of randomness.
 
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomFillSync } from 'node:crypto';
 
 const ALPHABET = '0123456789BCDFGHJKLMNPQRSTVWXYZ';
 
@@ -14,10 +14,24 @@ function base(n: number, width: number): string {
   return s;
 }
 
+// Random bytes drawn 4 KiB at a time: one randomBytes(4) per message cost as much as the rest
+// of the id (a CPU profile of the main thread under load: 7.5 us per message).
+const pool = Buffer.alloc(4096);
+let poolAt = pool.length;
+
+function random32(): number {
+  if (poolAt + 4 > pool.length) {
+    randomFillSync(pool);
+    poolAt = 0;
+  }
+  const r = pool.readUInt32BE(poolAt);
+  poolAt += 4;
+  return r;
+}
+
 /** newQueueId - e.g. `1K9TQ4ZBX7RMQ2`. */
 export function newQueueId(now = Date.now()): string {
-  const r = randomBytes(4).readUInt32BE(0);
-  return base(now, 9) + base(r, 6);
+  return base(now, 9) + base(random32(), 6);
 }
 
 /**
