@@ -16,6 +16,10 @@
 //   strace  strace -f -c over BENCH_STRACE_MESSAGES (2,000) end to end, 20 sessions: fsync +
 //           fdatasync, futex and all syscalls per message, for both.
 //
+// Every server runs as a service does, in a session of its own: Postfix's master daemonises,
+// FancyMail and Haraka are started detached (with the kernel's autogroup scheduling a session is one CPU
+// share, shared otherwise with the benchmark and smtp-source).
+//
 // BENCH_QUEUE=file,postgres (default file): queued's backend for FancyMail's runs; with postgres
 // a private PostgreSQL cluster (test/helpers/postgres.ts, Debian's postgresql package) is started
 // once and each run gets a fresh migrated database (its CPU, postmaster and backends, counted in
@@ -188,7 +192,8 @@ async function queueToml(backend: 'file' | 'postgres'): Promise<string> {
 async function runFancyMail(dir: string, sessions: number, mode: Mode, messages: number, straceFile?: string, backend: 'file' | 'postgres' = 'file'): Promise<Result | null> {
   const setup = await writeFmailConfig(dir, await queueToml(backend));
   writeFileSync(path.join(dir, 'users'), `${USER}:{PLAIN}secret::::::\n`);
-  const fmail = await startFmail(setup, mode === 'accept' ? ['authd', 'queued', 'smtpd'] : []);
+  // Detached (a session of its own), as Postfix's daemonised master runs (see startFmail).
+  const fmail = await startFmail(setup, mode === 'accept' ? ['authd', 'queued', 'smtpd'] : [], 30_000, { detached: true });
   const pid = fmail.child.pid!;
   const maildir = path.join(dir, 'mail', USER);
   const boxes = [path.join(maildir, 'new'), path.join(maildir, 'cur')];
@@ -256,7 +261,10 @@ async function runHaraka(dir: string, sessions: number, messages: number): Promi
   writeFileSync(path.join(cfg, 'smtp.ini'), `listen=127.0.0.1:${port}\n`);
   writeFileSync(path.join(cfg, 'plugins'), 'rcpt_to.in_host_list\nqueue/discard\n');
   writeFileSync(path.join(cfg, 'host_list'), 'bench.test\n');
-  const child = spawn(process.execPath, [HARAKA, '-c', dir], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, YES_REALLY_DO_DISCARD: '1' } });
+  // Detached, as a service runs (see the header).
+  const child = spawn(process.execPath, [HARAKA, '-c', dir], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, YES_REALLY_DO_DISCARD: '1' }, detached: true });
+  const stop = (): void => void child.kill('SIGTERM');
+  process.once('exit', stop);
   child.stdout!.resume();
   child.stderr!.resume();
   try {
@@ -284,6 +292,7 @@ async function runHaraka(dir: string, sessions: number, messages: number): Promi
     const seconds = (Date.now() - started) / 1000;
     return { rate: messages / seconds, cpu: ((cpuNow() - cpu0) / messages) * 1000 };
   } finally {
+    process.removeListener('exit', stop);
     child.kill('SIGTERM');
     await once(child, 'exit');
   }

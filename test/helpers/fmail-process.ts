@@ -117,10 +117,19 @@ export interface FmailProcess {
  * was taken in the meantime by another test's process (EADDRINUSE), the config is rewritten with
  * another port in its place (setup.ports changes in place) and started again, at most 3 times.
  */
-export async function startFmail(setup: FmailSetup, servers: string[] = [], timeoutMs = 30_000): Promise<FmailProcess> {
+export interface StartFmailOptions {
+  /**
+   * In a session of its own (setsid), as a service runs (benchmarks): with the kernel's
+   * autogroup scheduling a session is one CPU share, and a daemonised peer (Postfix, Dovecot)
+   * has one to itself while a child of ours would share the benchmark client's.
+   */
+  detached?: boolean;
+}
+
+export async function startFmail(setup: FmailSetup, servers: string[] = [], timeoutMs = 30_000, opts: StartFmailOptions = {}): Promise<FmailProcess> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startFmailOnce(setup, servers, timeoutMs);
+      return await startFmailOnce(setup, servers, timeoutMs, opts);
     } catch (err) {
       // Only the port named in the error is replaced: servers already started keep theirs.
       const taken = Number(/EADDRINUSE.*?:(\d+)/.exec(String(err))?.[1]);
@@ -132,10 +141,17 @@ export async function startFmail(setup: FmailSetup, servers: string[] = [], time
   }
 }
 
-async function startFmailOnce(setup: FmailSetup, servers: string[], timeoutMs: number): Promise<FmailProcess> {
+async function startFmailOnce(setup: FmailSetup, servers: string[], timeoutMs: number, opts: StartFmailOptions): Promise<FmailProcess> {
   const child = spawn(process.execPath, [...(process.env.FMAIL_NODE_ARGS ? process.env.FMAIL_NODE_ARGS.split(' ') : []), FMAIL, 'start', ...servers, '-c', setup.configFile], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: opts.detached === true,
   });
+  if (opts.detached) {
+    // Not in our process group any more: our own end must end it too.
+    const stop = (): void => void (child.exitCode === null && child.signalCode === null && child.kill('SIGTERM'));
+    process.once('exit', stop);
+    child.once('exit', () => process.removeListener('exit', stop));
+  }
   const output: string[] = [];
   child.stderr!.on('data', (d: Buffer) => output.push(d.toString()));
   const lines = createInterface({ input: child.stdout! });
