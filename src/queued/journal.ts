@@ -284,6 +284,10 @@ export class Journal {
   // touched. Puts arriving meanwhile wait for the next round.
   private async flush(): Promise<void> {
     while (this.waiting.length > 0) {
+      // One turn of the event loop first: puts whose bytes already arrived on other connections
+      // are read in it and join this flush (a few microseconds; at 20 sessions this shared the
+      // flush among more messages).
+      await new Promise<void>((resolve) => setImmediate(resolve));
       const batch = this.waiting.splice(0);
       const synced = [...new Set(batch.filter((w) => w.sync).map((w) => w.seg))];
       try {

@@ -69,6 +69,9 @@ export class DirSyncer {
   private async run(dir: string, state: { running: boolean; waiting: Waiter[] }): Promise<void> {
     state.running = true;
     while (state.waiting.length > 0) {
+      // One turn of the event loop first, so callers whose input is already here join (as the
+      // queue journal's flush does).
+      await new Promise<void>((resolve) => setImmediate(resolve));
       const batch = state.waiting.splice(0);
       try {
         const r = await runIo({ op: 'commit', dir, steps: batch.map((w) => w.step) });
