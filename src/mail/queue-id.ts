@@ -29,9 +29,26 @@ function random32(): number {
   return r;
 }
 
-/** newQueueId - e.g. `1K9TQ4ZBX7RMQ2`. */
+/** Ids the random part can tell apart: 6 base-32 characters. */
+const SPACE = ALPHABET.length ** 6;
+let lastMs = 0;
+let lastRandom = 0;
+
+/**
+ * newQueueId - e.g. `1K9TQ4ZBX7RMQ2`. Strictly increasing in this thread: a second id in the same
+ * millisecond (or after the clock stepped back) takes the previous random part plus one, so ids
+ * sort in the order they were made (queued recovers messages in qid order); a fresh random part
+ * starts each new millisecond, keeping ids of different processes and hosts apart.
+ */
 export function newQueueId(now = Date.now()): string {
-  return base(now, 9) + base(random32(), 6);
+  if (now > lastMs) {
+    lastMs = now;
+    lastRandom = random32() % SPACE;
+  } else if (++lastRandom >= SPACE) {
+    lastMs++;
+    lastRandom = random32() % SPACE;
+  }
+  return base(lastMs, 9) + base(lastRandom, 6);
 }
 
 /**
