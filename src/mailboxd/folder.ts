@@ -117,6 +117,7 @@ export class Folder {
   /** Stored (durable) and acknowledged, waiting for their UID (deferred numbering). */
   private unnumbered: Msg[] = [];
   private numberTimer: NodeJS.Timeout | null = null;
+  private numberingWarnedAt = 0;
   /** Numberings under way: a reader waits for them too. */
   private readonly numbering = new Set<Promise<void>>();
 
@@ -126,6 +127,8 @@ export class Folder {
     private readonly host: string,
     private readonly syncer: DirSyncer,
     private readonly onChange: (folder: Folder) => void,
+    /** A deferred numbering failed (retried every second; told at most once a minute). */
+    private readonly onNumberingFailed: (err: Error) => void = () => {},
   ) {
     this.keywords = new Keywords(dir);
   }
@@ -288,8 +291,12 @@ export class Folder {
       () => {
         for (const m of batch) this.pendingKeys.delete(m.key);
       },
-      () => {
+      (err: unknown) => {
         // The files are durable and acknowledged: numbered by the next try (or the next load).
+        if (Date.now() - this.numberingWarnedAt >= 60_000) {
+          this.numberingWarnedAt = Date.now();
+          this.onNumberingFailed(err instanceof Error ? err : new Error(String(err)));
+        }
         const left = batch.filter((m) => !this.byKey.has(m.key));
         this.unnumbered.unshift(...left);
         for (const m of batch) if (this.byKey.has(m.key)) this.pendingKeys.delete(m.key);

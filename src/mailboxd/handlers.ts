@@ -85,7 +85,14 @@ export class MailboxService {
   box(user: string): UserBox {
     let b = this.boxes.get(user);
     if (!b) {
-      b = new UserBox(user, userDir(this.root, user), this.host, this.syncer, (u, f) => this.watchers.changed(u, f.name));
+      b = new UserBox(
+        user,
+        userDir(this.root, user),
+        this.host,
+        this.syncer,
+        (u, f) => this.watchers.changed(u, f.name),
+        (u, f, err) => this.logger.warn({ event: 'mailboxd.numbering_failed', user: u, folder: f.name, err: String(err) }, 'stored messages not numbered yet; retrying every second'),
+      );
       this.boxes.set(user, b);
     }
     return b;

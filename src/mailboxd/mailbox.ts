@@ -21,6 +21,7 @@ export class UserBox {
     private readonly host: string,
     private readonly syncer: DirSyncer,
     private readonly onChange: (user: string, folder: Folder) => void,
+    private readonly onNumberingFailed: (user: string, folder: Folder, err: Error) => void = () => {},
   ) {}
 
   /** inbox - INBOX always exists (its folders are made on first use). */
@@ -56,7 +57,14 @@ export class UserBox {
   private cached(key: string): Folder {
     let f = this.folders.get(key);
     if (!f) {
-      f = new Folder(key, path.join(this.dir, folderDirName(key)), this.host, this.syncer, (folder) => this.onChange(this.user, folder));
+      f = new Folder(
+        key,
+        path.join(this.dir, folderDirName(key)),
+        this.host,
+        this.syncer,
+        (folder) => this.onChange(this.user, folder),
+        (err) => this.onNumberingFailed(this.user, f!, err),
+      );
       this.folders.set(key, f);
     }
     return f;

@@ -4,7 +4,7 @@
 // acknowledged store its UID, on disk before anyone sees it.
 
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 
@@ -83,6 +83,18 @@ describe('Folder: stores in flight and deferred numbering', () => {
     const b = await folder.deliver(once(Buffer.from('Subject: b\r\n\r\nb\r\n')), 17);
     await waitFor(() => uidlistText(maildir).includes(`2 :${b.key}\n`), 10_000);
     assert.equal(b.uid, 2);
+  });
+
+  test('a deferred numbering that fails is told (once a minute at most) and retried', async () => {
+    const maildir = path.join(tmp.dir, 'failing');
+    const told: Error[] = [];
+    const folder = new Folder('INBOX', maildir, 'test.host', new DirSyncer(), () => undefined, (err) => told.push(err));
+    await folder.ready();
+    await folder.deliver(once(Buffer.from('Subject: a\r\n\r\na\r\n')), 17);
+    // The Maildir goes before the numbering runs (an administrator's rm -r): the uidlist cannot be written.
+    rmSync(maildir, { recursive: true, force: true });
+    await waitFor(() => told.length === 1, 10_000);
+    assert.match(String(told[0]), /ENOENT|no such file/i);
   });
 
   test('a store acknowledged and not yet numbered when its mailboxd stops is numbered by the next one, once', async () => {
