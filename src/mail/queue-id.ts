@@ -1,5 +1,6 @@
-// Queue ids: short, unique, roughly time-ordered (like Postfix's long queue ids), safe in file
-// names and log lines. 8 base-32 characters of milliseconds + 6 of randomness.
+// Queue ids: short, unique, time-ordered (like Postfix's long queue ids), safe in file names and
+// log lines: 9 characters of milliseconds + 6 random ones (counting up within a millisecond), in
+// a 31-letter alphabet without vowels.
 
 import { createHash, randomFillSync } from 'node:crypto';
 

@@ -26,7 +26,7 @@ import { Keywords } from './flags.js';
 import type { DirCommit, DirSyncer } from '../shared/durable.js';
 import { runIo } from '../shared/io-pool.js';
 import { dirStamp } from '../shared/stamp.js';
-import { SMALL_MESSAGE, gatherBody, writeMessage, writeSmallMessage } from './maildir.js';
+import { SMALL_MESSAGE, gatherBody, writeBigMessage, writeSmallMessage } from './maildir.js';
 import { newBaseName, parseName } from './maildir-name.js';
 import { Mutex, nextModseq } from './modseq.js';
 import { UIDLIST, type UidlistFile, appendLines, headerLine, lockOwner, newGuid, readUidlist, rewrite, sweepRewrites, uidKey, uidlistStamp, withLock } from './uidlist.js';
@@ -237,13 +237,11 @@ export class Folder {
     try {
       const finalPath = path.join(this.dir, sub, name);
       // Small: file and folder fsync in one job shared with concurrent stores. Big: streamed
-      // to its place, then the folder fsync.
-      let done: DirCommit;
-      if (size <= SMALL_MESSAGE) done = await writeSmallMessage(this.syncer, this.dir, base, await gatherBody(body, size), finalPath, opts.mtime);
-      else {
-        await writeMessage(this.dir, base, body, size, finalPath, opts.mtime);
-        done = await this.syncer.sync(path.join(this.dir, sub));
-      }
+      // to tmp/ first, then renamed in that job.
+      const done =
+        size <= SMALL_MESSAGE
+          ? await writeSmallMessage(this.syncer, this.dir, base, await gatherBody(body, size), finalPath, opts.mtime)
+          : await writeBigMessage(this.syncer, this.dir, base, body, size, finalPath, opts.mtime);
       this.ownChange(sub, done);
       m.mtime = opts.mtime ?? Math.floor(Date.now() / 1000);
       if (opts.numbered) await this.commit(m);
@@ -513,7 +511,7 @@ export class Folder {
       file: path.join(this.dir, UIDLIST),
       expect: known,
       text,
-      stampDirs: [path.join(this.dir, 'new'), path.join(this.dir, 'cur')],
+      stampDirs: takeDirStamps ? [path.join(this.dir, 'new'), path.join(this.dir, 'cur')] : [],
     });
     if (r.locked || r.stale !== undefined) {
       this.uidnext = uidnext;

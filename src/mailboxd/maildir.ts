@@ -1,29 +1,37 @@
-// Writing one message into a Maildir: tmp/ -> fdatasync -> rename into place. A big message
-// streams through a DurableFile (shared/durable.ts), then the caller's folder fsync makes the
-// rename durable (DirSyncer: concurrent deliveries share it). A small one is gathered first and
-// its whole create-write-sync-rename rides in that folder commit job (writeSmallMessage).
+// Writing one message into a Maildir: tmp/ -> fdatasync -> rename into place -> folder fsync.
+// The rename and the folder fsync are a step of the folder's commit job (DirSyncer: concurrent
+// deliveries share it). A big message streams to tmp/ through a DurableFile (shared/durable.ts)
+// first; a small one is gathered and its whole create-write-sync-rename rides in that job.
 
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 
-import { type DirCommit, type DirSyncer, DurableFile, FLUSH_BYTES } from '../shared/durable.js';
+import { type DirCommit, type DirSyncer, DurableFile, FLUSH_BYTES, removeFile } from '../shared/durable.js';
 
 /**
- * writeMessage - exactly `size` bytes from `body` into tmp/BASE, fdatasynced, then renamed to
- * `finalPath` (mtime set first when given), streamed in FLUSH_BYTES pieces (a message bigger
- * than SMALL_MESSAGE). On any failure (short body, disk error) the tmp/ file is removed and
- * nothing shows at `finalPath`.
+ * writeBigMessage - exactly `size` bytes from `body` streamed into tmp/BASE in FLUSH_BYTES
+ * pieces and fdatasynced (mtime set when given); then, in the folder's commit job shared with
+ * concurrent deliveries, renamed to `finalPath` and the folder fsynced: the folder's stamps
+ * around that job tell our rename from anyone else's change. On any failure (short body, disk
+ * error) the tmp/ file is removed and nothing shows at `finalPath`.
  */
-export async function writeMessage(dir: string, base: string, body: AsyncIterable<Buffer>, size: number, finalPath: string, mtime?: number): Promise<void> {
+export async function writeBigMessage(syncer: DirSyncer, dir: string, base: string, body: AsyncIterable<Buffer>, size: number, finalPath: string, mtime?: number): Promise<DirCommit> {
   // A streamed body cannot be written a second time: folders removed under us (e.g. by an
   // administrator) are made again first, three mkdirs per big message.
   await remakeMaildir(dir);
-  const out = new DurableFile(path.join(dir, 'tmp', base), { exclusive: true });
+  const tmpPath = path.join(dir, 'tmp', base);
+  const out = new DurableFile(tmpPath, { exclusive: true });
   try {
     for await (const chunk of exactly(body, size)) await out.write(chunk);
-    await out.commit(finalPath, mtime);
+    await out.commit(undefined, mtime);
   } catch (err) {
     await out.abort();
+    throw err;
+  }
+  try {
+    return await syncer.sync(path.dirname(finalPath), { from: tmpPath, to: finalPath });
+  } catch (err) {
+    await removeFile(tmpPath).catch(() => {});
     throw err;
   }
 }

@@ -65,7 +65,6 @@ interface Waiting {
   seg: Segment;
   off: number;
   records: Uint8Array[];
-  sync: boolean;
   resolve(): void;
   reject(err: Error): void;
 }
@@ -138,7 +137,6 @@ export class Journal {
         seg,
         off,
         records: [header, ...data],
-        sync: true,
         resolve: () => {
           this.remember(qid, data, len);
           resolve();
@@ -289,7 +287,7 @@ export class Journal {
       // flush among more messages).
       await new Promise<void>((resolve) => setImmediate(resolve));
       const batch = this.waiting.splice(0);
-      const synced = [...new Set(batch.filter((w) => w.sync).map((w) => w.seg))];
+      const synced = [...new Set(batch.map((w) => w.seg))];
       try {
         await runIo({
           op: 'journal',
@@ -318,7 +316,7 @@ export class Journal {
     for (const s of segs) {
       if (s.retired && !s.sealed && s.pending === 0 && s.live > 0) {
         s.sealed = true;
-        this.waiting.push({ seg: s, off: this.reserve(s, 2), records: [Buffer.from('C\n')], sync: true, resolve: noop, reject: noop });
+        this.waiting.push({ seg: s, off: this.reserve(s, 2), records: [Buffer.from('C\n')], resolve: noop, reject: noop });
       }
       this.release(s);
     }

@@ -4,7 +4,7 @@
 // acknowledged store its UID, on disk before anyone sees it.
 
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { promises as fsp, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 
@@ -83,6 +83,31 @@ describe('Folder: stores in flight and deferred numbering', () => {
     const b = await folder.deliver(once(Buffer.from('Subject: b\r\n\r\nb\r\n')), 17);
     await waitFor(() => uidlistText(maildir).includes(`2 :${b.key}\n`), 10_000);
     assert.equal(b.uid, 2);
+  });
+
+  test('our own stores, small and big, are not taken for a change behind our back (no reconcile)', async () => {
+    const maildir = path.join(tmp.dir, 'own');
+    const folder = new Folder('INBOX', maildir, 'test.host', new DirSyncer(), () => undefined);
+    await folder.ready();
+    const small = Buffer.from('Subject: s\r\n\r\ns\r\n');
+    const big = Buffer.from(`Subject: b\r\n\r\n${'x'.repeat(78)}\r\n`.repeat(1000));
+    await folder.deliver(once(small), small.length);
+    await folder.deliver(once(big), big.length);
+    await folder.ready();
+    // A reconcile reads the folders: the stat check must find only changes it knows.
+    const readdir = fsp.readdir;
+    let reads = 0;
+    fsp.readdir = ((...args: Parameters<typeof readdir>) => {
+      reads++;
+      return readdir(...args);
+    }) as typeof readdir;
+    try {
+      await folder.sync();
+    } finally {
+      fsp.readdir = readdir;
+    }
+    assert.equal(reads, 0);
+    assert.equal(folder.messages().length, 2);
   });
 
   test('a deferred numbering that fails is told (once a minute at most) and retried', async () => {
