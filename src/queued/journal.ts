@@ -294,7 +294,7 @@ export class Journal {
           writes: batch.map((w) => ({ fd: w.seg.fd, off: w.off, data: w.records })),
           files: [],
           syncFds: synced.map((s) => s.fd),
-        });
+        }, true);
         const fresh = synced.filter((s) => s.fresh);
         if (fresh.length > 0) {
           await fsyncDir(this.dir);

@@ -6,8 +6,11 @@
 // arrive while every worker is busy go to the next free one together (one hop for the batch),
 // but at most ONE job with an fsync per batch: fsyncs run side by side in different workers,
 // so the file system merges them into one journal commit (measured: 4 files fsynced in a row
-// by one thread cost 4 commits; by 4 threads at once, about one, on a journaled file system). Workers start on first use, ref the process only while they have work, and each
-// JavaScript thread (the main one, fmail start's front-end thread) has its own pool.
+// by one thread cost 4 commits; by 4 threads at once, about one, on a journaled file system; this VM's ext4 without a
+// journal still gains from the disk's own queue). One worker is kept for urgent jobs (the queue
+// journal's commit, which SMTP clients wait for). Workers start on first use, ref the process
+// only while they have work, and each JavaScript thread (the main one, fmail start's front-end
+// thread) has its own pool.
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
@@ -59,18 +62,11 @@ export type IoJob =
       syncFds: number[];
     };
 
-/**
- * One caller's part of a folder commit: check FROM is a regular file, fsync it if asked, rename.
- * With DATA, FROM is first created (exclusive, 0600) with those bytes, fdatasynced, closed and
- * given MTIME (seconds) if set: a small file's whole create-write-sync-rename rides in the
- * folder's commit job, no hop of its own (removed again when a step of it fails).
- */
+/** One caller's part of a folder commit: check FROM is a regular file, fsync it if asked, rename. */
 export interface CommitStep {
   from?: string;
   to?: string;
   syncFile?: boolean;
-  data?: Uint8Array[];
-  mtime?: number;
 }
 
 export interface IoResult {
@@ -92,6 +88,7 @@ export interface IoResult {
 
 interface Pending {
   job: IoJob;
+  urgent: boolean;
   resolve(r: IoResult): void;
   reject(err: Error): void;
 }
@@ -99,6 +96,8 @@ interface Pending {
 interface Slot {
   worker: Worker;
   busy: Pending[] | null;
+  /** Busy with a batch of ordinary jobs (not urgent ones). */
+  ordinary: boolean;
 }
 
 // Two per core, at most 8. More workers than that on a small machine cost more than they give:
@@ -110,10 +109,16 @@ const MAX_WORKERS = Math.min(8, Math.max(2, 2 * availableParallelism()));
 const workerUrl = new URL('./io-worker.js', import.meta.url);
 
 let queue: Pending[] = [];
+let urgentQueue: Pending[] = [];
 const slots: Slot[] = [];
 let scheduled = false;
 let batchId = 0;
 let hops = 0;
+
+/** ioWorkers - how many workers this thread's pool may run (tests). */
+export function ioWorkers(): number {
+  return MAX_WORKERS;
+}
 
 /** ioHops - batches handed to a worker so far in this thread (tests and benchmarks). */
 export function ioHops(): number {
@@ -130,10 +135,14 @@ export function ioError(e: { code?: string; message: string }): NodeJS.ErrnoExce
   return Object.assign(new Error(e.message), { code: e.code });
 }
 
-/** runIo - run one job in the pool; rejects with the job's error (code kept, like fs). */
-export function runIo(job: IoJob): Promise<IoResult> {
+/**
+ * runIo - run one job in the pool; rejects with the job's error (code kept, like fs). An URGENT
+ * job (the queue journal's group commit, which SMTP clients wait for) goes before ordinary ones,
+ * and ordinary jobs never take the last worker, so it never waits behind a mailbox's fsyncs.
+ */
+export function runIo(job: IoJob, urgent = false): Promise<IoResult> {
   return new Promise<IoResult>((resolve, reject) => {
-    queue.push({ job, resolve, reject });
+    (urgent ? urgentQueue : queue).push({ job, urgent, resolve, reject });
     if (!scheduled) {
       scheduled = true;
       // Jobs submitted in the same turn of the event loop leave together.
@@ -142,27 +151,44 @@ export function runIo(job: IoJob): Promise<IoResult> {
   });
 }
 
+const ordinaryBusy = (): number => slots.reduce((n, s) => n + (s.busy !== null && s.ordinary ? 1 : 0), 0);
+
 function dispatch(): void {
   scheduled = false;
-  while (queue.length > 0) {
-    let idle = slots.filter((s) => s.busy === null);
-    if (idle.length === 0 && slots.length < MAX_WORKERS) idle = [spawn()];
-    if (idle.length === 0) return; // the next worker to finish takes what is left
-    for (const s of idle) {
-      if (queue.length === 0) break;
-      send(s, take());
-    }
+  for (;;) {
+    if (urgentQueue.length === 0 && (queue.length === 0 || ordinaryBusy() >= MAX_WORKERS - 1)) return;
+    let s = slots.find((x) => x.busy === null);
+    if (!s && slots.length < MAX_WORKERS) s = spawn();
+    if (!s) return; // the next worker to finish takes what is left
+    feed(s);
   }
+}
+
+// feed - give idle slot S the next batch it may take, if any.
+function feed(s: Slot): boolean {
+  if (urgentQueue.length > 0) {
+    const [batch, rest] = take(urgentQueue);
+    urgentQueue = rest;
+    send(s, batch, false);
+    return true;
+  }
+  if (queue.length > 0 && ordinaryBusy() < MAX_WORKERS - 1) {
+    const [batch, rest] = take(queue);
+    queue = rest;
+    send(s, batch, true);
+    return true;
+  }
+  return false;
 }
 
 const syncs = (j: IoJob): boolean => (j.op === 'write' && j.sync === true) || j.op === 'commit' || j.op === 'lockedAppend' || (j.op === 'journal' && j.syncFds.length > 0);
 
-// take - the next batch: every job without an fsync, and the first one with.
-function take(): Pending[] {
+// take - the next batch from Q: every job without an fsync, and the first one with; and what is left.
+function take(q: Pending[]): [Pending[], Pending[]] {
   const batch: Pending[] = [];
   const rest: Pending[] = [];
   let synced = false;
-  for (const p of queue) {
+  for (const p of q) {
     if (syncs(p.job)) {
       if (synced) {
         rest.push(p);
@@ -172,12 +198,12 @@ function take(): Pending[] {
     }
     batch.push(p);
   }
-  queue = rest;
-  return batch;
+  return [batch, rest];
 }
 
-function send(s: Slot, batch: Pending[]): void {
+function send(s: Slot, batch: Pending[], ordinary: boolean): void {
   s.busy = batch;
+  s.ordinary = ordinary;
   s.worker.ref();
   hops++;
   const transfer: ArrayBuffer[] = [];
@@ -213,8 +239,6 @@ function withCompactData(job: IoJob, compact: (u: Uint8Array) => Uint8Array): Io
         writes: job.writes.map((w) => ({ fd: w.fd, off: w.off, data: w.data.map(compact) })),
         files: job.files.map((f) => ({ path: f.path, data: f.data.map(compact) })),
       };
-    case 'commit':
-      return job.steps.some((st) => st.data) ? { ...job, steps: job.steps.map((st) => (st.data ? { ...st, data: st.data.map(compact) } : st)) } : job;
     default:
       return job;
   }
@@ -225,7 +249,7 @@ function spawn(): Slot {
   // whichever worker is free), so fds are not tracked per thread: tracked, Node warns at every
   // such close, and a worker that exited would close fds it no longer owns (reused numbers).
   const worker = new Worker(workerUrl, { trackUnmanagedFds: false });
-  const slot: Slot = { worker, busy: null };
+  const slot: Slot = { worker, busy: null, ordinary: false };
   worker.unref();
   worker.on('message', (msg: { results: IoResult[] }) => {
     const batch = slot.busy ?? [];
@@ -235,15 +259,15 @@ function spawn(): Slot {
       if (r.error) batch[i]!.reject(ioError(r.error));
       else batch[i]!.resolve(r);
     }
-    if (queue.length > 0) send(slot, take());
-    else worker.unref();
+    if (!feed(slot)) worker.unref();
+    if (urgentQueue.length > 0 || queue.length > 0) dispatch();
   });
   const fail = (err: Error): void => {
     const i = slots.indexOf(slot);
     if (i >= 0) slots.splice(i, 1);
     for (const p of slot.busy ?? []) p.reject(err);
     slot.busy = null;
-    if (queue.length > 0) dispatch();
+    if (queue.length > 0 || urgentQueue.length > 0) dispatch();
   };
   worker.on('error', fail);
   worker.on('exit', (code) => fail(new Error(`I/O worker exited (${code})`)));

@@ -114,16 +114,7 @@ function run(job: IoJob): IoResult {
       const before = dirStamp(statOrNull(job.dir));
       for (const step of job.steps) {
         try {
-          if (step.from && step.data) {
-            // The `write` job's own sequence: exclusive create, write, fdatasync, close, mtime, rename.
-            try {
-              run({ op: 'write', path: step.from, flags: 'wx', data: step.data, sync: true, close: true, mtime: step.mtime, renameTo: step.to });
-            } catch (err) {
-              // Ours to remove unless the exclusive create itself found someone else's file.
-              if ((err as NodeJS.ErrnoException).code !== 'EEXIST') unlinkQuietly(step.from);
-              throw err;
-            }
-          } else if (step.from) {
+          if (step.from) {
             const st = lstatSync(step.from);
             if (!st.isFile()) throw Object.assign(new Error(`not a regular file: ${step.from}`), { code: 'EINVAL' });
             if (step.syncFile) {
@@ -151,14 +142,6 @@ function run(job: IoJob): IoResult {
       }
       return { errors, dirBefore: before, dirAfter: after };
     }
-  }
-}
-
-function unlinkQuietly(file: string): void {
-  try {
-    unlinkSync(file);
-  } catch {
-    // gone already
   }
 }
 
