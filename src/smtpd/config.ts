@@ -42,6 +42,12 @@ export const SmtpdConfig = z
       .boolean()
       .default(true)
       .describe("Input before the greeting, pipelining without EHLO, or pipelined past a command that must end a group (EHLO, DATA, NOOP, ...; message data before 354) gets 554 5.5.0 and the connection is closed (Postfix's smtpd_forbid_unauth_pipelining; the SMTP smuggling mitigation)."),
+    recipient_cache_ms: z
+      .number()
+      .int()
+      .min(0)
+      .default(100)
+      .describe('Milliseconds a recipient authd confirmed as a local mailbox is accepted again without asking (bursts to one mailbox); unknown and remote recipients are always asked. 0 = ask every time.'),
     greet_pause_ms: z.number().int().min(0).default(0).describe('Milliseconds before the greeting; a client that talks earlier gets 421 (0 = greet at once).'),
     close_grace_s: z.number().positive().default(10).describe('Seconds close() waits for transactions in progress before it cuts them off.'),
   })

@@ -3,7 +3,8 @@
 // SEED: implied by the seed's mail flow (DESIGN.md "smtpd"): the ESMTP server (RFC 5321) that
 //   writes each accepted message into a slot of queue `incoming`.
 // IPC ANSWERED: none (smtpd is a client only).
-// CALLS: authd `auth` (AUTH PLAIN/LOGIN), `domain` + `verify` (RCPT), `resolve` (MAIL FROM
+// CALLS: authd `auth` (AUTH PLAIN/LOGIN), `domain` + `verify` (RCPT; a local mailbox confirmed is
+//   trusted for recipient_cache_ms, recipient-cache.ts), `resolve` (MAIL FROM
 //   ownership); queued `slot: incoming`, then `put: incoming ; PATH ; LENGTH` + the bytes (up
 //   to 1 MiB: journaled by queued, group commit) or the file written and `push: incoming ;
 //   PATH ; synced` (bigger messages). With [smtpd] queue_colocated = false every message goes
@@ -13,7 +14,8 @@
 // CONFIG: [smtpd] max_message_size, max_recipients, max_line_length, max_command_length,
 //   max_connections, max_connections_per_ip, connection_limit_exempt, command_timeout_s,
 //   data_timeout_s, min_data_rate, forbid_unauth_pipelining, max_errors, auth_failure_delay_ms, allow_plaintext_auth_loopback,
-//   enforce_sender_ownership, bare_newline, greet_pause_ms, close_grace_s; [tls] cert/key.
+//   enforce_sender_ownership, bare_newline, greet_pause_ms, recipient_cache_ms, close_grace_s;
+//   [tls] cert/key.
 // QUEUE FILE: envelope block (src/mail/envelope.ts), then our Received: header
 //   (src/mail/received.ts), then the message as received (dot-unstuffed). 250 is sent only
 //   after queued answered `ok` to `put` (journal fdatasynced) or `push` (file and directory
@@ -52,6 +54,7 @@ import { messagesRejected } from '../shared/metrics.js';
 import type { RunningServer, ServerContext } from '../shared/server-module.js';
 import { ensureTls } from '../shared/tls.js';
 import { FancySmtpServer, type ProtocolLimits } from './protocol.js';
+import { RecipientCache } from './recipient-cache.js';
 import { type Role, sessionHandlers } from './session.js';
 
 interface Listener {
@@ -78,7 +81,8 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
   const putClients = Array.from({ length: PUT_CONNECTIONS }, () => ipcClient(config, 'queued'));
   let nextPut = 0;
   const putVia = () => putClients[nextPut++ % putClients.length]!;
-  const deps = { config, logger, authd, queued, putVia, limits };
+  const recipients = new RecipientCache(cfg.recipient_cache_ms);
+  const deps = { config, logger, authd, queued, putVia, limits, recipients };
 
   const protocolLimits: ProtocolLimits = {
     commandTimeoutMs: cfg.command_timeout_s * 1000,
