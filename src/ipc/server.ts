@@ -56,6 +56,11 @@ export interface RequestContext {
   send(name: string, params?: string[]): void;
   /** Raw-input handlers only: a stream of exactly `length` bytes that follow the go-ahead. */
   receiveRaw(length: number): Readable;
+  /**
+   * Raw-input handlers, in-thread calls only: the bytes, already in memory (what receiveRaw
+   * would stream), so a handler that wants them whole skips the stream.
+   */
+  readonly rawBytes?: readonly Buffer[];
 }
 
 export interface HandlerSpec {
@@ -218,6 +223,7 @@ export class IpcServer {
         if (length !== total) throw new Error(`receiveRaw(${length}) for ${total} bytes`);
         return body && 'stream' in body ? body.stream : Readable.from(body ?? [], { objectMode: false });
       },
+      rawBytes: body && !('stream' in body) ? body : undefined,
     };
     this.localBusy++;
     try {

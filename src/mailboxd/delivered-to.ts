@@ -72,3 +72,21 @@ export async function* withDeliveredTo(source: AsyncIterable<Buffer>, header: Bu
     }
   }
 }
+
+/**
+ * deliveredToParts - BODY (the whole message, in memory) with the header inserted: the pieces
+ * withDeliveredTo yields for a source of one chunk, without its stream machinery.
+ */
+export function deliveredToParts(body: Buffer, header: Buffer): Buffer[] {
+  const around = (end: number): Buffer[] => (end < body.length ? [body.subarray(0, end), header, body.subarray(end)] : [body.subarray(0, end), header]);
+  const first = (): Buffer[] => (body.length > 0 ? [header, body] : [header]);
+  const rp = startsLikeReturnPath(body);
+  if (rp !== -1) {
+    const end = rp === 1 ? endOfHeaderField(body, false) : -1;
+    if (end >= 0) return around(end);
+    if (!(rp === 1 && body.length <= MAX_RETURN_PATH)) return first();
+  }
+  // Undecided at the end of the bytes (a short message): decide on what there is.
+  const end = startsLikeReturnPath(body) === 1 ? endOfHeaderField(body, true) : -1;
+  return end > 0 ? around(end) : first();
+}

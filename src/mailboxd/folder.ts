@@ -26,7 +26,7 @@ import { Keywords } from './flags.js';
 import type { DirCommit, DirSyncer } from '../shared/durable.js';
 import { runIo } from '../shared/io-pool.js';
 import { dirStamp } from '../shared/stamp.js';
-import { SMALL_MESSAGE, gatherBody, writeBigMessage, writeSmallMessage } from './maildir.js';
+import { SMALL_MESSAGE, gatherBody, inMemory, iterate, writeBigMessage, writeSmallMessage } from './maildir.js';
 import { newBaseName, parseName } from './maildir-name.js';
 import { Mutex, nextModseq } from './modseq.js';
 import { UIDLIST, type UidlistFile, appendLines, headerLine, lockOwner, newGuid, readUidlist, rewrite, sweepRewrites, uidKey, uidlistStamp, withLock } from './uidlist.js';
@@ -224,7 +224,7 @@ export class Folder {
    * directory entry) when it resolves, and numbered then only if `numbered` is asked (else
    * soon after: deferred numbering).
    */
-  async deliver(body: AsyncIterable<Buffer>, size: number, opts: { dkey?: string; letters?: string; mtime?: number; numbered?: boolean } = {}): Promise<Msg> {
+  async deliver(body: AsyncIterable<Buffer> | readonly Buffer[], size: number, opts: { dkey?: string; letters?: string; mtime?: number; numbered?: boolean } = {}): Promise<Msg> {
     await this.load();
     const base = newBaseName(this.host);
     const letters = opts.letters ?? '';
@@ -241,7 +241,7 @@ export class Folder {
       const done =
         size <= SMALL_MESSAGE
           ? await writeSmallMessage(this.syncer, this.dir, base, await gatherBody(body, size), finalPath, opts.mtime)
-          : await writeBigMessage(this.syncer, this.dir, base, body, size, finalPath, opts.mtime);
+          : await writeBigMessage(this.syncer, this.dir, base, inMemory(body) ? iterate(body) : body, size, finalPath, opts.mtime);
       this.ownChange(sub, done);
       m.mtime = opts.mtime ?? Math.floor(Date.now() / 1000);
       if (opts.numbered) await this.commit(m);

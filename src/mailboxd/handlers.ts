@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 
 import { type HandlerSpec, type IpcClient, type IpcConnection, type Reply, encodeParam, errnoStatus, error, failure, ok, preformatted, rawData } from '../ipc/index.js';
 import type { MailboxdConfig } from './config.js';
-import { deliveredToHeader, withDeliveredTo } from './delivered-to.js';
+import { deliveredToHeader, deliveredToParts, withDeliveredTo } from './delivered-to.js';
 import type { Folder, Msg } from './folder.js';
 import { folderHandlers } from './folder-handlers.js';
 import { DirSyncer } from '../shared/durable.js';
@@ -73,7 +73,7 @@ export class MailboxService {
   /** handlers - the message table. */
   handlers(): Record<string, HandlerSpec> {
     return {
-      store: { params: [3, 4], rawInput: true, nowLength: (p) => (/^\d{1,15}$/.test(p[2]!) ? Number(p[2]) : null), handle: (ctx) => this.store(ctx.params, ctx.send, ctx.receiveRaw) },
+      store: { params: [3, 4], rawInput: true, nowLength: (p) => (/^\d{1,15}$/.test(p[2]!) ? Number(p[2]) : null), handle: (ctx) => this.store(ctx.params, ctx.send, ctx.receiveRaw, ctx.rawBytes) },
       list: { params: [1, 2], handle: (ctx) => inOrder(ctx.conn, () => this.list(ctx.conn, ctx.params[0]!, ctx.params[1])) },
       retr: { params: 2, handle: (ctx) => inOrder(ctx.conn, () => this.retr(ctx.conn, ctx.params[0]!, ctx.params[1]!)) },
       dele: { params: 2, handle: (ctx) => inOrder(ctx.conn, () => this.dele(ctx.conn, ctx.params[0]!, ctx.params[1]!)) },
@@ -134,6 +134,7 @@ export class MailboxService {
     params: string[],
     send: (name: string, params?: string[]) => void,
     receiveRaw: (len: number) => Readable,
+    rawBytes?: readonly Buffer[],
   ): Promise<Reply> {
     const [to, recipient, lengthText, rawQid] = params as [string, string, string, string | undefined];
     // An empty QID is the 3-parameter form (a message without a queue id is stored each time).
@@ -176,11 +177,12 @@ export class MailboxService {
       if (!release) return failure('5.2.2', 'quota exceeded');
       try {
         send('ok');
-        const raw = receiveRaw(length);
+        // In-thread (the router beside us): the bytes are here already, no stream needed.
+        const whole = rawBytes ? (rawBytes.length === 1 ? rawBytes[0]! : Buffer.concat(rawBytes)) : null;
         // Not destroyed on an early exit: the IPC server then skips the rest, keeping framing.
-        const source = raw.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
+        const body = whole ? deliveredToParts(whole, header) : withDeliveredTo(receiveRaw(length).iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>, header);
         try {
-          const m = await inbox.deliver(withDeliveredTo(source, header), size, { dkey });
+          const m = await inbox.deliver(body, size, { dkey });
           this.logger.info({ event: 'mailboxd.stored', user, recipient, qid, size, pop3: m.pop3 }, 'stored');
           return ok();
         } catch (err) {

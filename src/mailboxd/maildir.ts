@@ -46,10 +46,25 @@ export async function writeBigMessage(syncer: DirSyncer, dir: string, base: stri
 export const SMALL_MESSAGE = FLUSH_BYTES;
 
 /** gatherBody - exactly SIZE bytes of BODY, in the pieces they came in. */
-export async function gatherBody(body: AsyncIterable<Buffer>, size: number): Promise<Buffer[]> {
+export async function gatherBody(body: AsyncIterable<Buffer> | readonly Buffer[], size: number): Promise<Buffer[]> {
+  if (inMemory(body)) {
+    const seen = body.reduce((n: number, b: Buffer) => n + b.length, 0);
+    if (seen !== size) throw new Error(`message is ${seen} bytes, announced ${size}`);
+    return body.slice();
+  }
   const pieces: Buffer[] = [];
   for await (const chunk of exactly(body, size)) pieces.push(chunk);
   return pieces;
+}
+
+/** inMemory - BODY is the message's pieces already in memory (Array.isArray does not narrow a readonly array). */
+export function inMemory(body: AsyncIterable<Buffer> | readonly Buffer[]): body is readonly Buffer[] {
+  return Array.isArray(body);
+}
+
+/** iterate - pieces already in memory as the async iterable a streamed body is. */
+export async function* iterate(pieces: readonly Buffer[]): AsyncIterable<Buffer> {
+  yield* pieces;
 }
 
 /** exactly - BODY's chunks, failing when they add up to more or less than SIZE bytes. */

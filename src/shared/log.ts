@@ -4,6 +4,7 @@
 import { pino, type Logger } from 'pino';
 
 import type { Config } from '../config/schema.js';
+import { LogFile } from './log-file.js';
 
 export type { Logger };
 
@@ -12,21 +13,26 @@ export function createLogger(cfg: Pick<Config, 'log' | 'hostname'>): Logger {
   const level = cfg.log.level;
   if (level === 'silent') return pino({ level });
   const toStdout = cfg.log.file === '-' || cfg.log.file === '';
-  // Lines are gathered into writes of up to 4 KiB rather than one write(2) each; what is
-  // still buffered is flushed on a clean stop (a crash may lose the last few lines, never mail).
-  const dest = toStdout
-    ? pino.destination({ dest: 1, sync: false, minLength: 4096 })
-    : pino.destination({ dest: cfg.log.file, mkdir: true, sync: false, minLength: 4096 });
+  // Lines are gathered into writes of about 4 KiB rather than one write(2) each; what is still
+  // buffered is flushed on a clean stop (a crash may lose the last few lines, never mail).
+  const dest = new LogFile(toStdout ? 1 : cfg.log.file);
   // A quiet server must not sit on its last lines: flush what is buffered every second.
-  setInterval(() => {
-    try {
-      dest.flush();
-    } catch {
-      // not open yet, or already closed
-    }
-  }, 1000).unref();
+  setInterval(() => dest.flush(), 1000).unref();
   // `host` tells lines apart when `fmail trace` merges several hosts' logs.
-  return pino({ level, base: { pid: process.pid, host: cfg.hostname }, timestamp: pino.stdTimeFunctions.isoTime }, dest);
+  return pino({ level, base: { pid: process.pid, host: cfg.hostname }, timestamp: isoTime }, dest);
+}
+
+// isoTime - pino's ISO timestamp, made once per millisecond (a busy server logs several lines
+// in each).
+let lastMs = -1;
+let lastTime = '';
+function isoTime(): string {
+  const now = Date.now();
+  if (now !== lastMs) {
+    lastMs = now;
+    lastTime = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return lastTime;
 }
 
 /** silentLogger - for tests and one-shot commands. */
