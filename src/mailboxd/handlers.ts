@@ -12,6 +12,7 @@ import type { Readable } from 'node:stream';
 
 import type { Logger } from 'pino';
 
+import { AnswerCache } from '../ipc/answer-cache.js';
 import { type HandlerSpec, type IpcClient, type IpcConnection, type Reply, encodeParam, errnoStatus, error, failure, ok, preformatted, rawData } from '../ipc/index.js';
 import type { MailboxdConfig } from './config.js';
 import { deliveredToHeader, deliveredToParts, withDeliveredTo } from './delivered-to.js';
@@ -24,6 +25,8 @@ import { Watchers } from './watchers.js';
 
 const CHAIN = 'mailboxd.chain';
 const SMALL_MESSAGE = 128 * 1024;
+/** How long authd's `ok` for a store's user is reused (see AnswerCache): a burst to one mailbox asks once. */
+const STORE_USER_CACHE_MS = 100;
 /** A message file is opened without following a symlink or waiting on a FIFO someone planted in the Maildir. */
 const MESSAGE_OPEN = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
 const NUMBERING = 'mailboxd.numbering';
@@ -42,6 +45,8 @@ export class MailboxService {
   /** Stores in progress per delivery key (exactly-once: the second waits for the first). */
   private readonly storing = new Map<string, Promise<unknown>>();
   readonly watchers: Watchers;
+  /** authd's recent `ok` answers, for `store` (the router asked the same a moment before). */
+  private readonly resolved: AnswerCache;
 
   constructor(
     private readonly root: string,
@@ -51,6 +56,7 @@ export class MailboxService {
     readonly logger: Logger,
     secret?: string,
   ) {
+    this.resolved = new AnswerCache(authd, STORE_USER_CACHE_MS);
     this.watchers = new Watchers(secret, logger, (user, folder) => {
       const f = this.boxes.get(user)?.cachedFolder(folder);
       return f ? { uidnext: f.uidnext, highestModseq: f.highestModseq, count: f.messages().length } : null;
@@ -145,7 +151,7 @@ export class MailboxService {
     // RECIPIENT becomes a header line: no control characters (no header injection).
     if (recipient.length === 0 || recipient.length > 998 || /[\x00-\x1f\x7f]/.test(recipient)) return failure('5.1.3', 'bad recipient');
     if (qid !== undefined && !QID_RE.test(qid)) return failure('5.5.4', 'bad queue id');
-    const check = await checkUser(this.authd, to);
+    const check = await checkUser(this.resolved, to);
     if (!check.ok) return failure(check.status, check.message);
     const user = check.user;
     const header = deliveredToHeader(recipient);

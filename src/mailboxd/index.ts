@@ -11,7 +11,8 @@
 //   folders, folder-create/-delete/-rename/-subscribe/-status, index, changes, fetch, path,
 //   append, flags, copy, move, expunge, watch, unwatch  (folder-handlers.ts)
 //
-// CALLS: authd `resolve: USER` (or `verify`); watchers' callbacks (`changed: ...`).
+// CALLS: authd `resolve: USER` (or `verify`; for `store` an ok answer is reused 100 ms, as the
+//   router asked the same a moment before); watchers' callbacks (`changed: ...`).
 //
 // STORAGE: DATA/<maildirs>/<user>/{tmp,new,cur}, folders `.NAME/` (mUTF-7) with the same, names
 // `<secs>.M<usecs>P<pid>Q<n>.<host>,S=<size>[,D=<key>][:2,<flags>]` as Dovecot writes them, and

@@ -32,7 +32,7 @@ export type UserCheck = { ok: true; user: string } | { ok: false; status: string
  * those first). An authd without `resolve` is asked `verify` instead. The error text is what
  * the client sees.
  */
-export async function checkUser(authd: IpcClient, raw: string): Promise<UserCheck> {
+export async function checkUser(authd: Pick<IpcClient, 'request'>, raw: string): Promise<UserCheck> {
   const user = safeUser(raw);
   if (!user) return { ok: false, status: '5.1.3', message: 'bad user name' };
   try {

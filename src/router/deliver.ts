@@ -7,6 +7,7 @@
 import path from 'node:path';
 import { Readable } from 'node:stream';
 
+import type { AnswerCache } from '../ipc/answer-cache.js';
 import { type IpcClient, errorStatus } from '../ipc/index.js';
 import type { Config } from '../config/schema.js';
 import { domainOf } from '../mail/address.js';
@@ -22,6 +23,8 @@ import { messagesBounced, messagesDeferred, messagesDelivered } from '../shared/
 export interface Clients {
   queued: IpcClient;
   authd: IpcClient;
+  /** authd's recent `resolve` answers (an ok answer kept RESOLVE_CACHE_MS); authd itself when absent. */
+  resolved?: AnswerCache;
   smtpOut: IpcClient;
   /** Reads popped messages: in place when co-located with queued, else a copy fetched with `get`. */
   files: QueueFiles;
@@ -153,7 +156,7 @@ async function deliverRecipient(job: Job, rcpt: string): Promise<Outcome | 'remo
   if (!domain) return { rcpt, kind: 'perm', status: '5.1.3', diagnostic: `bad recipient address syntax: ${rcpt}` };
   let resolved;
   try {
-    resolved = await clients.authd.request('resolve', [rcpt]);
+    resolved = await (clients.resolved ?? clients.authd).request('resolve', [rcpt]);
   } catch (err) {
     return { rcpt, kind: 'temp', status: '4.4.3', diagnostic: `authd unavailable: ${(err as Error).message}` };
   }

@@ -5,7 +5,7 @@
 // Calls: queued (`subscribe`, `pop`, `done`, `defer`, `slot`, `push`), authd (`resolve`,
 //   `domain`), mailboxd (`store`), smtp-out (`send`).
 // Strategy: subscribed to `incoming`, and also polls every [router] poll_s. Each popped message:
-//   for every recipient, authd `resolve` -> local users -> mailboxd `store` with a Return-Path
+//   for every recipient, authd `resolve` (an ok answer reused 100 ms) -> local users -> mailboxd `store` with a Return-Path
 //   line; not a local domain -> smtp-out `send`. `done` only once every recipient is handed
 //   over (at-least-once: a crash in between can deliver twice, never zero times). Temporary
 //   failures -> `defer` with back-off (the remaining recipients move to a new slot when some
