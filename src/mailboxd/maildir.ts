@@ -86,6 +86,9 @@ async function* exactly(body: AsyncIterable<Buffer>, size: number): AsyncIterabl
  */
 export async function writeSmallMessage(syncer: DirSyncer, dir: string, base: string, data: Buffer[], finalPath: string, mtime?: number): Promise<DirCommit> {
   const tmpPath = path.join(dir, 'tmp', base);
+  const folder = path.dirname(finalPath);
+  // The folder's next batch waits (briefly) for this file: more renames share its fsync.
+  const arrive = syncer.expect(folder);
   const write = () => runIo({ op: 'write', path: tmpPath, flags: 'wx', data, sync: true, close: true, mtime });
   try {
     try {
@@ -97,12 +100,16 @@ export async function writeSmallMessage(syncer: DirSyncer, dir: string, base: st
       await write();
     }
   } catch (err) {
+    arrive();
     // A partial file is ours to remove, unless the exclusive create found someone else's.
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') await removeFile(tmpPath).catch(() => {});
     throw err;
   }
+  // Arrived and queued in the same turn, so the waiting batch takes it.
+  arrive();
+  const committed = syncer.sync(folder, { from: tmpPath, to: finalPath });
   try {
-    return await syncer.sync(path.dirname(finalPath), { from: tmpPath, to: finalPath });
+    return await committed;
   } catch (err) {
     await removeFile(tmpPath).catch(() => {});
     throw err;

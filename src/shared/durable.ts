@@ -45,8 +45,49 @@ interface Waiter {
   reject(err: Error): void;
 }
 
+/** Longest a folder's batch waits for writes announced with expect() (see DirSyncer.expect). */
+const GATHER_MS = 5;
+
+interface DirState {
+  running: boolean;
+  waiting: Waiter[];
+  /** Writes announced with expect() and not arrived yet. */
+  expected: number;
+  /** Wakes a batch that waits for them. */
+  arrived: (() => void) | null;
+}
+
 export class DirSyncer {
-  private readonly dirs = new Map<string, { running: boolean; waiting: Waiter[] }>();
+  private readonly dirs = new Map<string, DirState>();
+
+  private state(dir: string): DirState {
+    let d = this.dirs.get(dir);
+    if (!d) {
+      d = { running: false, waiting: [], expected: 0, arrived: null };
+      this.dirs.set(dir, d);
+    }
+    return d;
+  }
+
+  /**
+   * expect - a file bound for DIR is being written (its sync() follows): the next batch waits
+   * for it, GATHER_MS at most. Call the function returned once it is written or failed. Why:
+   * files written side by side in several I/O workers finish one by one, and each batch took
+   * only those that had finished. Measured under strace at 20 SMTP sessions, fsyncs of new/ per
+   * message: 0.60-0.65 without this wait, 0.46 waiting up to 2 ms, 0.40 up to 5 ms (all fsyncs
+   * and fdatasyncs per message: 2.33, 2.20, 2.05). A delivery is acknowledged later by as much.
+   */
+  expect(dir: string): () => void {
+    const state = this.state(dir);
+    state.expected++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      state.expected--;
+      state.arrived?.();
+    };
+  }
 
   /**
    * sync - resolves once an fsync of DIR that began after this call has completed. STEP (a
@@ -54,24 +95,32 @@ export class DirSyncer {
    * before that fsync; its own failure rejects only this caller, with the fs error code.
    */
   sync(dir: string, step: CommitStep = {}): Promise<DirCommit> {
-    let d = this.dirs.get(dir);
-    if (!d) {
-      d = { running: false, waiting: [] };
-      this.dirs.set(dir, d);
-    }
-    const state = d;
+    const state = this.state(dir);
     return new Promise<DirCommit>((resolve, reject) => {
       state.waiting.push({ step, resolve, reject });
+      state.arrived?.();
       if (!state.running) void this.run(dir, state);
     });
   }
 
-  private async run(dir: string, state: { running: boolean; waiting: Waiter[] }): Promise<void> {
+  private async run(dir: string, state: DirState): Promise<void> {
     state.running = true;
     while (state.waiting.length > 0) {
       // One turn of the event loop first, so callers whose input is already here join (as the
-      // queue journal's flush does).
+      // queue journal's flush does); then, for a little while, the writes still on their way.
       await new Promise<void>((resolve) => setImmediate(resolve));
+      const deadline = Date.now() + GATHER_MS;
+      while (state.expected > 0 && Date.now() < deadline) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(finish, Math.max(1, deadline - Date.now()));
+          function finish(): void {
+            clearTimeout(timer);
+            state.arrived = null;
+            resolve();
+          }
+          state.arrived = finish;
+        });
+      }
       const batch = state.waiting.splice(0);
       try {
         const r = await runIo({ op: 'commit', dir, steps: batch.map((w) => w.step) });
@@ -86,7 +135,7 @@ export class DirSyncer {
       }
     }
     state.running = false;
-    if (this.dirs.size > 64) this.dirs.delete(dir);
+    if (this.dirs.size > 64 && state.expected === 0) this.dirs.delete(dir);
   }
 }
 
