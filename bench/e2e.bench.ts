@@ -80,7 +80,8 @@ type Mode = 'e2e' | 'accept';
 // whose table block is still cached. Postfix deletes a queue file per message, so the server
 // that ran after it paid for Postfix's 10,000 deletions on every file it created (measured with
 // the e2e probe: FancyMail after 10,000 files were deleted 843-999 msg/s, otherwise
-// 1,146-1,198; perf: 22 % of its CPU in find_inode_bit/recently_deleted). Each server now pays
+// 1,146-1,198; perf after some 40,000 deletions: 22 % of its CPU in find_inode_bit and
+// recently_deleted). Each server now pays
 // only for its own deletions. Needs root (as the rest of this bench); said once if it fails.
 let settleWarned = false;
 function settle(): void {

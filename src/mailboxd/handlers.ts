@@ -12,7 +12,7 @@ import type { Readable } from 'node:stream';
 
 import type { Logger } from 'pino';
 
-import { AnswerCache } from '../ipc/answer-cache.js';
+import { ANSWER_CACHE_MS, AnswerCache } from '../ipc/answer-cache.js';
 import { type HandlerSpec, type IpcClient, type IpcConnection, type Reply, encodeParam, errnoStatus, error, failure, ok, preformatted, rawData } from '../ipc/index.js';
 import type { MailboxdConfig } from './config.js';
 import { deliveredToHeader, deliveredToParts, withDeliveredTo } from './delivered-to.js';
@@ -25,8 +25,6 @@ import { Watchers } from './watchers.js';
 
 const CHAIN = 'mailboxd.chain';
 const SMALL_MESSAGE = 128 * 1024;
-/** How long authd's `ok` for a store's user is reused (see AnswerCache): a burst to one mailbox asks once. */
-const STORE_USER_CACHE_MS = 100;
 /** A message file is opened without following a symlink or waiting on a FIFO someone planted in the Maildir. */
 const MESSAGE_OPEN = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
 const NUMBERING = 'mailboxd.numbering';
@@ -56,7 +54,7 @@ export class MailboxService {
     readonly logger: Logger,
     secret?: string,
   ) {
-    this.resolved = new AnswerCache(authd, STORE_USER_CACHE_MS);
+    this.resolved = new AnswerCache(authd, ANSWER_CACHE_MS);
     this.watchers = new Watchers(secret, logger, (user, folder) => {
       const f = this.boxes.get(user)?.cachedFolder(folder);
       return f ? { uidnext: f.uidnext, highestModseq: f.highestModseq, count: f.messages().length } : null;

@@ -23,7 +23,7 @@ import { messagesBounced, messagesDeferred, messagesDelivered } from '../shared/
 export interface Clients {
   queued: IpcClient;
   authd: IpcClient;
-  /** authd's recent `resolve` answers (an ok answer kept RESOLVE_CACHE_MS); authd itself when absent. */
+  /** authd's recent `resolve` answers (an ok answer kept ANSWER_CACHE_MS); authd itself when absent. */
   resolved?: AnswerCache;
   smtpOut: IpcClient;
   /** Reads popped messages: in place when co-located with queued, else a copy fetched with `get`. */

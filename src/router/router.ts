@@ -1,7 +1,7 @@
 // Router - pops `incoming` through a QueueConsumer (alerts and a poll timer kick it; at most
 // [router] concurrency messages in hand) and hands each message to deliverMessage.
 
-import { AnswerCache } from '../ipc/answer-cache.js';
+import { ANSWER_CACHE_MS, AnswerCache } from '../ipc/answer-cache.js';
 import { IpcClient } from '../ipc/index.js';
 import type { Config } from '../config/schema.js';
 import { ipcClient, ipcClientAt } from '../shared/ipc-setup.js';
@@ -12,9 +12,6 @@ import { queueIsRemote } from '../mail/spool.js';
 import { dataPath } from '../config/load.js';
 import type { Logger } from '../shared/log.js';
 import { type Clients, deliverMessage } from './deliver.js';
-
-/** How long authd's `ok` to `resolve: RCPT` is reused: a burst to one mailbox asks once (see AnswerCache). */
-const RESOLVE_CACHE_MS = 100;
 
 /** Messages up to this size come with their lease; bigger ones are read from the file (streamed). */
 const TAKE_BYTES = 1024 * 1024;
@@ -39,7 +36,7 @@ export class Router {
       queued,
       files: new QueueFiles(queued, config.router.queue_colocated ? null : dataPath(config, 'router/queue-copies')),
       authd,
-      resolved: new AnswerCache(authd, RESOLVE_CACHE_MS),
+      resolved: new AnswerCache(authd, ANSWER_CACHE_MS),
       smtpOut: ipcClient(config, 'smtp_out'),
       mailboxd: () => mailboxd[this.nextMailbox++ % mailboxd.length]!,
       mailboxdFor: async (user) => {

@@ -6,11 +6,11 @@
 // arrive while every worker is busy go to the next free one together (one hop for the batch),
 // but at most ONE job with an fsync per batch: fsyncs run side by side in different workers,
 // so the file system merges them into one journal commit (measured: 4 files fsynced in a row
-// by one thread cost 4 commits; by 4 threads at once, about one, on a journaled file system; this VM's ext4 without a
-// journal still gains from the disk's own queue). One worker is kept for urgent jobs (the queue
-// journal's commit, which SMTP clients wait for). Workers start on first use, ref the process
-// only while they have work, and each JavaScript thread (the main one, fmail start's front-end
-// thread) has its own pool.
+// by one thread cost 4 commits; by 4 threads at once, about one, on a journaled file system;
+// this VM's ext4 without a journal still gains from the disk's own queue). One worker is kept
+// for urgent jobs (the queue journal's commit, which SMTP clients wait for). Workers start on
+// first use, ref the process only while they have work, and each JavaScript thread (the main
+// one, fmail start's front-end thread) has its own pool.
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
@@ -88,7 +88,6 @@ export interface IoResult {
 
 interface Pending {
   job: IoJob;
-  urgent: boolean;
   resolve(r: IoResult): void;
   reject(err: Error): void;
 }
@@ -142,7 +141,7 @@ export function ioError(e: { code?: string; message: string }): NodeJS.ErrnoExce
  */
 export function runIo(job: IoJob, urgent = false): Promise<IoResult> {
   return new Promise<IoResult>((resolve, reject) => {
-    (urgent ? urgentQueue : queue).push({ job, urgent, resolve, reject });
+    (urgent ? urgentQueue : queue).push({ job, resolve, reject });
     if (!scheduled) {
       scheduled = true;
       // Jobs submitted in the same turn of the event loop leave together.

@@ -4,7 +4,7 @@
 //   writes each accepted message into a slot of queue `incoming`.
 // IPC ANSWERED: none (smtpd is a client only).
 // CALLS: authd `auth` (AUTH PLAIN/LOGIN), `domain` + `verify` (RCPT; a local mailbox confirmed is
-//   trusted for recipient_cache_ms, recipient-cache.ts), `resolve` (MAIL FROM
+//   trusted for recipient_cache_ms, AnswerCache), `resolve` (MAIL FROM
 //   ownership); queued `slot: incoming`, then `put: incoming ; PATH ; LENGTH` + the bytes (up
 //   to 1 MiB: journaled by queued, group commit) or the file written and `push: incoming ;
 //   PATH ; synced` (bigger messages). With [smtpd] queue_colocated = false every message goes
@@ -48,13 +48,13 @@ import type { SMTPServerOptions } from 'smtp-server';
 
 import { isLoopbackIp } from '../shared/client-ip.js';
 import { ConnectionLimiter } from '../shared/connection-limiter.js';
+import { AnswerCache } from '../ipc/answer-cache.js';
 import { ipcClient } from '../shared/ipc-setup.js';
 import { queueIsRemote } from '../mail/spool.js';
 import { messagesRejected } from '../shared/metrics.js';
 import type { RunningServer, ServerContext } from '../shared/server-module.js';
 import { ensureTls } from '../shared/tls.js';
 import { FancySmtpServer, type ProtocolLimits } from './protocol.js';
-import { RecipientCache } from './recipient-cache.js';
 import { type Role, sessionHandlers } from './session.js';
 
 interface Listener {
@@ -81,8 +81,9 @@ export async function start(ctx: ServerContext): Promise<RunningServer> {
   const putClients = Array.from({ length: PUT_CONNECTIONS }, () => ipcClient(config, 'queued'));
   let nextPut = 0;
   const putVia = () => putClients[nextPut++ % putClients.length]!;
-  const recipients = new RecipientCache(cfg.recipient_cache_ms);
-  const deps = { config, logger, authd, queued, putVia, limits, recipients };
+  // RCPT's two questions, an ok answer reused for recipient_cache_ms (bursts to one mailbox).
+  const answers = new AnswerCache(authd, cfg.recipient_cache_ms);
+  const deps = { config, logger, authd, answers, queued, putVia, limits };
 
   const protocolLimits: ProtocolLimits = {
     commandTimeoutMs: cfg.command_timeout_s * 1000,

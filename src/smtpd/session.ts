@@ -8,6 +8,7 @@
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 
 import type { Config } from '../config/schema.js';
+import type { AnswerCache } from '../ipc/answer-cache.js';
 import type { IpcClient } from '../ipc/index.js';
 import { canonicalUser, domainOf, normalizeAddress } from '../mail/address.js';
 import { formatEnvelope } from '../mail/envelope.js';
@@ -16,7 +17,6 @@ import type { ConnectionLimiter } from '../shared/connection-limiter.js';
 import type { Logger } from '../shared/log.js';
 import { connections, messagesReceived, messagesRejected } from '../shared/metrics.js';
 import { startChecks } from './checks.js';
-import type { RecipientCache } from './recipient-cache.js';
 import { receiveData } from './spool-writer.js';
 
 export type Role = 'smtp' | 'submission' | 'submissions';
@@ -29,8 +29,8 @@ export interface SessionDeps {
   /** A connection to queued for the next message's `put` (one put at a time per connection). */
   putVia(): IpcClient;
   limits: ConnectionLimiter;
-  /** Recipients authd confirmed a moment ago. */
-  recipients: RecipientCache;
+  /** authd for RCPT's `domain` and `verify`: an ok answer reused for recipient_cache_ms. */
+  answers: AnswerCache;
 }
 
 type Handlers = Pick<SMTPServerOptions, 'onConnect' | 'onAuth' | 'onMailFrom' | 'onRcptTo' | 'onData' | 'onClose'>;
@@ -46,7 +46,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 /** sessionHandlers - the callbacks for one listener. */
 export function sessionHandlers(role: Role, deps: SessionDeps): Handlers {
-  const { config, logger, authd, queued, limits, putVia, recipients } = deps;
+  const { config, logger, authd, answers, queued, limits, putVia } = deps;
   const cfg = config.smtpd;
   const counted = new Set<string>();
   const authRequired = role !== 'smtp';
@@ -115,7 +115,7 @@ export function sessionHandlers(role: Role, deps: SessionDeps): Handlers {
 
     onRcptTo(address: SMTPServerAddress, session, cb) {
       const rcpt = normalizeAddress(address.address);
-      checkRecipient(rcpt, !!session.user, authd, recipients).then(
+      checkRecipient(rcpt, !!session.user, answers).then(
         (verdict) => {
           if (verdict === 'ok') return cb();
           if (verdict === 'unknown') {
@@ -179,13 +179,11 @@ export function sessionHandlers(role: Role, deps: SessionDeps): Handlers {
 }
 
 /** checkRecipient - local and known, local and unknown, or remote (allowed only when authenticated). */
-async function checkRecipient(rcpt: string, authenticated: boolean, authd: IpcClient, recipients: RecipientCache): Promise<'ok' | 'unknown' | 'relay'> {
-  if (recipients.known(rcpt)) return 'ok';
+async function checkRecipient(rcpt: string, authenticated: boolean, authd: AnswerCache): Promise<'ok' | 'unknown' | 'relay'> {
   const domain = domainOf(rcpt);
   // Both questions at once (one round trip to authd, not two); a bare `postmaster` (RFC 5321
   // 4.1.1.3) is always ours.
   const [local, known] = await Promise.all([domain === '' ? true : authd.request('domain', [domain]).then((r) => r.ok), authd.request('verify', [rcpt]).then((r) => r.ok)]);
-  if (local && known) recipients.remember(rcpt);
   if (local) return known ? 'ok' : 'unknown';
   return authenticated ? 'ok' : 'relay';
 }

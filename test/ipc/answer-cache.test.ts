@@ -40,3 +40,19 @@ test('ok answers are reused for the TTL, errors never', async () => {
     await server.close();
   }
 });
+
+test('bounded (the oldest answers make room), and off at a TTL of 0', async () => {
+  let asked = 0;
+  const fake = { request: async (_name: string, params: string[] = []) => (asked++, { ok: true, params }) };
+  const cache = new AnswerCache(fake, 60_000);
+  for (let i = 0; i < 5000; i++) await cache.request('resolve', [`u${i}@example.test`]);
+  asked = 0;
+  await cache.request('resolve', ['u4999@example.test']);
+  assert.equal(asked, 0, 'the newest is kept');
+  await cache.request('resolve', ['u0@example.test']);
+  assert.equal(asked, 1, 'the oldest made room');
+  const off = new AnswerCache(fake, 0);
+  await off.request('resolve', ['a@example.test']);
+  await off.request('resolve', ['a@example.test']);
+  assert.equal(asked, 3);
+});

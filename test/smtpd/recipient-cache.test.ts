@@ -1,25 +1,11 @@
-// smtpd's recipient cache: a local mailbox authd confirmed is trusted for recipient_cache_ms;
-// unknown recipients are asked every time, and a removed user is refused once the time is up.
+// smtpd's recipient_cache_ms (an AnswerCache on authd): a local mailbox authd confirmed is
+// trusted for that long; unknown recipients are asked every time, and a removed user is refused
+// once the time is up.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { RecipientCache } from '../../src/smtpd/recipient-cache.js';
 import { type Harness, USERS, greet, startHarness } from './harness.js';
-
-test('RecipientCache: kept for its TTL only, bounded, off at 0', () => {
-  const c = new RecipientCache(100);
-  c.remember('a@example.test', 1000);
-  assert.equal(c.known('a@example.test', 1050), true);
-  assert.equal(c.known('a@example.test', 1100), false);
-  assert.equal(c.known('b@example.test', 1000), false);
-  for (let i = 0; i < 5000; i++) c.remember(`u${i}@example.test`, 2000);
-  assert.equal(c.known('u0@example.test', 2001), false, 'the oldest entries make room');
-  assert.equal(c.known('u4999@example.test', 2001), true);
-  const off = new RecipientCache(0);
-  off.remember('a@example.test', 1000);
-  assert.equal(off.known('a@example.test', 1000), false);
-});
 
 describe('smtpd recipient cache (recipient_cache_ms = 1500)', () => {
   let h: Harness;
