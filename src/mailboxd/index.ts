@@ -19,9 +19,10 @@
 // per folder `dovecot-uidlist` and `dovecot-keywords` in Dovecot's formats, so Dovecot, mutt
 // and other Maildir tools share our mailboxes (and Dovecot shows our UIDs).
 // Delivery: tmp/, fsync, rename into new/, "group fsync" of new/, then `ok`. A message up to
-// 64 KiB is gathered first and its create-write-fsync-rename runs inside new/'s group fsync job
-// (one I/O hop for all concurrent stores); a bigger one streams to tmp/. "Deferred numbering":
-// the UIDs of what was stored follow within 20 ms (at once when a reader asks), for all those
+// 64 KiB is gathered first and written and fdatasynced in one I/O job; its rename joins new/'s
+// group fsync job, which waits up to 20 ms for concurrent stores (nobody but the router waits on
+// a store). A bigger one streams to tmp/. "Deferred numbering":
+// the UIDs of what was stored follow within 100 ms (at once when a reader asks), for all those
 // stores in one uidlist append + fdatasync under its lock; no UID is shown before its line is
 // on disk. IMAP `append` numbers before answering. The index lives in memory (folder.ts): a
 // "stat check" of new/, cur/ and the uidlist before answering picks up changes made behind

@@ -11,7 +11,7 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 
-import { type DirCommit, type DirSyncer, DurableFile, FLUSH_BYTES, removeFile } from '../shared/durable.js';
+import { type DirCommit, type DirSyncer, DurableFile, FLUSH_BYTES, type GatherOptions, removeFile } from '../shared/durable.js';
 import { runIo } from '../shared/io-pool.js';
 
 /**
@@ -21,7 +21,7 @@ import { runIo } from '../shared/io-pool.js';
  * around that job tell our rename from anyone else's change. On any failure (short body, disk
  * error) the tmp/ file is removed and nothing shows at `finalPath`.
  */
-export async function writeBigMessage(syncer: DirSyncer, dir: string, base: string, body: AsyncIterable<Buffer>, size: number, finalPath: string, mtime?: number): Promise<DirCommit> {
+export async function writeBigMessage(syncer: DirSyncer, dir: string, base: string, body: AsyncIterable<Buffer>, size: number, finalPath: string, mtime?: number, gather?: GatherOptions): Promise<DirCommit> {
   // A streamed body cannot be written a second time: folders removed under us (e.g. by an
   // administrator) are made again first, three mkdirs per big message.
   await remakeMaildir(dir);
@@ -35,7 +35,7 @@ export async function writeBigMessage(syncer: DirSyncer, dir: string, base: stri
     throw err;
   }
   try {
-    return await syncer.sync(path.dirname(finalPath), { from: tmpPath, to: finalPath });
+    return await syncer.sync(path.dirname(finalPath), { from: tmpPath, to: finalPath }, gather);
   } catch (err) {
     await removeFile(tmpPath).catch(() => {});
     throw err;
@@ -81,10 +81,11 @@ async function* exactly(body: AsyncIterable<Buffer>, size: number): AsyncIterabl
 /**
  * writeSmallMessage - DATA as tmp/BASE, fdatasynced (mtime set when given) in one I/O job; then
  * renamed to `finalPath` and the folder fsynced in the folder's commit job, shared with
- * concurrent deliveries; the folder's stamps around that job. On failure nothing shows at
+ * concurrent deliveries (GATHER: how long that job may wait for them); the folder's stamps
+ * around that job. On failure nothing shows at
  * `finalPath` and no tmp/ file is left.
  */
-export async function writeSmallMessage(syncer: DirSyncer, dir: string, base: string, data: Buffer[], finalPath: string, mtime?: number): Promise<DirCommit> {
+export async function writeSmallMessage(syncer: DirSyncer, dir: string, base: string, data: Buffer[], finalPath: string, mtime?: number, gather?: GatherOptions): Promise<DirCommit> {
   const tmpPath = path.join(dir, 'tmp', base);
   const folder = path.dirname(finalPath);
   // The folder's next batch waits (briefly) for this file: more renames share its fsync.
@@ -107,7 +108,7 @@ export async function writeSmallMessage(syncer: DirSyncer, dir: string, base: st
   }
   // Arrived and queued in the same turn, so the waiting batch takes it.
   arrive();
-  const committed = syncer.sync(folder, { from: tmpPath, to: finalPath });
+  const committed = syncer.sync(folder, { from: tmpPath, to: finalPath }, gather);
   try {
     return await committed;
   } catch (err) {

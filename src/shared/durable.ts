@@ -41,12 +41,30 @@ export interface DirCommit {
 
 interface Waiter {
   step: CommitStep;
+  gather: GatherOptions;
   resolve(c: DirCommit): void;
   reject(err: Error): void;
 }
 
+/**
+ * How long a folder's batch gathers renames before its one fsync. The default waits only for
+ * writes announced with expect(), GATHER_MS at most. A caller no client waits on (mailboxd's
+ * delivery: the SMTP 250 was given long before) may let its batch gather longer; a batch
+ * keeps the most impatient rule among its callers.
+ */
+export interface GatherOptions {
+  /** Longest wait, ms. */
+  maxMs: number;
+  /** Go at once when this many renames wait. */
+  count: number;
+  /** Also keep waiting while the last rename joined less than this long ago, ms (0: only for expected writes). */
+  idleMs: number;
+}
+
 /** Longest a folder's batch waits for writes announced with expect() (see DirSyncer.expect). */
 const GATHER_MS = 5;
+
+const PROMPT: GatherOptions = { maxMs: GATHER_MS, count: Infinity, idleMs: 0 };
 
 interface DirState {
   running: boolean;
@@ -55,6 +73,8 @@ interface DirState {
   expected: number;
   /** Wakes a batch that waits for them. */
   arrived: (() => void) | null;
+  /** When the last rename joined (Date.now()). */
+  joinedAt: number;
 }
 
 export class DirSyncer {
@@ -63,7 +83,7 @@ export class DirSyncer {
   private state(dir: string): DirState {
     let d = this.dirs.get(dir);
     if (!d) {
-      d = { running: false, waiting: [], expected: 0, arrived: null };
+      d = { running: false, waiting: [], expected: 0, arrived: null, joinedAt: 0 };
       this.dirs.set(dir, d);
     }
     return d;
@@ -85,7 +105,8 @@ export class DirSyncer {
       if (done) return;
       done = true;
       state.expected--;
-      state.arrived?.();
+      // Only the last one changes what a waiting batch waits for.
+      if (state.expected === 0) state.arrived?.();
     };
   }
 
@@ -94,11 +115,13 @@ export class DirSyncer {
    * rename, optionally with a check and fsync of the file first) runs in the same job just
    * before that fsync; its own failure rejects only this caller, with the fs error code.
    */
-  sync(dir: string, step: CommitStep = {}): Promise<DirCommit> {
+  sync(dir: string, step: CommitStep = {}, gather: GatherOptions = PROMPT): Promise<DirCommit> {
     const state = this.state(dir);
     return new Promise<DirCommit>((resolve, reject) => {
-      state.waiting.push({ step, resolve, reject });
-      state.arrived?.();
+      state.waiting.push({ step, gather, resolve, reject });
+      state.joinedAt = Date.now();
+      // A patient caller wakes the batch only when it fills it (its timer sees later joins).
+      if (gather.idleMs === 0 || state.waiting.length >= gather.count) state.arrived?.();
       if (!state.running) void this.run(dir, state);
     });
   }
@@ -109,10 +132,16 @@ export class DirSyncer {
       // One turn of the event loop first, so callers whose input is already here join (as the
       // queue journal's flush does); then, for a little while, the writes still on their way.
       await new Promise<void>((resolve) => setImmediate(resolve));
-      const deadline = Date.now() + GATHER_MS;
-      while (state.expected > 0 && Date.now() < deadline) {
+      const start = Date.now();
+      for (;;) {
+        const now = Date.now();
+        const { maxMs, count, idleMs } = strictest(state.waiting);
+        const deadline = start + maxMs;
+        if (state.waiting.length >= count || now >= deadline) break;
+        const until = state.expected > 0 ? deadline : Math.min(deadline, state.joinedAt + idleMs);
+        if (until <= now) break;
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(finish, Math.max(1, deadline - Date.now()));
+          const timer = setTimeout(finish, Math.max(1, until - now));
           function finish(): void {
             clearTimeout(timer);
             state.arrived = null;
@@ -137,6 +166,19 @@ export class DirSyncer {
     state.running = false;
     if (this.dirs.size > 64 && state.expected === 0) this.dirs.delete(dir);
   }
+}
+
+function strictest(waiting: Waiter[]): GatherOptions {
+  if (waiting.length === 1) return waiting[0]!.gather;
+  let maxMs = Infinity;
+  let count = Infinity;
+  let idleMs = Infinity;
+  for (const w of waiting) {
+    maxMs = Math.min(maxMs, w.gather.maxMs);
+    count = Math.min(count, w.gather.count);
+    idleMs = Math.min(idleMs, w.gather.idleMs);
+  }
+  return { maxMs, count, idleMs };
 }
 
 /** The syncer for folders nobody else batches (atomic config writes, a new queue's parent). */
