@@ -8,6 +8,7 @@ import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { isLoopback, parseAddress } from '../ipc/index.js';
 import { type Announcer, startAnnouncer } from '../shared/announce.js';
+import { kernelThreadId, schedBatchHelpers } from '../shared/sched-batch.js';
 import { IPC_SECRET_OFF, ensureDataDir, ipcSecret, ipcSecretPath } from '../shared/ipc-secret.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { type MetricsJson, startMetricsServer } from '../shared/metrics-http.js';
@@ -17,6 +18,8 @@ import { type ServerName, START_ORDER, isServerName, loadServer } from './server
 
 export interface System {
   servers: RunningServer[];
+  /** Kernel thread ids of the event loops serving (this thread's, and the front-end thread's). */
+  eventLoops: string[];
   metricsAddress: string | null;
   stop(): Promise<void>;
   reload(config: Config): Promise<void>;
@@ -79,8 +82,10 @@ export async function startSystem(config: Config, logger: Logger, names: ServerN
     throw err;
   }
   announcer = startAnnouncer(config, logger, servers);
+  const mine = kernelThreadId();
   return {
     servers,
+    eventLoops: [mine, worker?.tid ?? null].filter((t): t is string => t !== null),
     metricsAddress: metrics?.address ?? null,
     stop,
     reload: async (next) => {
@@ -91,6 +96,7 @@ export async function startSystem(config: Config, logger: Logger, names: ServerN
 
 interface FrontEndWorker {
   servers: RunningServer[];
+  tid: string | null;
   metrics(): Promise<MetricsJson>;
 }
 
@@ -105,9 +111,13 @@ async function startFrontEndWorker(config: Config, names: ServerName[], logger: 
   const waiters = new Map<number, (data: MetricsJson) => void>();
   let nextId = 1;
   let stopped: (() => void) | null = null;
+  let tid: string | null = null;
   const ready = new Promise<Array<{ name: ServerName; addresses: Record<string, string> }>>((resolve, reject) => {
-    worker.on('message', (msg: { type: string; id?: number; data?: MetricsJson; servers?: Array<{ name: ServerName; addresses: Record<string, string> }>; message?: string }) => {
-      if (msg.type === 'ready') resolve(msg.servers!);
+    worker.on('message', (msg: { type: string; id?: number; data?: MetricsJson; servers?: Array<{ name: ServerName; addresses: Record<string, string> }>; message?: string; tid?: string | null }) => {
+      if (msg.type === 'ready') {
+        tid = msg.tid ?? null;
+        resolve(msg.servers!);
+      }
       else if (msg.type === 'failed') reject(new Error(msg.message));
       else if (msg.type === 'metrics') waiters.get(msg.id!)?.(msg.data!);
       else if (msg.type === 'stopped') stopped?.();
@@ -126,6 +136,7 @@ async function startFrontEndWorker(config: Config, names: ServerName[], logger: 
       await worker.terminate();
     }));
   return {
+    tid,
     servers: started.map((s, i) => ({
       name: s.name,
       addresses: s.addresses,
@@ -184,6 +195,8 @@ export function registerStart(program: Command): void {
       let config = loadConfig(opts.config);
       const logger = createLogger(config);
       const system = await startSystem(config, logger, names as ServerName[], { threads: config.threads });
+      // Helper threads must not preempt the event loops when they wake (shared/sched-batch.ts).
+      schedBatchHelpers(system.eventLoops);
       if (config.ipc.secret === IPC_SECRET_OFF) process.stderr.write(`warning: ${IPC_OPEN_WARNING}\n`);
       for (const s of system.servers) {
         for (const [role, addr] of Object.entries(s.addresses)) process.stdout.write(`${s.name.padEnd(9)} ${role.padEnd(11)} ${addr}\n`);

@@ -3,13 +3,14 @@
 // configuration; the servers talk to the others over IPC exactly as in separate processes.
 //
 // Messages from the main thread: {type:'stop'}, {type:'reload', config}, {type:'metrics', id}.
-// To it: {type:'ready', servers}, {type:'failed', message}, {type:'stopped'}, {type:'metrics', id, data}.
+// To it: {type:'ready', servers, tid}, {type:'failed', message}, {type:'stopped'}, {type:'metrics', id, data}.
 
 import { parentPort, workerData } from 'node:worker_threads';
 
 import type { Config } from '../config/schema.js';
 import { createLogger } from '../shared/log.js';
 import { registry } from '../shared/metrics.js';
+import { kernelThreadId } from '../shared/sched-batch.js';
 import type { RunningServer, ServerName } from '../shared/server-module.js';
 import { loadServer } from './servers.js';
 
@@ -30,7 +31,7 @@ async function main(): Promise<void> {
     port.postMessage({ type: 'failed', message: (err as Error).message });
     return;
   }
-  port.postMessage({ type: 'ready', servers: servers.map((s) => ({ name: s.name, addresses: s.addresses })) });
+  port.postMessage({ type: 'ready', servers: servers.map((s) => ({ name: s.name, addresses: s.addresses })), tid: kernelThreadId() });
 }
 
 port.on('message', (msg: { type: string; id?: number; config?: Config }) => {

@@ -69,7 +69,7 @@ export const ConfigSchema = z
     threads: z
       .boolean()
       .default(true)
-      .describe('fmail start with every server: run smtpd, pop3d and imapd in a second thread of the process, so it uses two cores.'),
+      .describe('fmail start with every server: run smtpd, pop3d and imapd in a second thread of the process, so it uses two cores. Its other threads (disk I/O workers, V8 and libuv helpers) run under SCHED_BATCH on Linux (util-linux chrt), so their wake-ups do not preempt the event loops.'),
     log: LogConfig.prefault({}),
     ipc: IpcConfig.prefault({}),
     tls: TlsConfig.prefault({}),

@@ -8,9 +8,13 @@ import path from 'node:path';
 import { parentPort, threadId } from 'node:worker_threads';
 
 import type { IoJob, IoResult } from './io-pool.js';
+import { schedBatch } from './sched-batch.js';
 import { dirStamp, fileStamp } from './stamp.js';
 
 const port = parentPort!;
+
+// Its wake-ups must not preempt the event loop that posts its jobs (sched-batch.ts).
+schedBatch();
 
 function writeFully(fd: number, data: Uint8Array, at?: number): void {
   let off = 0;
