@@ -117,8 +117,7 @@ async function startFrontEndWorker(config: Config, names: ServerName[], logger: 
       if (msg.type === 'ready') {
         tid = msg.tid ?? null;
         resolve(msg.servers!);
-      }
-      else if (msg.type === 'failed') reject(new Error(msg.message));
+      } else if (msg.type === 'failed') reject(new Error(msg.message));
       else if (msg.type === 'metrics') waiters.get(msg.id!)?.(msg.data!);
       else if (msg.type === 'stopped') stopped?.();
     });
