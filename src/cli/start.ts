@@ -8,6 +8,7 @@ import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { isLoopback, parseAddress } from '../ipc/index.js';
 import { type Announcer, startAnnouncer } from '../shared/announce.js';
+import { batchIoWorkers } from '../shared/io-pool.js';
 import { kernelThreadId, schedBatchHelpers } from '../shared/sched-batch.js';
 import { IPC_SECRET_OFF, ensureDataDir, ipcSecret, ipcSecretPath } from '../shared/ipc-secret.js';
 import { createLogger, type Logger } from '../shared/log.js';
@@ -193,6 +194,7 @@ export function registerStart(program: Command): void {
       }
       let config = loadConfig(opts.config);
       const logger = createLogger(config);
+      batchIoWorkers();
       const system = await startSystem(config, logger, names as ServerName[], { threads: config.threads });
       // Helper threads must not preempt the event loops when they wake (shared/sched-batch.ts).
       schedBatchHelpers(system.eventLoops);

@@ -8,6 +8,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 
 import type { Config } from '../config/schema.js';
+import { batchIoWorkers } from '../shared/io-pool.js';
 import { createLogger } from '../shared/log.js';
 import { registry } from '../shared/metrics.js';
 import { kernelThreadId } from '../shared/sched-batch.js';
@@ -16,6 +17,8 @@ import { loadServer } from './servers.js';
 
 const { config, names } = workerData as { config: Config; names: ServerName[] };
 const port = parentPort!;
+// Only fmail start runs this thread: its I/O workers run under SCHED_BATCH (shared/sched-batch.ts).
+batchIoWorkers();
 const logger = createLogger(config);
 const servers: RunningServer[] = [];
 

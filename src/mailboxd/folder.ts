@@ -246,8 +246,8 @@ export class Folder {
     let deferred = false;
     try {
       const finalPath = path.join(this.dir, sub, name);
-      // Small: file and folder fsync in one job shared with concurrent stores. Big: streamed
-      // to tmp/ first, then renamed in that job.
+      // Small: written and fdatasynced in one job; big: streamed to tmp/. Then the rename, in
+      // new/'s commit job shared with concurrent stores (a delivery lets it gather longer).
       const gather = opts.numbered ? undefined : DELIVERY_GATHER;
       const done =
         size <= SMALL_MESSAGE

@@ -34,15 +34,10 @@ export async function writeBigMessage(syncer: DirSyncer, dir: string, base: stri
     await out.abort();
     throw err;
   }
-  try {
-    return await syncer.sync(path.dirname(finalPath), { from: tmpPath, to: finalPath }, gather);
-  } catch (err) {
-    await removeFile(tmpPath).catch(() => {});
-    throw err;
-  }
+  return await renameIntoPlace(syncer, tmpPath, finalPath, gather);
 }
 
-/** Messages up to this size are gathered in memory and written inside the folder's commit. */
+/** Messages up to this size are gathered in memory and written in one I/O job (writeSmallMessage). */
 export const SMALL_MESSAGE = FLUSH_BYTES;
 
 /** gatherBody - exactly SIZE bytes of BODY, in the pieces they came in. */
@@ -82,8 +77,7 @@ async function* exactly(body: AsyncIterable<Buffer>, size: number): AsyncIterabl
  * writeSmallMessage - DATA as tmp/BASE, fdatasynced (mtime set when given) in one I/O job; then
  * renamed to `finalPath` and the folder fsynced in the folder's commit job, shared with
  * concurrent deliveries (GATHER: how long that job may wait for them); the folder's stamps
- * around that job. On failure nothing shows at
- * `finalPath` and no tmp/ file is left.
+ * around that job. On failure nothing shows at `finalPath` and no tmp/ file is left.
  */
 export async function writeSmallMessage(syncer: DirSyncer, dir: string, base: string, data: Buffer[], finalPath: string, mtime?: number, gather?: GatherOptions): Promise<DirCommit> {
   const tmpPath = path.join(dir, 'tmp', base);
@@ -108,9 +102,13 @@ export async function writeSmallMessage(syncer: DirSyncer, dir: string, base: st
   }
   // Arrived and queued in the same turn, so the waiting batch takes it.
   arrive();
-  const committed = syncer.sync(folder, { from: tmpPath, to: finalPath }, gather);
+  return await renameIntoPlace(syncer, tmpPath, finalPath, gather);
+}
+
+/** renameIntoPlace - TMP renamed to FINAL in its folder's commit job; on failure TMP is removed. */
+async function renameIntoPlace(syncer: DirSyncer, tmpPath: string, finalPath: string, gather?: GatherOptions): Promise<DirCommit> {
   try {
-    return await committed;
+    return await syncer.sync(path.dirname(finalPath), { from: tmpPath, to: finalPath }, gather);
   } catch (err) {
     await removeFile(tmpPath).catch(() => {});
     throw err;

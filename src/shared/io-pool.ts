@@ -113,10 +113,16 @@ const slots: Slot[] = [];
 let scheduled = false;
 let batchId = 0;
 let hops = 0;
+let batchWorkers = false;
 
 /** ioWorkers - how many workers this thread's pool may run (tests). */
 export function ioWorkers(): number {
   return MAX_WORKERS;
+}
+
+/** batchIoWorkers - workers this thread starts from now on run under SCHED_BATCH (fmail start: shared/sched-batch.ts). */
+export function batchIoWorkers(): void {
+  batchWorkers = true;
 }
 
 /** ioHops - batches handed to a worker so far in this thread (tests and benchmarks). */
@@ -247,7 +253,7 @@ function spawn(): Slot {
   // A file one worker opened may be written and closed by another (a DurableFile's pieces go to
   // whichever worker is free), so fds are not tracked per thread: tracked, Node warns at every
   // such close, and a worker that exited would close fds it no longer owns (reused numbers).
-  const worker = new Worker(workerUrl, { trackUnmanagedFds: false });
+  const worker = new Worker(workerUrl, { trackUnmanagedFds: false, workerData: { batch: batchWorkers } });
   const slot: Slot = { worker, busy: null, ordinary: false };
   worker.unref();
   worker.on('message', (msg: { results: IoResult[] }) => {

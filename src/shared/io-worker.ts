@@ -5,7 +5,7 @@
 
 import { closeSync, fdatasyncSync, fstatSync, fsyncSync, linkSync, lstatSync, lutimesSync, openSync, constants, readSync, renameSync, statSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { parentPort, threadId } from 'node:worker_threads';
+import { parentPort, threadId, workerData } from 'node:worker_threads';
 
 import type { IoJob, IoResult } from './io-pool.js';
 import { schedBatch } from './sched-batch.js';
@@ -13,8 +13,8 @@ import { dirStamp, fileStamp } from './stamp.js';
 
 const port = parentPort!;
 
-// Its wake-ups must not preempt the event loop that posts its jobs (sched-batch.ts).
-schedBatch();
+// In fmail start, its wake-ups must not preempt the event loop that posts its jobs (sched-batch.ts).
+if ((workerData as { batch?: boolean } | null)?.batch) schedBatch();
 
 function writeFully(fd: number, data: Uint8Array, at?: number): void {
   let off = 0;

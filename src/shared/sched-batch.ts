@@ -1,6 +1,8 @@
-// SCHED_BATCH (Linux) for the threads that only help an event loop: the I/O pool's workers (each
-// puts itself there: schedBatch) and, once `fmail start` is up, every other thread but the event
-// loops (V8's compiler and GC helpers, libuv's pool: schedBatchHelpers).
+// SCHED_BATCH (Linux) for the threads of `fmail start` that only help an event loop: once it is
+// up, every thread but the event loops (V8's compiler and GC helpers, libuv's pool, the I/O
+// workers: schedBatchHelpers); I/O workers started later put themselves there (schedBatch,
+// asked for by io-pool's batchIoWorkers). Other processes (tests, one-shot commands) are left
+// as they are.
 //
 // Why: a job posted to a worker wakes it, and on a busy machine the woken thread preempted the
 // event loop that posted it (serving SMTP, the queue, the mailboxes), which then waited for a
@@ -13,7 +15,7 @@
 // Node has no call for it, so util-linux's `chrt` is run once per thread; without it (or on
 // another system) nothing changes.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readdirSync, readlinkSync } from 'node:fs';
 
 /** kernelThreadId - this thread's kernel id (Linux), or null. */
@@ -28,15 +30,10 @@ export function kernelThreadId(): string | null {
   }
 }
 
-/** schedBatch - put the calling thread under SCHED_BATCH; false when it could not. */
-export function schedBatch(): boolean {
+/** schedBatch - put the calling thread under SCHED_BATCH (in the background). */
+export function schedBatch(): void {
   const tid = kernelThreadId();
-  if (tid === null) return false;
-  try {
-    return spawnSync('chrt', ['--batch', '--pid', '0', tid], { stdio: 'ignore', timeout: 5000 }).status === 0;
-  } catch {
-    return false;
-  }
+  if (tid !== null) chrtBatch(tid);
 }
 
 /** schedBatchHelpers - every thread of this process but the event loops in KEEP, under SCHED_BATCH (in the background). */
@@ -48,11 +45,13 @@ export function schedBatchHelpers(keep: readonly string[]): void {
   } catch {
     return;
   }
-  for (const tid of tids) {
-    try {
-      spawn('chrt', ['--batch', '--pid', '0', tid], { stdio: 'ignore' }).on('error', () => {});
-    } catch {
-      // no chrt: nothing changes
-    }
+  for (const tid of tids) chrtBatch(tid);
+}
+
+function chrtBatch(tid: string): void {
+  try {
+    spawn('chrt', ['--batch', '--pid', '0', tid], { stdio: 'ignore' }).on('error', () => {});
+  } catch {
+    // no chrt: nothing changes
   }
 }

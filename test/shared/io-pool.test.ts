@@ -32,8 +32,8 @@ test('an urgent job runs while ordinary fsync jobs hold every worker they may ta
   } finally {
     // A reader on each FIFO lets the blocked opens return (their fdatasync on a pipe then fails).
     const readers = fifos.map((f) => openSync(f, constants.O_RDONLY | constants.O_NONBLOCK));
-    const outcomes = await Promise.all(blocked);
+    // Waiting for them is the cleanup (the workers are free again for the next test).
+    await Promise.all(blocked);
     readers.forEach((fd) => closeSync(fd));
-    assert.equal(outcomes.length, fifos.length);
   }
 });

@@ -1,12 +1,16 @@
 // SCHED_BATCH for helper threads: a worker that asks gets it; schedBatchHelpers puts every
-// thread but the kept event loops there, and leaves those alone.
+// thread but the kept event loops there, and leaves those alone; after batchIoWorkers (what fmail
+// start calls), an I/O worker started later puts itself there.
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 
+import { batchIoWorkers, runIo } from '../../src/shared/io-pool.js';
 import { kernelThreadId, schedBatchHelpers } from '../../src/shared/sched-batch.js';
+import { tempDir } from '../helpers/tmp.js';
 
 const SCHED_OTHER = 0;
 const SCHED_BATCH = 3;
@@ -54,7 +58,7 @@ async function startThread(batch: boolean): Promise<{ tid: string; end(): Promis
 test('a thread that calls schedBatch runs under SCHED_BATCH; the others are left alone', { skip: !linux }, async () => {
   const t = await startThread(true);
   try {
-    assert.equal(policy(t.tid), SCHED_BATCH);
+    await until('the thread under SCHED_BATCH', () => policy(t.tid) === SCHED_BATCH);
     assert.equal(policy(kernelThreadId()!), SCHED_OTHER);
   } finally {
     await t.end();
@@ -73,5 +77,20 @@ test('schedBatchHelpers: every thread but the kept ones goes to SCHED_BATCH', { 
   } finally {
     await helper.end();
     await loop.end();
+  }
+});
+
+test('after batchIoWorkers, an I/O worker started later runs under SCHED_BATCH', { skip: !linux }, async () => {
+  const t = tempDir('fmail-sched-batch-');
+  try {
+    const before = new Set(readdirSync('/proc/self/task'));
+    batchIoWorkers();
+    // This file's first job starts this thread's first I/O worker.
+    await runIo({ op: 'write', path: path.join(t.dir, 'f'), flags: 'wx', data: [Buffer.from('x')], sync: true, close: true });
+    const started = () => readdirSync('/proc/self/task').filter((tid) => !before.has(tid));
+    await until('a new thread under SCHED_BATCH', () => started().some((tid) => policy(tid) === SCHED_BATCH));
+    assert.equal(policy(kernelThreadId()!), SCHED_OTHER);
+  } finally {
+    t.cleanup();
   }
 });
